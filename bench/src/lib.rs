@@ -1,0 +1,9 @@
+//! Benchmark harness for wsguard: shared pieces of the `loadgen`, `echo`
+//! and `benchtool` binaries.
+
+pub mod client;
+pub mod modes;
+pub mod procstat;
+pub mod report;
+pub mod table;
+pub mod tokens;

@@ -1,0 +1,353 @@
+//! Token verification: providers chosen by `iss`, keys chosen by `kid` and
+//! algorithm family, signature and claim checks, and a cache of verified
+//! tokens. Only `iss`, `alg` and `kid` are read before the signature is
+//! verified, and only to choose the key.
+
+mod keys;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{AuthConfig, ConfigError};
+use keys::Key;
+
+/// Why a token was refused. The messages are safe to show the client: they
+/// never contain the token or its claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Not three base64url parts, or not JSON inside.
+    #[error("malformed token")]
+    Malformed,
+    /// No provider answers for the token's `iss`.
+    #[error("unknown issuer")]
+    UnknownIssuer,
+    /// The algorithm is not in the provider's allowlist.
+    #[error("algorithm not allowed")]
+    Algorithm,
+    /// No configured key matches the token's `kid` and algorithm.
+    #[error("no matching key")]
+    NoKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// `exp` has passed (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `iat` is in the future (beyond the leeway).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// `aud` does not match.
+    #[error("wrong audience")]
+    Audience,
+    /// `iss` does not match.
+    #[error("wrong issuer")]
+    Issuer,
+    /// A required claim is missing or has the wrong value.
+    #[error("missing or wrong claim: {0}")]
+    Claim(String),
+}
+
+/// A verified identity: what the upstream is told and what a connection is pinned to.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `sub`.
+    pub sub: String,
+    /// `iss`, when the token has one.
+    pub iss: Option<String>,
+    /// `exp`, unix seconds.
+    pub exp: u64,
+    /// All verified claims.
+    pub claims: Map<String, Value>,
+    /// The token's payload segment: unpadded base64url of the claims JSON.
+    pub claims_b64: String,
+    /// The name of the provider that verified it.
+    pub provider: Arc<str>,
+}
+
+/// One configured issuer.
+struct Provider {
+    /// Name from the configuration.
+    name: Arc<str>,
+    /// `iss` it answers for.
+    issuer: Option<String>,
+    /// jsonwebtoken's checks (algorithms, exp, nbf, aud, iss, leeway).
+    validation: Validation,
+    /// Claims that must be present with a value.
+    required: BTreeMap<String, String>,
+    /// Verification keys.
+    keys: Vec<Key>,
+}
+
+/// Verifies tokens against the configured providers.
+pub struct Verifier {
+    /// Providers in configuration order.
+    providers: Vec<Provider>,
+    /// Clock-skew allowance, seconds.
+    leeway: u64,
+    /// Verified tokens by their text.
+    cache: Option<moka::sync::Cache<Arc<str>, Arc<Identity>>>,
+}
+
+/// How long a verified token stays in the cache at most (its `exp` still applies).
+const CACHE_TTL: Duration = Duration::from_secs(300);
+
+/// Only the claims needed to choose a provider, read before verification.
+#[derive(Deserialize)]
+struct Unverified {
+    /// The claimed issuer.
+    #[serde(default)]
+    iss: Option<Value>,
+}
+
+impl Verifier {
+    /// Builds the verifier, loading every key; errors name the configuration key.
+    pub fn from_config(config: &AuthConfig) -> Result<Verifier, ConfigError> {
+        let leeway = config.leeway.as_secs();
+        let mut providers = Vec::new();
+        let mut seen_issuers = std::collections::HashSet::new();
+        for (i, p) in config.providers.iter().enumerate() {
+            let at = format!("auth.providers[{i}]");
+            if !seen_issuers.insert(p.issuer.clone()) {
+                return Err(ConfigError::invalid(
+                    format!("{at}.issuer"),
+                    "another provider already has this issuer",
+                ));
+            }
+            let mut algorithms = Vec::new();
+            for a in &p.algorithms {
+                if a.eq_ignore_ascii_case("none") {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.algorithms"),
+                        "\"none\" is not allowed",
+                    ));
+                }
+                let alg: Algorithm = a.parse().map_err(|_| {
+                    ConfigError::invalid(
+                        format!("{at}.algorithms"),
+                        format!("{a:?} is not a known JWT algorithm"),
+                    )
+                })?;
+                algorithms.push(alg);
+            }
+            if algorithms.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.algorithms"),
+                    "at least one algorithm is required",
+                ));
+            }
+            let mut loaded = Vec::new();
+            for (k, key) in p.keys.iter().enumerate() {
+                loaded.extend(keys::load(&format!("{at}.keys[{k}]"), key)?);
+            }
+            if loaded.is_empty() {
+                return Err(ConfigError::invalid(
+                    format!("{at}.keys"),
+                    "at least one key is required",
+                ));
+            }
+            for alg in &algorithms {
+                if !loaded.iter().any(|k| k.family == alg.family()) {
+                    return Err(ConfigError::invalid(
+                        format!("{at}.algorithms"),
+                        format!("{alg:?} has no key of its kind in {at}.keys"),
+                    ));
+                }
+            }
+            let mut validation = Validation::new(algorithms[0]);
+            validation.algorithms = algorithms;
+            validation.leeway = leeway;
+            validation.validate_exp = true;
+            validation.validate_nbf = true;
+            validation.set_required_spec_claims(&["exp", "sub"]);
+            match &p.issuer {
+                Some(iss) => validation.set_issuer(&[iss]),
+                None => validation.iss = None,
+            }
+            if p.audience.is_empty() {
+                validation.validate_aud = false;
+            } else {
+                validation.set_audience(&p.audience);
+            }
+            providers.push(Provider {
+                name: Arc::from(p.name.as_str()),
+                issuer: p.issuer.clone(),
+                validation,
+                required: p.required_claims.clone(),
+                keys: loaded,
+            });
+        }
+        let cache = (config.cache_size > 0).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(config.cache_size)
+                .time_to_live(CACHE_TTL)
+                .build()
+        });
+        Ok(Verifier {
+            providers,
+            leeway,
+            cache,
+        })
+    }
+
+    /// Verifies a token and returns the identity it proves.
+    pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        let now = unix_now();
+        if let Some(cache) = &self.cache {
+            if let Some(identity) = cache.get(token) {
+                if identity.exp + self.leeway > now {
+                    return Ok(identity);
+                }
+                cache.invalidate(token);
+                return Err(AuthError::Expired);
+            }
+        }
+        let identity = Arc::new(self.verify_uncached(token, now)?);
+        if let Some(cache) = &self.cache {
+            cache.insert(Arc::from(token), identity.clone());
+        }
+        Ok(identity)
+    }
+
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        let unverified: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(token)
+            .map_err(|_| AuthError::Malformed)?;
+        let iss = match &unverified.iss {
+            None => None,
+            Some(Value::String(s)) => Some(s.as_str()),
+            Some(_) => return Err(AuthError::Malformed),
+        };
+        let provider = self.provider_for(iss)?;
+        if !provider.validation.algorithms.contains(&header.alg) {
+            return Err(AuthError::Algorithm);
+        }
+        let family = header.alg.family();
+        let candidates = provider.keys.iter().filter(|k| {
+            k.family == family
+                && match (&header.kid, &k.kid) {
+                    (Some(want), Some(have)) => want == have,
+                    (Some(_), None) => false,
+                    (None, _) => true,
+                }
+        });
+        let mut result = Err(AuthError::NoKey);
+        for key in candidates {
+            result =
+                jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &provider.validation)
+                    .map_err(map_error);
+            if !matches!(result, Err(AuthError::Signature)) {
+                break;
+            }
+        }
+        let claims = result?.claims;
+        if let Some(iat) = claims.get("iat") {
+            match iat.as_f64() {
+                Some(iat) if iat > (now + self.leeway) as f64 => {
+                    return Err(AuthError::IssuedInFuture)
+                }
+                Some(_) => {}
+                None => return Err(AuthError::Claim("iat".into())),
+            }
+        }
+        for (name, want) in &provider.required {
+            if !claim_satisfies(claims.get(name), want) {
+                return Err(AuthError::Claim(name.clone()));
+            }
+        }
+        let sub = match claims.get("sub") {
+            Some(Value::String(s)) => s.clone(),
+            _ => return Err(AuthError::Claim("sub".into())),
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(Value::as_f64)
+            .filter(|e| *e >= 0.0)
+            .map(|e| e as u64)
+            .ok_or_else(|| AuthError::Claim("exp".into()))?;
+        let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();
+        Ok(Identity {
+            sub,
+            iss: iss.map(str::to_owned),
+            exp,
+            claims,
+            claims_b64,
+            provider: provider.name.clone(),
+        })
+    }
+
+    /// The provider for an (unverified) `iss`: the one naming it, else the one without an issuer.
+    fn provider_for(&self, iss: Option<&str>) -> Result<&Provider, AuthError> {
+        if let Some(iss) = iss {
+            if let Some(p) = self
+                .providers
+                .iter()
+                .find(|p| p.issuer.as_deref() == Some(iss))
+            {
+                return Ok(p);
+            }
+        }
+        self.providers
+            .iter()
+            .find(|p| p.issuer.is_none())
+            .ok_or(AuthError::UnknownIssuer)
+    }
+}
+
+fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match e.kind() {
+        K::InvalidSignature => AuthError::Signature,
+        K::ExpiredSignature => AuthError::Expired,
+        K::ImmatureSignature => AuthError::NotYetValid,
+        K::InvalidAudience => AuthError::Audience,
+        K::InvalidIssuer => AuthError::Issuer,
+        K::InvalidAlgorithm | K::InvalidAlgorithmName | K::UnsupportedAlgorithm => {
+            AuthError::Algorithm
+        }
+        K::MissingRequiredClaim(c) | K::InvalidClaimFormat(c) => AuthError::Claim(c.clone()),
+        _ => AuthError::Malformed,
+    }
+}
+
+/// Whether a claim satisfies a `required_claims` entry.
+fn claim_satisfies(claim: Option<&Value>, want: &str) -> bool {
+    match claim {
+        Some(Value::String(s)) => s == want || s.split(' ').any(|w| w == want),
+        Some(Value::Array(items)) => items.iter().any(|v| v.as_str() == Some(want)),
+        Some(Value::Bool(b)) => want == if *b { "true" } else { "false" },
+        Some(Value::Number(n)) => n.to_string() == want,
+        _ => false,
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_and_roles_match() {
+        let scope = Value::String("read chat write".into());
+        assert!(claim_satisfies(Some(&scope), "chat"));
+        assert!(!claim_satisfies(Some(&scope), "cha"));
+        let roles = serde_json::json!(["member", "admin"]);
+        assert!(claim_satisfies(Some(&roles), "admin"));
+        assert!(!claim_satisfies(Some(&roles), "owner"));
+        assert!(!claim_satisfies(None, "x"));
+    }
+}

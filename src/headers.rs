@@ -1,0 +1,264 @@
+//! Which request headers go upstream: hop-by-hop and handshake headers are
+//! dropped, identity and forwarding headers a client sent are removed (so a
+//! client can never spoof them), the verified identity is added, and
+//! `X-Forwarded-*` and `X-Request-Id` are set. Shared by the WebSocket and
+//! the plain HTTP paths.
+
+use std::net::SocketAddr;
+
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::HeaderMap;
+use ipnet::IpNet;
+use serde_json::Value;
+
+use crate::auth::Identity;
+use crate::config::UpstreamConfig;
+
+/// Headers never forwarded: hop-by-hop ones and the WebSocket handshake's own.
+const DROPPED: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-extensions",
+    "sec-websocket-accept",
+    "sec-websocket-protocol",
+];
+
+const X_FORWARDED_FOR: &str = "x-forwarded-for";
+const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
+const X_FORWARDED_HOST: &str = "x-forwarded-host";
+const X_REQUEST_ID: &str = "x-request-id";
+const FORWARDED: &str = "forwarded";
+
+/// The forwarding rules, built once from the configuration.
+#[derive(Debug)]
+pub struct HeaderPolicy {
+    /// Peers whose forwarding headers are trusted.
+    trusted: Vec<IpNet>,
+    /// Identity header names (sub, iss, exp, claims) in that order; `None` = off.
+    identity: [Option<HeaderName>; 4],
+    /// Claim → header name.
+    claim_headers: Vec<(String, HeaderName)>,
+    /// Every name a client may not send: identity, claim and forwarding headers.
+    reserved: Vec<HeaderName>,
+    /// Pass the client's `Authorization`.
+    forward_authorization: bool,
+    /// Keep the client's `Host`.
+    preserve_host: bool,
+}
+
+/// What the proxy knows of the client's request.
+#[derive(Debug, Clone)]
+pub struct ClientRequest {
+    /// The TCP peer.
+    pub peer: SocketAddr,
+    /// The request headers as received.
+    pub headers: HeaderMap,
+    /// Path and query as received.
+    pub path_and_query: String,
+}
+
+fn name(s: &str) -> Option<HeaderName> {
+    if s.is_empty() {
+        return None;
+    }
+    HeaderName::from_bytes(s.as_bytes()).ok()
+}
+
+impl HeaderPolicy {
+    /// Builds the rules; header names were checked by [`crate::config::Config::validate`].
+    pub fn new(config: &UpstreamConfig, trusted: &[IpNet]) -> HeaderPolicy {
+        let ids = &config.identity_headers;
+        let identity = [
+            name(&ids.subject),
+            name(&ids.issuer),
+            name(&ids.expires),
+            name(&ids.claims),
+        ];
+        let claim_headers: Vec<(String, HeaderName)> = config
+            .claim_headers
+            .iter()
+            .filter_map(|(claim, header)| Some((claim.clone(), name(header)?)))
+            .collect();
+        let mut reserved: Vec<HeaderName> = identity.iter().flatten().cloned().collect();
+        reserved.extend(claim_headers.iter().map(|(_, h)| h.clone()));
+        for fixed in [
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            X_REQUEST_ID,
+            FORWARDED,
+        ] {
+            reserved.push(HeaderName::from_static(fixed));
+        }
+        HeaderPolicy {
+            trusted: trusted.to_vec(),
+            identity,
+            claim_headers,
+            reserved,
+            forward_authorization: config.forward_authorization,
+            preserve_host: config.preserve_host,
+        }
+    }
+
+    /// Whether the peer is a trusted proxy.
+    fn is_trusted(&self, peer: &SocketAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&peer.ip()))
+    }
+
+    /// Copies the client's end-to-end headers into `out` and sets the
+    /// forwarding headers. `out` already holds what the upstream request
+    /// needs for itself (for WebSocket, the handshake headers and `Host`).
+    pub fn forward(
+        &self,
+        client: &ClientRequest,
+        request_id: &str,
+        proto: &str,
+        out: &mut HeaderMap,
+    ) {
+        let trusted = self.is_trusted(&client.peer);
+        let listed_in_connection: Vec<String> = client
+            .headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect();
+        for (key, value) in &client.headers {
+            let lower = key.as_str();
+            if DROPPED.contains(&lower)
+                || listed_in_connection.iter().any(|c| c == lower)
+                || self.reserved.contains(key)
+                || (key == AUTHORIZATION && !self.forward_authorization)
+            {
+                continue;
+            }
+            if key == HOST {
+                if self.preserve_host {
+                    out.insert(HOST, value.clone());
+                }
+                continue;
+            }
+            out.append(key.clone(), value.clone());
+        }
+        let peer_ip = client.peer.ip().to_string();
+        let xff = match client
+            .headers
+            .get(X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(prior) if trusted => format!("{prior}, {peer_ip}"),
+            _ => peer_ip,
+        };
+        set(out, X_FORWARDED_FOR, &xff);
+        let inherited = |n: &str| trusted.then(|| client.headers.get(n).cloned()).flatten();
+        match inherited(X_FORWARDED_PROTO) {
+            Some(v) => insert(out, X_FORWARDED_PROTO, v),
+            None => set(out, X_FORWARDED_PROTO, proto),
+        }
+        match inherited(X_FORWARDED_HOST).or_else(|| client.headers.get(HOST).cloned()) {
+            Some(v) => insert(out, X_FORWARDED_HOST, v),
+            None => {}
+        }
+        match inherited(X_REQUEST_ID) {
+            Some(v) => insert(out, X_REQUEST_ID, v),
+            None => set(out, X_REQUEST_ID, request_id),
+        }
+    }
+
+    /// Sets the identity headers for a verified identity.
+    pub fn identity(&self, identity: &Identity, out: &mut HeaderMap) {
+        let [sub, iss, exp, claims] = &self.identity;
+        if let Some(h) = sub {
+            out.insert(h.clone(), encode_value(&identity.sub));
+        }
+        if let (Some(h), Some(v)) = (iss, &identity.iss) {
+            out.insert(h.clone(), encode_value(v));
+        }
+        if let Some(h) = exp {
+            out.insert(h.clone(), HeaderValue::from(identity.exp));
+        }
+        if let Some(h) = claims {
+            if let Ok(v) = HeaderValue::from_str(&identity.claims_b64) {
+                out.insert(h.clone(), v);
+            }
+        }
+        for (claim, header) in &self.claim_headers {
+            if let Some(value) = identity.claims.get(claim) {
+                out.insert(header.clone(), claim_value(value));
+            }
+        }
+    }
+}
+
+fn set(out: &mut HeaderMap, name: &'static str, value: &str) {
+    out.insert(HeaderName::from_static(name), encode_value(value));
+}
+
+fn insert(out: &mut HeaderMap, name: &'static str, value: HeaderValue) {
+    out.insert(HeaderName::from_static(name), value);
+}
+
+/// A claim as a header value: strings as they are, arrays comma-joined,
+/// anything else as compact JSON; always through [`encode_value`].
+pub fn claim_value(value: &Value) -> HeaderValue {
+    let text = match value {
+        Value::String(s) => percent_encode(s, false),
+        Value::Array(items) => items
+            .iter()
+            .map(|item| match item {
+                Value::String(s) => percent_encode(s, true),
+                other => percent_encode(&other.to_string(), true),
+            })
+            .collect::<Vec<_>>()
+            .join(","),
+        other => percent_encode(&other.to_string(), false),
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// A string as a header value, percent-encoded where needed.
+pub fn encode_value(s: &str) -> HeaderValue {
+    HeaderValue::from_str(&percent_encode(s, false))
+        .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+/// Percent-encodes `%`, bytes outside printable ASCII, and (in list items)
+/// `,`. Printable ASCII without `%` passes unchanged, so ordinary values
+/// read as they are, and any value decodes with standard percent-decoding.
+pub fn percent_encode(s: &str, list_item: bool) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        let plain = (0x20..0x7f).contains(&b) && b != b'%' && !(list_item && b == b',');
+        if plain {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn claim_encoding() {
+        assert_eq!(claim_value(&json!("a@b.c")), "a@b.c");
+        assert_eq!(claim_value(&json!(["admin", "x,y"])), "admin,x%2Cy");
+        assert_eq!(claim_value(&json!("é\r\n100%")), "%C3%A9%0D%0A100%25");
+        assert_eq!(claim_value(&json!({"k": 1})), "{\"k\":1}");
+        assert_eq!(claim_value(&json!(true)), "true");
+    }
+}

@@ -1,0 +1,20 @@
+//! wsguard: an authenticating WebSocket reverse proxy.
+//!
+//! See `docs/architecture.md` for what each module owns.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod config;
+pub mod demo;
+pub mod headers;
+pub mod ids;
+pub mod listener;
+pub mod passthrough;
+pub mod protocol;
+pub mod proxy;
+pub mod relay;
+pub mod rescue;
+pub mod session;
+pub mod token;
+pub mod upstream;

@@ -1,0 +1,178 @@
+//! Accepting connections: the accept loop (with backoff), HTTP/1 serving
+//! with upgrades, and the WebSocket handshake that hands an upgraded socket
+//! to its [`Session`]. Non-upgrade requests go to [`crate::passthrough`].
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::headers::ClientRequest;
+use crate::proxy::{Body, Proxy};
+use crate::rescue::HttpError;
+use crate::session::Session;
+
+/// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
+/// Longest pause after failed accepts (for example while out of file descriptors).
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Serves connections from a bound listener until `shutdown` completes.
+pub async fn run(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    header_read_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, peer)) => {
+                    backoff = MIN_ACCEPT_BACKOFF;
+                    let _ = tcp.set_nodelay(true);
+                    tokio::spawn(serve(tcp, peer, proxy.clone(), header_read_timeout));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, pause = ?backoff, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+                }
+            },
+            () = &mut shutdown => {
+                tracing::info!("listener stopped");
+                return;
+            }
+        }
+    }
+}
+
+async fn serve(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    header_read_timeout: Duration,
+) {
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { Ok::<_, Infallible>(route(request, peer, proxy).await) }
+    });
+    let served = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .serve_connection(TokioIo::new(tcp), service)
+        .with_upgrades()
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, "http connection ended with an error");
+    }
+}
+
+/// Upgrade requests become WebSocket sessions; everything else is passed through.
+async fn route(request: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>) -> Response<Body> {
+    if request.headers().contains_key(UPGRADE)
+        || has_token(request.headers(), CONNECTION, "upgrade")
+    {
+        return match accept_key(&request) {
+            Some(accept) => upgrade(request, peer, proxy, accept),
+            None => error(HttpError::BadUpgrade),
+        };
+    }
+    crate::passthrough::forward(request, peer, &proxy).await
+}
+
+/// An HTTP error as a response of the proxy's body type.
+pub fn error(e: HttpError) -> Response<Body> {
+    e.response()
+        .map(|b| b.map_err(|never| match never {}).boxed())
+}
+
+fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+/// The `Sec-WebSocket-Accept` value if this is a valid WebSocket handshake (RFC 6455 §4.2.1).
+fn accept_key(request: &Request<Incoming>) -> Option<HeaderValue> {
+    let h = request.headers();
+    let valid = request.method() == Method::GET
+        && request.version() == http::Version::HTTP_11
+        && has_token(h, UPGRADE, "websocket")
+        && has_token(h, CONNECTION, "upgrade")
+        && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
+    let key = h.get(SEC_WEBSOCKET_KEY)?;
+    let decoded_len =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
+            .map(|k| k.len())
+            .unwrap_or(0);
+    if !valid || decoded_len != 16 {
+        return None;
+    }
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
+}
+
+/// Answers 101 and starts the session once hyper hands over the socket.
+fn upgrade(
+    mut request: Request<Incoming>,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    accept: HeaderValue,
+) -> Response<Body> {
+    let client = ClientRequest {
+        peer,
+        headers: std::mem::take(request.headers_mut()),
+        path_and_query: request
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned()),
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match on_upgrade.await {
+            Ok(upgraded) => {
+                let socket = WebSocketStream::from_raw_socket(
+                    TokioIo::new(upgraded),
+                    Role::Server,
+                    Some(proxy.ws_config),
+                )
+                .await;
+                Session::new(proxy, crate::ids::connection_id(), client, socket)
+                    .run()
+                    .await;
+            }
+            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+        }
+    });
+    let mut response = Response::new(
+        http_body_util::Empty::new()
+            .map_err(|never| match never {})
+            .boxed(),
+    );
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let h = response.headers_mut();
+    h.insert(UPGRADE, HeaderValue::from_static("websocket"));
+    h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
+    h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    response
+}

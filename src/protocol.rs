@@ -1,0 +1,285 @@
+//! The dialect: which client frames are control frames, and the frames the
+//! proxy writes. All control-frame names live here (from `[dialect]`).
+//!
+//! Inspection is cheap on the hot path: a text frame in which none of the
+//! dialect's type names occurs, and which has no JSON escape (`\`) that could
+//! spell one, cannot be a control frame and is forwarded without a parse.
+//! Anything else that is a JSON object is parsed, so key order, whitespace
+//! and escapes never let a control frame through.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Map, Value};
+
+use crate::config::DialectConfig;
+
+/// What a client text frame turned out to be.
+#[derive(Debug, PartialEq)]
+pub enum ClientFrame {
+    /// An authentication frame (first auth, or REAUTH after it).
+    Auth {
+        /// The client's `id`, echoed as `in_reply_to`.
+        id: Option<Value>,
+        /// The token, if present at the configured path.
+        token: Option<String>,
+    },
+    /// Anything else: application data.
+    Data,
+}
+
+/// The configured dialect, ready for matching.
+#[derive(Debug)]
+pub struct Dialect {
+    /// Types accepted as the first frame.
+    auth: Vec<String>,
+    /// Types accepted as re-authentication.
+    reauth: Vec<String>,
+    /// Every distinct name above, for the pre-check.
+    needles: Vec<String>,
+    /// Success answer, if sent.
+    authenticated: Option<String>,
+    /// Pre-expiry notice, if sent.
+    auth_required: Option<String>,
+    /// Expiry notice, if sent.
+    token_expired: Option<String>,
+    /// Error answer, if sent.
+    error: Option<String>,
+    /// Upstream identity notice type.
+    identity_refreshed: Option<String>,
+    /// Path of the token inside a control frame.
+    token_path: Vec<String>,
+}
+
+/// Counter behind frame ids.
+static FRAME_SEQ: AtomicU64 = AtomicU64::new(0);
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl Dialect {
+    /// Builds the dialect from `[dialect]`.
+    pub fn new(config: &DialectConfig) -> Dialect {
+        let auth: Vec<String> = config.auth.iter().filter_map(|s| non_empty(s)).collect();
+        let reauth: Vec<String> = config.reauth.iter().filter_map(|s| non_empty(s)).collect();
+        let mut needles: Vec<String> = auth.iter().chain(reauth.iter()).cloned().collect();
+        needles.sort();
+        needles.dedup();
+        Dialect {
+            auth,
+            reauth,
+            needles,
+            authenticated: non_empty(&config.authenticated),
+            auth_required: non_empty(&config.auth_required),
+            token_expired: non_empty(&config.token_expired),
+            error: non_empty(&config.error),
+            identity_refreshed: non_empty(&config.identity_refreshed),
+            token_path: config.token_path.split('.').map(str::to_owned).collect(),
+        }
+    }
+
+    /// Classifies the first frame: only an auth type counts.
+    pub fn classify_first(&self, text: &str) -> ClientFrame {
+        self.classify(text, &self.auth)
+    }
+
+    /// Classifies a frame after authentication: a re-auth type is a control frame.
+    pub fn classify_later(&self, text: &str) -> ClientFrame {
+        if !self.might_be_control(text) {
+            return ClientFrame::Data;
+        }
+        self.classify(text, &self.reauth)
+    }
+
+    /// The cheap pre-check: false means the frame cannot be a control frame.
+    fn might_be_control(&self, text: &str) -> bool {
+        let trimmed = text.trim_start();
+        if !trimmed.starts_with('{') {
+            return false;
+        }
+        trimmed.contains('\\') || self.needles.iter().any(|n| trimmed.contains(n.as_str()))
+    }
+
+    fn classify(&self, text: &str, types: &[String]) -> ClientFrame {
+        let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
+            return ClientFrame::Data;
+        };
+        let is_control =
+            matches!(frame.get("type"), Some(Value::String(t)) if types.iter().any(|x| x == t));
+        if !is_control {
+            return ClientFrame::Data;
+        }
+        let id = frame.remove("id");
+        let mut at = &Value::Object(frame);
+        for part in &self.token_path {
+            at = match at.get(part) {
+                Some(v) => v,
+                None => return ClientFrame::Auth { id, token: None },
+            };
+        }
+        ClientFrame::Auth {
+            id,
+            token: at.as_str().map(str::to_owned),
+        }
+    }
+
+    /// Whether `AUTHENTICATED` is sent at all.
+    pub fn sends_authenticated(&self) -> bool {
+        self.authenticated.is_some()
+    }
+
+    /// `AUTHENTICATED`, or `None` when switched off.
+    pub fn authenticated(
+        &self,
+        sub: &str,
+        exp: u64,
+        connection_id: &str,
+        in_reply_to: Option<&Value>,
+    ) -> Option<String> {
+        let mut payload = json!({
+            "sub": sub,
+            "exp": exp,
+            "expires_at": rfc3339_unix(exp),
+            "connection_id": connection_id,
+        });
+        reply_to(&mut payload, in_reply_to);
+        Some(envelope(self.authenticated.as_deref()?, payload))
+    }
+
+    /// `auth_required`, or `None` when switched off.
+    pub fn auth_required(&self, exp: u64, now: u64) -> Option<String> {
+        let payload = json!({
+            "expires_at": rfc3339_unix(exp),
+            "expires_in": exp.saturating_sub(now),
+        });
+        Some(envelope(self.auth_required.as_deref()?, payload))
+    }
+
+    /// `TOKEN_EXPIRED`, or `None` when switched off.
+    pub fn token_expired(&self, exp: u64, grace: Duration) -> Option<String> {
+        let payload = json!({
+            "expired_at": rfc3339_unix(exp),
+            "grace": grace.as_secs(),
+        });
+        Some(envelope(self.token_expired.as_deref()?, payload))
+    }
+
+    /// An `error` answer, or `None` when switched off.
+    pub fn error(&self, code: &str, message: &str, in_reply_to: Option<&Value>) -> Option<String> {
+        let mut payload = json!({ "code": code, "message": message });
+        reply_to(&mut payload, in_reply_to);
+        Some(envelope(self.error.as_deref()?, payload))
+    }
+
+    /// The frame injected upstream after a successful REAUTH.
+    pub fn identity_refreshed(
+        &self,
+        sub: &str,
+        exp: u64,
+        claims: &Map<String, Value>,
+    ) -> Option<String> {
+        let payload = json!({ "sub": sub, "exp": exp, "claims": claims });
+        Some(envelope(self.identity_refreshed.as_deref()?, payload))
+    }
+}
+
+fn reply_to(payload: &mut Value, in_reply_to: Option<&Value>) {
+    if let (Some(id), Value::Object(map)) = (in_reply_to, payload) {
+        map.insert("in_reply_to".into(), id.clone());
+    }
+}
+
+/// Wraps a payload in the envelope with a fresh `id` and `timestamp`.
+fn envelope(kind: &str, payload: Value) -> String {
+    let seq = FRAME_SEQ.fetch_add(1, Ordering::Relaxed);
+    json!({
+        "type": kind,
+        "id": format!("{}-{seq}", crate::ids::process_prefix()),
+        "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
+        "payload": payload,
+    })
+    .to_string()
+}
+
+/// RFC 3339 text for unix seconds.
+pub fn rfc3339_unix(secs: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dialect() -> Dialect {
+        Dialect::new(&DialectConfig::default())
+    }
+
+    #[test]
+    fn first_frame_any_key_order() {
+        let d = dialect();
+        let f = d.classify_first(r#" { "id" : 7 ,"payload":{"token":"t.k.n"},  "type":"auth" }"#);
+        assert_eq!(
+            f,
+            ClientFrame::Auth {
+                id: Some(json!(7)),
+                token: Some("t.k.n".into())
+            }
+        );
+        assert_eq!(
+            d.classify_first(r#"{"type":"AUTHENTICATE","payload":{}}"#),
+            ClientFrame::Auth {
+                id: None,
+                token: None
+            }
+        );
+        assert_eq!(
+            d.classify_first(r#"{"type":"REAUTH","payload":{"token":"x"}}"#),
+            ClientFrame::Data
+        );
+        assert_eq!(d.classify_first("not json"), ClientFrame::Data);
+    }
+
+    #[test]
+    fn escaped_type_is_still_control() {
+        let d = dialect();
+        let f = d.classify_later(r#"{"\u0074ype":"RE\u0041UTH","payload":{"token":"a"}}"#);
+        assert!(matches!(f, ClientFrame::Auth { .. }));
+    }
+
+    #[test]
+    fn plain_data_skips_parse() {
+        let d = dialect();
+        assert!(!d.might_be_control(r#"{"type":"message","text":"hi"}"#));
+        assert!(!d.might_be_control("[1,2,3]"));
+        assert!(d.might_be_control(r#"{"type":"REAUTH"}"#));
+        assert_eq!(
+            d.classify_later(r#"{"type":"chat","text":"please REAUTH"}"#),
+            ClientFrame::Data
+        );
+    }
+
+    #[test]
+    fn replies_carry_in_reply_to_and_envelope() {
+        let d = dialect();
+        let text = d
+            .authenticated("alice", 100, "c1", Some(&json!("x")))
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(v["type"], "AUTHENTICATED");
+        assert_eq!(v["payload"]["in_reply_to"], "x");
+        assert_eq!(v["payload"]["expires_at"], "1970-01-01T00:01:40Z");
+        assert!(v["id"].is_string() && v["timestamp"].is_string());
+    }
+
+    #[test]
+    fn switched_off_frames_are_none() {
+        let cfg = DialectConfig {
+            authenticated: String::new(),
+            ..DialectConfig::default()
+        };
+        assert!(Dialect::new(&cfg)
+            .authenticated("a", 1, "c", None)
+            .is_none());
+    }
+}

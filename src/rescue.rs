@@ -1,0 +1,228 @@
+//! The one place where failures become close codes and HTTP statuses.
+//!
+//! Every close the proxy starts is a [`CloseCause`]; [`CloseCause::frames`]
+//! maps it to the close frame for each leg. Every HTTP error the proxy
+//! answers is an [`HttpError`]; [`HttpError::response`] maps it to a status
+//! and a JSON body. `docs/protocol.md` carries the same table.
+
+use bytes::Bytes;
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+use crate::config::CloseCodes;
+
+/// 1001: going away.
+pub const GOING_AWAY: u16 = 1001;
+/// 1002: protocol error.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// 1008: policy violation (every auth close, by default).
+pub const POLICY: u16 = 1008;
+/// 1009: message too big.
+pub const TOO_BIG: u16 = 1009;
+/// 1011: internal error (the upstream went away without a close).
+pub const INTERNAL: u16 = 1011;
+/// 1013: try again later.
+pub const TRY_AGAIN: u16 = 1013;
+
+/// Why the proxy closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseCause {
+    /// No first frame within `session.auth_timeout`.
+    AuthTimeout,
+    /// The first frame was not an auth frame.
+    AuthRequired,
+    /// The first token did not verify.
+    InvalidToken,
+    /// The first frame exceeded `session.max_auth_frame_bytes`.
+    AuthFrameTooLarge,
+    /// The client sent a message over `websocket.max_message_bytes`.
+    ClientMessageTooLarge,
+    /// The upstream sent a message over `websocket.max_message_bytes`.
+    UpstreamMessageTooLarge,
+    /// The upstream could not be reached or refused the handshake.
+    UpstreamUnavailable,
+    /// The upstream vanished without a close frame, or stopped answering pings.
+    UpstreamGone,
+    /// The client vanished without a close frame.
+    ClientGone,
+    /// The client broke the WebSocket protocol.
+    ClientProtocolError,
+    /// A bounded queue (pre-auth or suspension) overflowed.
+    BufferFull,
+    /// The client did not take our writes within `session.slow_consumer_timeout`.
+    SlowClient,
+    /// The upstream did not take our writes within `session.slow_consumer_timeout`.
+    SlowUpstream,
+    /// The token expired and no REAUTH came within the grace.
+    TokenExpired,
+    /// A REAUTH carried another identity.
+    IdentityMismatch,
+    /// `session.max_reauth_failures` consecutive REAUTHs failed.
+    TooManyFailedReauth,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// `session.max_connection_lifetime` was reached.
+    MaxLifetime,
+}
+
+/// The close frames for the two legs; `None` where the leg is gone or absent.
+pub struct CloseFrames {
+    /// What the client gets.
+    pub client: Option<CloseFrame>,
+    /// What the upstream gets.
+    pub upstream: Option<CloseFrame>,
+}
+
+fn frame(code: u16, reason: &'static str) -> Option<CloseFrame> {
+    Some(CloseFrame {
+        code: CloseCode::from(code),
+        reason: reason.into(),
+    })
+}
+
+impl CloseCause {
+    /// The reason string; stable, documented, safe to switch on.
+    pub fn reason(self) -> &'static str {
+        use CloseCause::*;
+        match self {
+            AuthTimeout => "auth timeout",
+            AuthRequired => "auth required",
+            InvalidToken => "invalid token",
+            AuthFrameTooLarge => "auth frame too large",
+            ClientMessageTooLarge | UpstreamMessageTooLarge => "message too large",
+            UpstreamUnavailable => "upstream unavailable",
+            UpstreamGone => "upstream gone",
+            ClientGone => "client gone",
+            ClientProtocolError => "protocol error",
+            BufferFull => "buffer full",
+            SlowClient | SlowUpstream => "slow consumer",
+            TokenExpired => "token expired",
+            IdentityMismatch => "identity mismatch",
+            TooManyFailedReauth => "too many failed reauth",
+            PingTimeout => "ping timeout",
+            MaxLifetime => "max lifetime",
+        }
+    }
+
+    /// The code the client gets.
+    pub fn client_code(self, codes: CloseCodes) -> u16 {
+        use CloseCause::*;
+        let distinct = codes == CloseCodes::Distinct;
+        match self {
+            AuthTimeout if distinct => 4408,
+            AuthRequired if distinct => 4400,
+            InvalidToken if distinct => 4401,
+            IdentityMismatch | TooManyFailedReauth if distinct => 4403,
+            TokenExpired if distinct => 4419,
+            AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
+            | TokenExpired | BufferFull => POLICY,
+            AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
+            UpstreamUnavailable | SlowClient => TRY_AGAIN,
+            UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
+            ClientProtocolError => PROTOCOL_ERROR,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime => GOING_AWAY,
+        }
+    }
+
+    /// The close frames for both legs.
+    pub fn frames(self, codes: CloseCodes) -> CloseFrames {
+        use CloseCause::*;
+        let reason = self.reason();
+        let client = match self {
+            ClientGone => None,
+            UpstreamMessageTooLarge | SlowUpstream => {
+                frame(self.client_code(codes), "upstream gone")
+            }
+            _ => frame(self.client_code(codes), reason),
+        };
+        let upstream = match self {
+            UpstreamGone | UpstreamUnavailable => None,
+            ClientGone | PingTimeout | ClientProtocolError | ClientMessageTooLarge | SlowClient => {
+                frame(GOING_AWAY, "client gone")
+            }
+            UpstreamMessageTooLarge => frame(TOO_BIG, reason),
+            SlowUpstream => frame(TRY_AGAIN, reason),
+            _ => frame(GOING_AWAY, reason),
+        };
+        CloseFrames { client, upstream }
+    }
+}
+
+/// HTTP-level failures answered by the proxy itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpError {
+    /// A request with `Upgrade` that is not a valid WebSocket handshake.
+    BadUpgrade,
+    /// The upstream could not be reached.
+    UpstreamUnavailable,
+    /// The upstream did not answer in time.
+    UpstreamTimeout,
+}
+
+impl HttpError {
+    /// The status, a stable machine-readable code and a message.
+    pub fn parts(self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            HttpError::BadUpgrade => (
+                StatusCode::BAD_REQUEST,
+                "bad_upgrade",
+                "the request asks for an upgrade but is not a valid WebSocket handshake",
+            ),
+            HttpError::UpstreamUnavailable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the upstream could not be reached",
+            ),
+            HttpError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                "the upstream did not answer in time",
+            ),
+        }
+    }
+
+    /// The response: the status with `{"error": code, "message": ...}`.
+    pub fn response(self) -> Response<Full<Bytes>> {
+        let (status, code, message) = self.parts();
+        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_closes_are_policy_or_distinct() {
+        assert_eq!(
+            CloseCause::TokenExpired.client_code(CloseCodes::Policy),
+            1008
+        );
+        assert_eq!(
+            CloseCause::TokenExpired.client_code(CloseCodes::Distinct),
+            4419
+        );
+        assert_eq!(
+            CloseCause::TooManyFailedReauth.client_code(CloseCodes::Distinct),
+            4403
+        );
+        assert_eq!(
+            CloseCause::UpstreamUnavailable.client_code(CloseCodes::Distinct),
+            1013
+        );
+        let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
+        let up = f
+            .upstream
+            .map(|f| (u16::from(f.code), f.reason.to_string()));
+        assert_eq!(up, Some((1001, "invalid token".to_string())));
+    }
+}

@@ -1,0 +1,343 @@
+//! The token's life on a connection: the first auth, the upstream connect,
+//! `auth_required`, REAUTH, suspension at `exp`, heartbeats and the other
+//! deadlines. Transitions of [`Phase`] driven by frames and by the timer.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Credentials, Flow, Phase, Session};
+use crate::auth::{unix_now, AuthError, Identity};
+use crate::protocol::ClientFrame;
+use crate::relay::Leg;
+use crate::rescue::CloseCause;
+use crate::upstream::{UpstreamError, UpstreamSocket};
+
+/// The `Instant` at which a unix time (seconds) is reached.
+fn instant_of(unix: u64) -> Instant {
+    let at = UNIX_EPOCH + Duration::from_secs(unix);
+    let until = at
+        .duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO);
+    Instant::now() + until
+}
+
+impl Credentials {
+    fn new(identity: Arc<Identity>, lead: Duration) -> Credentials {
+        let expires_at = instant_of(identity.exp);
+        let notice_at = expires_at.checked_sub(lead).unwrap_or_else(Instant::now);
+        Credentials {
+            identity,
+            expires_at,
+            notice_at,
+            failures: 0,
+            last_attempt: None,
+        }
+    }
+}
+
+/// A token is only accepted while its `exp` is still ahead of our clock: the
+/// leeway absorbs skew in `nbf` and `iat`, but expiry is enforced at `exp`.
+fn verify_live(session: &Session, token: &str) -> Result<Arc<Identity>, AuthError> {
+    let identity = session.proxy.verifier.verify(token)?;
+    if identity.exp <= unix_now() {
+        return Err(AuthError::Expired);
+    }
+    Ok(identity)
+}
+
+impl Session {
+    /// The first frame: it must be an auth frame with a valid token.
+    pub(super) fn on_first_frame(&mut self, text: &str) {
+        if text.len() > self.proxy.session.max_auth_frame_bytes {
+            return self.close(CloseCause::AuthFrameTooLarge);
+        }
+        let (id, token) = match self.proxy.dialect.classify_first(text) {
+            ClientFrame::Auth { id, token } => (id, token),
+            ClientFrame::Data => return self.close(CloseCause::AuthRequired),
+        };
+        let identity = match token.as_deref().map(|t| verify_live(self, t)) {
+            Some(Ok(identity)) => identity,
+            Some(Err(e)) => {
+                tracing::info!(conn = %self.id, error = %e, "first token refused");
+                return self.close(CloseCause::InvalidToken);
+            }
+            None => return self.close(CloseCause::InvalidToken),
+        };
+        tracing::info!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
+        let attempt = self.connect_upstream(&identity, token.unwrap_or_default());
+        self.credentials = Some(Credentials::new(identity, self.proxy.session.reauth_lead));
+        self.phase = Phase::Connecting {
+            attempt,
+            reply_to: id,
+        };
+    }
+
+    /// Starts opening the upstream with the identity headers.
+    fn connect_upstream(&self, identity: &Arc<Identity>, token: String) -> super::Connecting {
+        let proxy = self.proxy.clone();
+        let request = self.request.clone();
+        let identity = identity.clone();
+        let id = self.id.clone();
+        Box::pin(async move {
+            let prepare = |headers: &mut http::HeaderMap| {
+                proxy.headers.forward(&request, &id, "http", headers);
+                proxy.headers.identity(&identity, headers);
+                if proxy.upstream.forward_token {
+                    if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
+                        headers.insert(http::header::AUTHORIZATION, v);
+                    }
+                }
+            };
+            proxy
+                .target
+                .connect(
+                    &request.path_and_query,
+                    prepare,
+                    proxy.ws_config,
+                    proxy.upstream.connect_timeout,
+                )
+                .await
+        })
+    }
+
+    /// The upstream connect attempt finished.
+    pub(super) fn on_connected(&mut self, result: Result<UpstreamSocket, UpstreamError>) {
+        let reply_to = match std::mem::replace(&mut self.phase, Phase::Authenticated) {
+            Phase::Connecting { reply_to, .. } => reply_to,
+            other => {
+                self.phase = other;
+                return;
+            }
+        };
+        let socket = match result {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!(conn = %self.id, error = %e, "upstream unavailable");
+                return self.close(CloseCause::UpstreamUnavailable);
+            }
+        };
+        let mut upstream = Leg::new(socket);
+        if let Some(c) = &self.credentials {
+            let id = &c.identity;
+            if let Some(text) =
+                self.proxy
+                    .dialect
+                    .authenticated(&id.sub, id.exp, &self.id, reply_to.as_ref())
+            {
+                self.client.push(Message::text(text));
+            }
+        }
+        for message in self.held.drain() {
+            upstream.push(message);
+        }
+        self.upstream = Some(upstream);
+        let s = &self.proxy.session;
+        self.held.set_bounds(s.hold_max_frames, s.hold_max_bytes);
+    }
+
+    /// A re-authentication frame after the first auth.
+    pub(super) fn on_reauth(&mut self, id: Option<Value>, token: Option<String>) {
+        let now = Instant::now();
+        let min_interval = self.proxy.session.reauth_min_interval;
+        let Some(creds) = &mut self.credentials else {
+            return;
+        };
+        if creds.last_attempt.is_some_and(|t| now < t + min_interval) {
+            return self.reply_error(
+                "rate_limited",
+                "too many REAUTH attempts; wait and retry",
+                id.as_ref(),
+            );
+        }
+        creds.last_attempt = Some(now);
+        let verified = match token.as_deref() {
+            Some(t) => verify_live(self, t),
+            None => Err(AuthError::Malformed),
+        };
+        let identity = match verified {
+            Ok(identity) => identity,
+            Err(e) => return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref()),
+        };
+        let Some(creds) = &mut self.credentials else {
+            return;
+        };
+        if identity.sub != creds.identity.sub || identity.iss != creds.identity.iss {
+            tracing::warn!(conn = %self.id, "REAUTH with another identity");
+            return self.close(CloseCause::IdentityMismatch);
+        }
+        if identity.exp < creds.identity.exp {
+            return self.reauth_failed(
+                "stale_token",
+                "the token expires before the current one",
+                id.as_ref(),
+            );
+        }
+        *creds = Credentials::new(identity.clone(), self.proxy.session.reauth_lead);
+        tracing::debug!(conn = %self.id, "reauthenticated");
+        if let Some(text) =
+            self.proxy
+                .dialect
+                .authenticated(&identity.sub, identity.exp, &self.id, id.as_ref())
+        {
+            self.client.push(Message::text(text));
+        }
+        let notice = if self.proxy.session.upstream_notice {
+            self.proxy
+                .dialect
+                .identity_refreshed(&identity.sub, identity.exp, &identity.claims)
+        } else {
+            None
+        };
+        match self.phase {
+            Phase::Authenticated | Phase::ReauthPending => self.phase = Phase::Authenticated,
+            Phase::Suspended { .. } => {
+                self.phase = Phase::Authenticated;
+                if let Some(up) = &mut self.upstream {
+                    for message in self.held.drain() {
+                        up.push(message);
+                    }
+                }
+            }
+            _ => {}
+        }
+        if let (Some(text), Some(up)) = (notice, &mut self.upstream) {
+            up.push(Message::text(text));
+        }
+    }
+
+    fn reauth_failed(&mut self, code: &str, message: &str, id: Option<&Value>) {
+        let max = self.proxy.session.max_reauth_failures;
+        let Some(creds) = &mut self.credentials else {
+            return;
+        };
+        creds.failures += 1;
+        if creds.failures >= max {
+            return self.close(CloseCause::TooManyFailedReauth);
+        }
+        self.reply_error(code, message, id);
+    }
+
+    fn reply_error(&mut self, code: &str, message: &str, id: Option<&Value>) {
+        if let Some(text) = self.proxy.dialect.error(code, message, id) {
+            self.client.push(Message::text(text));
+        }
+    }
+
+    /// The timer fired: handle every deadline that has passed.
+    pub(super) fn on_timer(&mut self) -> Flow {
+        let now = Instant::now();
+        let slow = self.proxy.session.slow_consumer_timeout;
+        if self.client.blocked_since().is_some_and(|t| t + slow <= now) {
+            self.client.abandon();
+            self.close(CloseCause::SlowClient);
+        }
+        if self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.blocked_since())
+            .is_some_and(|t| t + slow <= now)
+        {
+            if let Some(up) = &mut self.upstream {
+                up.abandon();
+            }
+            self.close(CloseCause::SlowUpstream);
+        }
+        match &self.phase {
+            Phase::Closing { until } if *until <= now => return Flow::Done,
+            Phase::Authenticating { deadline } if *deadline <= now => {
+                self.close(CloseCause::AuthTimeout)
+            }
+            Phase::Authenticated => self.maybe_notice(now),
+            Phase::ReauthPending => self.maybe_suspend(now),
+            Phase::Suspended { until } if *until <= now => self.close(CloseCause::TokenExpired),
+            _ => {}
+        }
+        if self.lifetime_end.is_some_and(|t| t <= now) {
+            self.close(CloseCause::MaxLifetime);
+        }
+        if self.next_ping.is_some_and(|t| t <= now) {
+            self.heartbeat(now);
+        }
+        self.flow()
+    }
+
+    /// Sends `auth_required` once per token when it is due.
+    fn maybe_notice(&mut self, now: Instant) {
+        let Some(creds) = &self.credentials else {
+            return;
+        };
+        if creds.notice_at > now {
+            return;
+        }
+        if let Some(text) = self
+            .proxy
+            .dialect
+            .auth_required(creds.identity.exp, unix_now())
+        {
+            self.client.push(Message::text(text));
+        }
+        self.phase = Phase::ReauthPending;
+        self.maybe_suspend(now);
+    }
+
+    /// Suspends the connection at `exp`.
+    fn maybe_suspend(&mut self, now: Instant) {
+        let Some(creds) = &self.credentials else {
+            return;
+        };
+        if creds.expires_at > now {
+            return;
+        }
+        let grace = self.proxy.session.grace;
+        if let Some(text) = self.proxy.dialect.token_expired(creds.identity.exp, grace) {
+            self.client.push(Message::text(text));
+        }
+        tracing::info!(conn = %self.id, "token expired; connection suspended");
+        self.phase = Phase::Suspended { until: now + grace };
+    }
+
+    /// Pings both legs; closes a leg that stayed silent too long.
+    fn heartbeat(&mut self, now: Instant) {
+        self.next_ping = Some(now + self.proxy.session.ping_interval);
+        let relaying = matches!(self.phase, Phase::Authenticated | Phase::ReauthPending);
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        let max = self.proxy.session.max_missed_pongs;
+        // A leg we are not reading (backpressure, suspension) cannot be heard:
+        // it is pinged but its silence is not counted.
+        let reading_client = !relaying || self.upstream.as_ref().is_none_or(|u| u.accepts());
+        let reading_upstream = relaying && self.client.accepts();
+        if beat(&mut self.client, max, reading_client) {
+            return self.close(CloseCause::PingTimeout);
+        }
+        if let Some(up) = &mut self.upstream {
+            if beat(up, max, reading_upstream) {
+                up.abandon();
+                return self.close(CloseCause::UpstreamGone);
+            }
+        }
+    }
+}
+
+/// One heartbeat on a leg; true when the leg missed too many.
+fn beat<S>(leg: &mut Leg<S>, max_missed: u32, reading: bool) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if leg.heard {
+        leg.missed = 0;
+    } else if reading {
+        leg.missed += 1;
+    }
+    leg.heard = false;
+    if leg.missed >= max_missed {
+        return true;
+    }
+    leg.push(Message::Ping(Default::default()));
+    false
+}

@@ -1,0 +1,447 @@
+//! One connection's life: a single task that owns both legs, the phase it is
+//! in, and one timer. Every transition is a `match` on [`Phase`]; the close
+//! codes come from [`crate::rescue`].
+//!
+//! ```text
+//! Authenticating --auth ok--> Connecting --upstream open--> Authenticated
+//! Authenticated --exp - lead--> ReauthPending --exp--> Suspended
+//! ReauthPending/Suspended --REAUTH ok--> Authenticated
+//! any --failure, close frame, timeout--> Closing --both legs done--> (end)
+//! ```
+
+mod lifecycle;
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use tokio::time::{Instant, Sleep};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use crate::auth::Identity;
+use crate::headers::ClientRequest;
+use crate::protocol::ClientFrame;
+use crate::proxy::Proxy;
+use crate::relay::{Held, Leg};
+use crate::rescue::CloseCause;
+use crate::upstream::{UpstreamError, UpstreamSocket};
+
+/// The client's side of the connection.
+pub type ClientSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// An upstream connection being opened.
+type Connecting = Pin<Box<dyn Future<Output = Result<UpstreamSocket, UpstreamError>> + Send>>;
+
+/// Where a connection is in its life.
+enum Phase {
+    /// Waiting for the first frame, until the deadline.
+    Authenticating {
+        /// When `auth timeout` fires.
+        deadline: Instant,
+    },
+    /// The token verified; the upstream is being opened. Client frames are held.
+    Connecting {
+        /// The connect attempt.
+        attempt: Connecting,
+        /// The auth frame's `id`, for `in_reply_to`.
+        reply_to: Option<Value>,
+    },
+    /// Relaying; `auth_required` is not due yet.
+    Authenticated,
+    /// Relaying; `auth_required` was sent, REAUTH is expected before `exp`.
+    ReauthPending,
+    /// `exp` passed: nothing is relayed; client frames are held until a REAUTH or the deadline.
+    Suspended {
+        /// End of the grace.
+        until: Instant,
+    },
+    /// Close frames are queued; waiting for both legs to finish, until the deadline.
+    Closing {
+        /// When the sockets are dropped regardless.
+        until: Instant,
+    },
+}
+
+/// The verified identity and its clocks.
+struct Credentials {
+    /// Who the connection is pinned to (sub and iss never change).
+    identity: Arc<Identity>,
+    /// When the token expires.
+    expires_at: Instant,
+    /// When `auth_required` is due.
+    notice_at: Instant,
+    /// Consecutive failed REAUTHs.
+    failures: u32,
+    /// When the last REAUTH was attempted (rate limit).
+    last_attempt: Option<Instant>,
+}
+
+/// What woke the connection.
+enum Event {
+    /// The timer fired.
+    Timer,
+    /// The client leg produced a frame or ended.
+    Client(Option<Result<Message, WsError>>),
+    /// The upstream leg produced a frame or ended.
+    Upstream(Option<Result<Message, WsError>>),
+    /// The upstream connect attempt finished.
+    Connected(Result<UpstreamSocket, UpstreamError>),
+    /// Writing to the client failed.
+    ClientWriteFailed,
+    /// Writing to the upstream failed.
+    UpstreamWriteFailed,
+}
+
+/// Whether the connection goes on.
+enum Flow {
+    /// Keep going.
+    Continue,
+    /// Both legs are finished.
+    Done,
+}
+
+/// One proxied connection.
+pub struct Session {
+    /// Shared proxy state.
+    proxy: Arc<Proxy>,
+    /// Connection id (sent upstream as `X-Request-Id`).
+    id: String,
+    /// The client's upgrade request.
+    request: ClientRequest,
+    /// The client leg.
+    client: Leg<TokioIo<Upgraded>>,
+    /// The upstream leg, once open.
+    upstream: Option<Leg<tokio::net::TcpStream>>,
+    /// The current phase.
+    phase: Phase,
+    /// The identity, once authenticated.
+    credentials: Option<Credentials>,
+    /// Client frames that may not go upstream yet (while connecting or suspended).
+    held: Held,
+    /// Next heartbeat, if heartbeats are on.
+    next_ping: Option<Instant>,
+    /// End of `max_connection_lifetime`, if set.
+    lifetime_end: Option<Instant>,
+    /// The connection's one timer.
+    sleep: Pin<Box<Sleep>>,
+    /// The deadline `sleep` is set to.
+    armed: Instant,
+    /// Read the client first on the next poll (alternates, for fairness).
+    client_first: bool,
+}
+
+impl Session {
+    /// A session for a freshly upgraded client socket.
+    pub fn new(
+        proxy: Arc<Proxy>,
+        id: String,
+        request: ClientRequest,
+        socket: ClientSocket,
+    ) -> Session {
+        let now = Instant::now();
+        let s = &proxy.session;
+        let deadline = now + s.auth_timeout;
+        let next_ping = (!s.ping_interval.is_zero()).then(|| now + s.ping_interval);
+        let lifetime_end = s.max_connection_lifetime.map(|d| now + d);
+        let held = Held::new(
+            proxy.upstream.pending_max_frames,
+            proxy.upstream.pending_max_bytes,
+        );
+        Session {
+            id,
+            request,
+            client: Leg::new(socket),
+            upstream: None,
+            phase: Phase::Authenticating { deadline },
+            credentials: None,
+            held,
+            next_ping,
+            lifetime_end,
+            sleep: Box::pin(tokio::time::sleep_until(deadline)),
+            armed: deadline,
+            client_first: true,
+            proxy,
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub async fn run(mut self) {
+        tracing::debug!(conn = %self.id, "connection opened");
+        loop {
+            self.arm_timer();
+            let event = poll_fn(|cx| self.poll_event(cx)).await;
+            if let Flow::Done = self.handle(event) {
+                break;
+            }
+        }
+        tracing::debug!(conn = %self.id, "connection finished");
+    }
+
+    /// The earliest deadline of the current phase.
+    fn next_deadline(&self) -> Instant {
+        let phase_deadline = match &self.phase {
+            Phase::Authenticating { deadline } => Some(*deadline),
+            Phase::Connecting { .. } => None,
+            Phase::Authenticated => self.credentials.as_ref().map(|c| c.notice_at),
+            Phase::ReauthPending => self.credentials.as_ref().map(|c| c.expires_at),
+            Phase::Suspended { until } => Some(*until),
+            Phase::Closing { until } => return *until,
+        };
+        let slow = self.proxy.session.slow_consumer_timeout;
+        [
+            phase_deadline,
+            self.next_ping,
+            self.lifetime_end,
+            self.client.blocked_since().map(|t| t + slow),
+            self.upstream
+                .as_ref()
+                .and_then(|u| u.blocked_since())
+                .map(|t| t + slow),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600))
+    }
+
+    /// Points the one timer at the next deadline, touching it only when that changed.
+    fn arm_timer(&mut self) {
+        let deadline = self.next_deadline();
+        if deadline != self.armed {
+            self.armed = deadline;
+            self.sleep.as_mut().reset(deadline);
+        }
+    }
+
+    /// Waits for the next thing that needs handling.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
+        }
+        if let Poll::Ready(Err(_)) = self.client.poll_write(cx) {
+            return Poll::Ready(Event::ClientWriteFailed);
+        }
+        if let Some(up) = &mut self.upstream {
+            if let Poll::Ready(Err(_)) = up.poll_write(cx) {
+                return Poll::Ready(Event::UpstreamWriteFailed);
+            }
+        }
+        if let Phase::Connecting { attempt, .. } = &mut self.phase {
+            if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
+                return Poll::Ready(Event::Connected(result));
+            }
+        }
+        let upstream_accepts = self.upstream.as_ref().is_some_and(|u| u.accepts());
+        let read_client = !self.client.read_done
+            && match self.phase {
+                Phase::Authenticated | Phase::ReauthPending => upstream_accepts,
+                _ => true,
+            };
+        let read_upstream = self.upstream.as_ref().is_some_and(|u| !u.read_done)
+            && match self.phase {
+                Phase::Authenticated | Phase::ReauthPending => self.client.accepts(),
+                Phase::Closing { .. } => true,
+                _ => false,
+            };
+        self.client_first = !self.client_first;
+        if self.client_first {
+            if read_client {
+                if let Poll::Ready(m) = self.client.poll_read(cx) {
+                    return Poll::Ready(Event::Client(m));
+                }
+            }
+            if read_upstream {
+                if let Some(Poll::Ready(m)) = self.upstream.as_mut().map(|u| u.poll_read(cx)) {
+                    return Poll::Ready(Event::Upstream(m));
+                }
+            }
+        } else {
+            if read_upstream {
+                if let Some(Poll::Ready(m)) = self.upstream.as_mut().map(|u| u.poll_read(cx)) {
+                    return Poll::Ready(Event::Upstream(m));
+                }
+            }
+            if read_client {
+                if let Poll::Ready(m) = self.client.poll_read(cx) {
+                    return Poll::Ready(Event::Client(m));
+                }
+            }
+        }
+        Poll::Pending
+    }
+
+    fn handle(&mut self, event: Event) -> Flow {
+        match event {
+            Event::Timer => return self.on_timer(),
+            Event::Client(m) => return self.on_client(m),
+            Event::Upstream(m) => return self.on_upstream(m),
+            Event::Connected(result) => self.on_connected(result),
+            Event::ClientWriteFailed => {
+                self.client.abandon();
+                if !matches!(self.phase, Phase::Closing { .. }) {
+                    self.close(CloseCause::ClientGone);
+                }
+            }
+            Event::UpstreamWriteFailed => {
+                if let Some(up) = &mut self.upstream {
+                    up.abandon();
+                }
+                if !matches!(self.phase, Phase::Closing { .. }) {
+                    self.close(CloseCause::UpstreamGone);
+                }
+            }
+        }
+        self.flow()
+    }
+
+    /// Done once closing and both legs have finished.
+    fn flow(&self) -> Flow {
+        let Phase::Closing { .. } = self.phase else {
+            return Flow::Continue;
+        };
+        let client_done = self.client.read_done;
+        let upstream_done = self.upstream.as_ref().is_none_or(|u| u.read_done);
+        if client_done && upstream_done {
+            Flow::Done
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Starts closing both legs for a cause.
+    fn close(&mut self, cause: CloseCause) {
+        if matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        tracing::info!(conn = %self.id, reason = cause.reason(), "closing connection");
+        let frames = cause.frames(self.proxy.session.close_codes);
+        if !self.client.read_done || !self.client.write_done {
+            if let Some(f) = frames.client {
+                self.client.close(Some(f));
+            }
+        }
+        if let Some(up) = &mut self.upstream {
+            match frames.upstream {
+                Some(f) => up.close(Some(f)),
+                None => up.abandon(),
+            }
+        }
+        self.enter_closing();
+    }
+
+    fn enter_closing(&mut self) {
+        self.phase = Phase::Closing {
+            until: Instant::now() + self.proxy.session.close_timeout,
+        };
+    }
+
+    fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Flow {
+        let closing = matches!(self.phase, Phase::Closing { .. });
+        let message = match message {
+            Some(Ok(m)) => m,
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                let cause = match self.phase {
+                    Phase::Authenticating { .. } => CloseCause::AuthFrameTooLarge,
+                    _ => CloseCause::ClientMessageTooLarge,
+                };
+                self.close(cause);
+                return self.flow();
+            }
+            Some(Err(WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_))) => {
+                self.close(CloseCause::ClientProtocolError);
+                return self.flow();
+            }
+            Some(Err(_)) | None => {
+                self.client.read_done = true;
+                self.client.write_done = true;
+                if !closing {
+                    self.close(CloseCause::ClientGone);
+                }
+                return self.flow();
+            }
+        };
+        if closing {
+            return Flow::Continue;
+        }
+        match message {
+            Message::Close(frame) => {
+                // tungstenite answers the client's close itself; pass it on upstream.
+                self.client.write_done = true;
+                if let Some(up) = &mut self.upstream {
+                    up.close(frame);
+                }
+                self.enter_closing();
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+            Message::Text(text) => {
+                if let Phase::Authenticating { .. } = self.phase {
+                    self.on_first_frame(&text);
+                } else {
+                    match self.proxy.dialect.classify_later(&text) {
+                        ClientFrame::Auth { id, token } => self.on_reauth(id, token),
+                        ClientFrame::Data => self.relay_to_upstream(Message::Text(text)),
+                    }
+                }
+            }
+            Message::Binary(data) => {
+                if let Phase::Authenticating { .. } = self.phase {
+                    self.close(CloseCause::AuthRequired);
+                } else {
+                    self.relay_to_upstream(Message::Binary(data));
+                }
+            }
+        }
+        self.flow()
+    }
+
+    /// Sends a client data frame upstream now, or holds it.
+    fn relay_to_upstream(&mut self, message: Message) {
+        match (&self.phase, &mut self.upstream) {
+            (Phase::Authenticated | Phase::ReauthPending, Some(up)) => up.push(message),
+            _ => {
+                if self.held.push(message).is_err() {
+                    self.close(CloseCause::BufferFull);
+                }
+            }
+        }
+    }
+
+    fn on_upstream(&mut self, message: Option<Result<Message, WsError>>) -> Flow {
+        let closing = matches!(self.phase, Phase::Closing { .. });
+        match message {
+            Some(Ok(Message::Close(frame))) => {
+                if let Some(up) = &mut self.upstream {
+                    up.write_done = true;
+                }
+                if !closing {
+                    self.client.close(frame);
+                    self.enter_closing();
+                }
+            }
+            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+                if !closing {
+                    self.client.push(message);
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                self.close(CloseCause::UpstreamMessageTooLarge)
+            }
+            Some(Err(_)) | None => {
+                if let Some(up) = &mut self.upstream {
+                    up.abandon();
+                }
+                if !closing {
+                    self.close(CloseCause::UpstreamGone);
+                }
+            }
+        }
+        self.flow()
+    }
+}
