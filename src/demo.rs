@@ -90,6 +90,7 @@ fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     options.open(path)?.write_all(text.as_bytes())
 }
 
+#[allow(clippy::result_large_err)] // tungstenite's callback signature
 /// The built-in upstream: greets with the subject it was told, then echoes every message.
 async fn echo_upstream(listener: TcpListener) {
     while let Ok((tcp, _)) = listener.accept().await {

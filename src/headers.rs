@@ -165,9 +165,8 @@ impl HeaderPolicy {
             Some(v) => insert(out, X_FORWARDED_PROTO, v),
             None => set(out, X_FORWARDED_PROTO, proto),
         }
-        match inherited(X_FORWARDED_HOST).or_else(|| client.headers.get(HOST).cloned()) {
-            Some(v) => insert(out, X_FORWARDED_HOST, v),
-            None => {}
+        if let Some(v) = inherited(X_FORWARDED_HOST).or_else(|| client.headers.get(HOST).cloned()) {
+            insert(out, X_FORWARDED_HOST, v);
         }
         match inherited(X_REQUEST_ID) {
             Some(v) => insert(out, X_REQUEST_ID, v),

@@ -43,6 +43,9 @@ fn columns(mode: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// Rows of one mode, in first-seen order, keyed by (case, target).
+type Rows = Vec<((String, String), Vec<Value>)>;
+
 const MODES: [&str; 4] = ["echo", "handshake", "idle", "reauth"];
 
 fn median(mut v: Vec<f64>) -> Option<f64> {
@@ -71,8 +74,7 @@ fn fmt_num(x: f64) -> String {
 /// Build markdown from JSON lines (other lines are ignored). Rows keep the
 /// order in which (case, target) first appeared; cells are medians.
 pub fn markdown(input: &str) -> String {
-    // (mode) -> ordered list of ((case, target), rows)
-    let mut groups: BTreeMap<&str, Vec<((String, String), Vec<Value>)>> = BTreeMap::new();
+    let mut groups: BTreeMap<&str, Rows> = BTreeMap::new();
     for line in input.lines().filter(|l| l.starts_with('{')) {
         let Ok(v) = serde_json::from_str::<Value>(line) else {
             continue;

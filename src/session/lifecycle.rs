@@ -101,11 +101,12 @@ impl Session {
                     proxy.upstream.connect_timeout,
                 )
                 .await
+                .map(Box::new)
         })
     }
 
     /// The upstream connect attempt finished.
-    pub(super) fn on_connected(&mut self, result: Result<UpstreamSocket, UpstreamError>) {
+    pub(super) fn on_connected(&mut self, result: Result<Box<UpstreamSocket>, UpstreamError>) {
         let reply_to = match std::mem::replace(&mut self.phase, Phase::Authenticated) {
             Phase::Connecting { reply_to, .. } => reply_to,
             other => {
@@ -120,7 +121,7 @@ impl Session {
                 return self.close(CloseCause::UpstreamUnavailable);
             }
         };
-        let mut upstream = Leg::new(socket);
+        let mut upstream = Leg::new(*socket);
         if let Some(c) = &self.credentials {
             let id = &c.identity;
             if let Some(text) =
@@ -318,7 +319,7 @@ impl Session {
         if let Some(up) = &mut self.upstream {
             if beat(up, max, reading_upstream) {
                 up.abandon();
-                return self.close(CloseCause::UpstreamGone);
+                self.close(CloseCause::UpstreamGone);
             }
         }
     }

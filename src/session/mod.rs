@@ -36,7 +36,7 @@ use crate::upstream::{UpstreamError, UpstreamSocket};
 pub type ClientSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// An upstream connection being opened.
-type Connecting = Pin<Box<dyn Future<Output = Result<UpstreamSocket, UpstreamError>> + Send>>;
+type Connecting = Pin<Box<dyn Future<Output = Result<Box<UpstreamSocket>, UpstreamError>> + Send>>;
 
 /// Where a connection is in its life.
 enum Phase {
@@ -91,7 +91,7 @@ enum Event {
     /// The upstream leg produced a frame or ended.
     Upstream(Option<Result<Message, WsError>>),
     /// The upstream connect attempt finished.
-    Connected(Result<UpstreamSocket, UpstreamError>),
+    Connected(Result<Box<UpstreamSocket>, UpstreamError>),
     /// Writing to the client failed.
     ClientWriteFailed,
     /// Writing to the upstream failed.

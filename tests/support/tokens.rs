@@ -1,0 +1,82 @@
+//! Tokens for tests: HS256 with the test secret, RS256/ES256/EdDSA with the
+//! keys in tests/keys, and JWKS keys by kid.
+
+use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use serde_json::{json, Value};
+
+/// The HMAC secret the default test proxy uses.
+pub const SECRET: &str = "wsguard-test-secret-0123456789abcdef";
+
+/// Seconds since the epoch.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Claims `{sub, iat, exp: now + ttl}` merged with `extra` (an object).
+pub fn claims(sub: &str, ttl: i64, extra: Value) -> Value {
+    let mut c = json!({"sub": sub, "iat": now(), "exp": now() + ttl});
+    if let (Some(map), Value::Object(more)) = (c.as_object_mut(), extra) {
+        map.extend(more);
+    }
+    c
+}
+
+/// Signs claims with an algorithm, a key and an optional kid.
+pub fn sign(alg: Algorithm, key: &EncodingKey, kid: Option<&str>, claims: &Value) -> String {
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_owned);
+    encode(&header, claims, key).expect("encode token")
+}
+
+/// A key file from tests/keys.
+pub fn key_file(name: &str) -> Vec<u8> {
+    std::fs::read(format!("{}/{name}", super::keys_dir())).expect("read key")
+}
+
+/// HS256 with the test secret.
+pub fn hs256(sub: &str, ttl: i64) -> String {
+    hs256_claims(&claims(sub, ttl, json!({})))
+}
+
+/// HS256 with the test secret and arbitrary claims.
+pub fn hs256_claims(claims: &Value) -> String {
+    sign(
+        Algorithm::HS256,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+        None,
+        claims,
+    )
+}
+
+/// RS256 with tests/keys/rsa.key.
+pub fn rs256(claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&key_file("rsa.key")).expect("rsa key");
+    sign(Algorithm::RS256, &key, None, claims)
+}
+
+/// ES256 with tests/keys/ec.key.
+pub fn es256(claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(&key_file("ec.key")).expect("ec key");
+    sign(Algorithm::ES256, &key, None, claims)
+}
+
+/// EdDSA with tests/keys/ed25519.key.
+pub fn eddsa(claims: &Value) -> String {
+    let key = EncodingKey::from_ed_pem(&key_file("ed25519.key")).expect("ed key");
+    sign(Algorithm::EdDSA, &key, None, claims)
+}
+
+/// ES256 with the JWKS key `kid-a`.
+pub fn jwks_a(claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(&key_file("jwks-a.key")).expect("jwks-a key");
+    sign(Algorithm::ES256, &key, Some("kid-a"), claims)
+}
+
+/// RS256 with the JWKS key `kid-b`.
+pub fn jwks_b(claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&key_file("jwks-b.key")).expect("jwks-b key");
+    sign(Algorithm::RS256, &key, Some("kid-b"), claims)
+}
