@@ -436,13 +436,37 @@ impl Default for DialectConfig {
 }
 
 impl Config {
-    /// Reads, parses and checks a configuration file.
+    /// Reads, parses and checks a configuration file. Relative key file
+    /// paths are taken relative to the file's own folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text)
+        let mut config = Config::parse(&text)?;
+        if let Some(base) = path.parent() {
+            config.resolve_paths(base);
+        }
+        Ok(config)
+    }
+
+    /// Makes relative key file paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for provider in &mut self.auth.providers {
+            for key in &mut provider.keys {
+                let path = match key {
+                    KeyConfig::Hmac { secret_file: Some(p), .. } => p,
+                    KeyConfig::Hmac { .. } => continue,
+                    KeyConfig::Rsa { pem_file, .. }
+                    | KeyConfig::Ec { pem_file, .. }
+                    | KeyConfig::Ed25519 { pem_file, .. } => pem_file,
+                    KeyConfig::Jwks { file } => file,
+                };
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
     }
 
     /// Parses and checks configuration text.
