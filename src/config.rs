@@ -144,6 +144,11 @@ pub struct UpstreamConfig {
     /// Send the verified token upstream as `Authorization: Bearer <token>`.
     #[serde(default)]
     pub forward_token: bool,
+    /// WebSocket subprotocols the proxy may agree to: the first one the
+    /// client offers that is listed here is answered in the 101 and asked of
+    /// the upstream (which must then agree to it).
+    #[serde(default)]
+    pub subprotocols: Vec<String>,
     /// Query parameters removed from the URL before it goes upstream.
     #[serde(default = "default_token_params")]
     pub strip_query_params: Vec<String>,
@@ -455,7 +460,10 @@ impl Config {
         for provider in &mut self.auth.providers {
             for key in &mut provider.keys {
                 let path = match key {
-                    KeyConfig::Hmac { secret_file: Some(p), .. } => p,
+                    KeyConfig::Hmac {
+                        secret_file: Some(p),
+                        ..
+                    } => p,
                     KeyConfig::Hmac { .. } => continue,
                     KeyConfig::Rsa { pem_file, .. }
                     | KeyConfig::Ec { pem_file, .. }

@@ -64,6 +64,8 @@ pub struct ClientRequest {
     pub headers: HeaderMap,
     /// Path and query as received.
     pub path_and_query: String,
+    /// The subprotocol agreed with the client, if any.
+    pub subprotocol: Option<HeaderValue>,
 }
 
 fn name(s: &str) -> Option<HeaderName> {

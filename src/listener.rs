@@ -9,7 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::header::{
-    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_VERSION, UPGRADE,
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
 };
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::BodyExt;
@@ -138,7 +139,9 @@ fn upgrade(
     proxy: Arc<Proxy>,
     accept: HeaderValue,
 ) -> Response<Body> {
+    let subprotocol = choose_subprotocol(request.headers(), &proxy.upstream.subprotocols);
     let client = ClientRequest {
+        subprotocol: subprotocol.clone(),
         peer,
         headers: std::mem::take(request.headers_mut()),
         path_and_query: request
@@ -174,5 +177,23 @@ fn upgrade(
     h.insert(UPGRADE, HeaderValue::from_static("websocket"));
     h.insert(CONNECTION, HeaderValue::from_static("Upgrade"));
     h.insert(SEC_WEBSOCKET_ACCEPT, accept);
+    if let Some(p) = subprotocol {
+        h.insert(SEC_WEBSOCKET_PROTOCOL, p);
+    }
     response
+}
+
+/// The first subprotocol the client offers that the configuration allows.
+fn choose_subprotocol(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderValue> {
+    if allowed.is_empty() {
+        return None;
+    }
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|offered| allowed.iter().any(|a| a == offered))
+        .and_then(|p| HeaderValue::from_str(p).ok())
 }

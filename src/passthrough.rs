@@ -43,6 +43,7 @@ pub async fn forward(
         peer,
         headers: parts.headers,
         path_and_query: path_and_query.to_owned(),
+        subprotocol: None,
     };
     let mut headers = HeaderMap::new();
     proxy

@@ -63,6 +63,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         self.blocked_since
     }
 
+    /// Whether everything queued (a close frame included) has been written and flushed, or given up.
+    pub fn flushed(&self) -> bool {
+        self.out.is_empty() && !self.unflushed
+    }
+
     /// Queues a frame. Ignored once the write side is done.
     pub fn push(&mut self, message: Message) {
         if !self.write_done {

@@ -82,6 +82,12 @@ impl Errors {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// "N errors, first: ..." for a failure message.
+    pub fn summary(&self) -> String {
+        let first = self.samples().into_iter().next().unwrap_or_default();
+        format!("{} errors, first: {first}", self.count())
+    }
+
     pub fn samples(&self) -> Vec<String> {
         self.first.lock().map(|v| v.clone()).unwrap_or_default()
     }

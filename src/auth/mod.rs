@@ -166,7 +166,13 @@ impl Verifier {
             validation.leeway = leeway;
             validation.validate_exp = true;
             validation.validate_nbf = true;
-            validation.set_required_spec_claims(&["exp", "sub"]);
+            // jsonwebtoken only checks `aud` when the token has one: a configured
+            // audience must make it required.
+            let mut required = vec!["exp", "sub"];
+            if !p.audience.is_empty() {
+                required.push("aud");
+            }
+            validation.set_required_spec_claims(&required);
             match &p.issuer {
                 Some(iss) => validation.set_issuer(&[iss]),
                 None => validation.iss = None,
@@ -238,11 +244,15 @@ impl Verifier {
                     (None, _) => true,
                 }
         });
+        // jsonwebtoken refuses a key unless every allowed algorithm is of the
+        // key's family, so a provider mixing families (a JWKS with EC and RSA
+        // keys) is checked with the token's own (allowlisted) algorithm only.
+        let mut validation = provider.validation.clone();
+        validation.algorithms = vec![header.alg];
         let mut result = Err(AuthError::NoKey);
         for key in candidates {
-            result =
-                jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &provider.validation)
-                    .map_err(map_error);
+            result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+                .map_err(map_error);
             if !matches!(result, Err(AuthError::Signature)) {
                 break;
             }

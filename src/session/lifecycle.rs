@@ -86,6 +86,9 @@ impl Session {
             let prepare = |headers: &mut http::HeaderMap| {
                 proxy.headers.forward(&request, &id, "http", headers);
                 proxy.headers.identity(&identity, headers);
+                if let Some(p) = &request.subprotocol {
+                    headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p.clone());
+                }
                 if proxy.upstream.forward_token {
                     if let Ok(v) = http::HeaderValue::from_str(&format!("Bearer {token}")) {
                         headers.insert(http::header::AUTHORIZATION, v);
@@ -177,7 +180,12 @@ impl Session {
                 id.as_ref(),
             );
         }
+        // The new token resets the failure count, not the rate limit.
+        let last_attempt = creds.last_attempt;
+        // auth_required is sent once per token: the same exp again is not a new one.
+        let same_exp = identity.exp == creds.identity.exp;
         *creds = Credentials::new(identity.clone(), self.proxy.session.reauth_lead);
+        creds.last_attempt = last_attempt;
         tracing::debug!(conn = %self.id, "reauthenticated");
         if let Some(text) =
             self.proxy
@@ -194,6 +202,7 @@ impl Session {
             None
         };
         match self.phase {
+            Phase::ReauthPending if same_exp => {}
             Phase::Authenticated | Phase::ReauthPending => self.phase = Phase::Authenticated,
             Phase::Suspended { .. } => {
                 self.phase = Phase::Authenticated;

@@ -96,6 +96,8 @@ enum Event {
     ClientWriteFailed,
     /// Writing to the upstream failed.
     UpstreamWriteFailed,
+    /// Closing, and both legs have finished reading and writing.
+    Finished,
 }
 
 /// Whether the connection goes on.
@@ -221,9 +223,6 @@ impl Session {
 
     /// Waits for the next thing that needs handling.
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Event> {
-        if self.sleep.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Event::Timer);
-        }
         if let Poll::Ready(Err(_)) = self.client.poll_write(cx) {
             return Poll::Ready(Event::ClientWriteFailed);
         }
@@ -231,6 +230,14 @@ impl Session {
             if let Poll::Ready(Err(_)) = up.poll_write(cx) {
                 return Poll::Ready(Event::UpstreamWriteFailed);
             }
+        }
+        if let Flow::Done = self.flow() {
+            return Poll::Ready(Event::Finished);
+        }
+        // A write that just blocked (or unblocked) moves the slow-consumer deadline.
+        self.arm_timer();
+        if self.sleep.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Event::Timer);
         }
         if let Phase::Connecting { attempt, .. } = &mut self.phase {
             if let Poll::Ready(result) = attempt.as_mut().poll(cx) {
@@ -282,6 +289,7 @@ impl Session {
             Event::Client(m) => return self.on_client(m),
             Event::Upstream(m) => return self.on_upstream(m),
             Event::Connected(result) => self.on_connected(result),
+            Event::Finished => {}
             Event::ClientWriteFailed => {
                 self.client.abandon();
                 if !matches!(self.phase, Phase::Closing { .. }) {
@@ -305,8 +313,12 @@ impl Session {
         let Phase::Closing { .. } = self.phase else {
             return Flow::Continue;
         };
-        let client_done = self.client.read_done;
-        let upstream_done = self.upstream.as_ref().is_none_or(|u| u.read_done);
+        // A close frame queued after the read side ended must still go out.
+        let client_done = self.client.read_done && self.client.flushed();
+        let upstream_done = self
+            .upstream
+            .as_ref()
+            .is_none_or(|u| u.read_done && u.flushed());
         if client_done && upstream_done {
             Flow::Done
         } else {

@@ -2,8 +2,11 @@
 //! token minting for every key kind, and client helpers.
 #![allow(dead_code)]
 
+pub mod lifecycle;
+pub mod requests;
 mod tokens;
 mod upstream;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::time::Duration;

@@ -118,7 +118,7 @@ impl Upstream {
 #[allow(clippy::result_large_err)] // tungstenite's callback signature
 async fn serve(tcp: tokio::net::TcpStream, echo: bool, conn_tx: mpsc::UnboundedSender<UpConn>) {
     let mut seen = (String::new(), HeaderMap::new());
-    let callback = |req: &Request, resp: Response| {
+    let callback = |req: &Request, mut resp: Response| {
         seen = (
             req.uri()
                 .path_and_query()
@@ -126,6 +126,16 @@ async fn serve(tcp: tokio::net::TcpStream, echo: bool, conn_tx: mpsc::UnboundedS
                 .unwrap_or_default(),
             req.headers().clone(),
         );
+        // Agree to the first subprotocol asked for, like a real server would.
+        let first = req
+            .headers()
+            .get("sec-websocket-protocol")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|p| http::HeaderValue::from_str(p.trim()).ok());
+        if let Some(p) = first {
+            resp.headers_mut().insert("sec-websocket-protocol", p);
+        }
         Ok(resp)
     };
     let Ok(mut ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {

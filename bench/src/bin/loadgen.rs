@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 use wsguard_bench::client::CommonArgs;
 use wsguard_bench::modes::{echo, handshake, idle, reauth};
-use wsguard_bench::report::{Errors, Outcome};
+use wsguard_bench::report::Outcome;
 use wsguard_bench::tokens::{Minter, TokenArgs};
 
 #[derive(Parser, Debug)]
@@ -34,6 +34,15 @@ enum Mode {
 }
 
 impl Mode {
+    fn case(&self, alg: &str) -> String {
+        match self {
+            Mode::Echo(a) => a.case(),
+            Mode::Handshake(a) => a.case(alg),
+            Mode::Idle(a) => a.case(),
+            Mode::Reauth(a) => a.case(alg),
+        }
+    }
+
     fn name(&self) -> &'static str {
         match self {
             Mode::Echo(_) => "echo",
@@ -49,7 +58,6 @@ fn main() {
     let code = match run_main(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("loadgen: {e:#}");
             failure_line(&cli, &format!("{e:#}"));
             1
         }
@@ -93,7 +101,6 @@ fn run_main(cli: &Cli) -> Result<i32> {
         }
         Err(_) => {
             let msg = format!("overall timeout of {:?} reached", cli.common.timeout);
-            eprintln!("loadgen: {msg}");
             failure_line(cli, &msg);
             Ok(3)
         }
@@ -102,20 +109,25 @@ fn run_main(cli: &Cli) -> Result<i32> {
 
 /// A JSON line for a run that produced no result, so tables show the gap.
 fn failure_line(cli: &Cli, msg: &str) {
-    let mut j = Outcome::base(
-        cli.mode.name(),
-        &cli.common.target,
-        "failed",
-        &cli.common.tag,
-    );
+    let alg = if cli.common.no_auth {
+        "noauth"
+    } else {
+        cli.token.alg.name()
+    };
+    let case = cli.mode.case(alg);
+    let mut j = Outcome::base(cli.mode.name(), &cli.common.target, &case, &cli.common.tag);
     j.insert("failure".into(), json!(msg));
-    let errors = Errors::default();
-    errors.add(&anyhow::anyhow!("{msg}"));
-    let out = Outcome::new(
-        format!("{} {} FAILED: {msg}", cli.mode.name(), cli.common.target),
-        j,
-        &errors,
+    let human = format!(
+        "{} {} {case} FAILED: {msg}",
+        cli.mode.name(),
+        cli.common.target
     );
+    let out = Outcome {
+        human,
+        json: j,
+        errors: 1,
+        samples: Vec::new(),
+    };
     if let Err(e) = out.emit(cli.common.json_out.as_deref()) {
         eprintln!("loadgen: writing result: {e:#}");
     }

@@ -32,6 +32,12 @@ pub struct EchoArgs {
     pub concurrency: usize,
 }
 
+impl EchoArgs {
+    pub fn case(&self) -> String {
+        format!("{}x{} {}B", self.conns, self.msgs, self.size)
+    }
+}
+
 pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &EchoArgs) -> Result<Outcome> {
     let target = Arc::new(Target::from_args(common)?);
     let tokens = tokens_for(&target, minter, args.conns, None, false)?;
@@ -63,7 +69,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &EchoArgs) 
     drop(ramp);
     let opened = ctl.wait_ready(args.conns).await;
     if opened == 0 {
-        bail!("no connection could be opened: {:?}", errors.samples());
+        bail!("no connection could be opened ({})", errors.summary());
     }
 
     let before = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
@@ -86,7 +92,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &EchoArgs) 
     let n = hist.len().max(1) as f64;
     let rate = hist.len() as f64 / elapsed;
     let cpu = ticks_to_us(d.watched) / n;
-    let case = format!("{}x{} {}B", args.conns, args.msgs, args.size);
+    let case = args.case();
     let mut j = Outcome::base("echo", &common.target, &case, &common.tag);
     j.insert("conns".into(), json!(args.conns));
     j.insert("opened".into(), json!(opened));

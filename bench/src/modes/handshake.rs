@@ -25,6 +25,18 @@ pub struct HandshakeArgs {
     pub shared_token: bool,
 }
 
+impl HandshakeArgs {
+    /// `alg` is the token algorithm, or "noauth" for plain targets.
+    pub fn case(&self, alg: &str) -> String {
+        let shared = if self.shared_token && alg != "noauth" {
+            " shared"
+        } else {
+            ""
+        };
+        format!("c{} {alg}{shared}", self.concurrency)
+    }
+}
+
 pub async fn run(
     common: &CommonArgs,
     minter: Option<&Minter>,
@@ -72,7 +84,7 @@ pub async fn run(
     let elapsed = t0.elapsed().as_secs_f64();
     let after = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
     if hist.is_empty() {
-        bail!("no handshake succeeded: {:?}", errors.samples());
+        bail!("no handshake succeeded ({})", errors.summary());
     }
 
     let d = before.delta(&after);
@@ -83,12 +95,7 @@ pub async fn run(
         (true, Some(m)) => m.alg.name(),
         _ => "noauth",
     };
-    let shared = if args.shared_token && target.auth {
-        " shared"
-    } else {
-        ""
-    };
-    let case = format!("c{} {alg}{shared}", args.concurrency);
+    let case = args.case(alg);
     let mut j = Outcome::base("handshake", &common.target, &case, &common.tag);
     j.insert("alg".into(), json!(alg));
     j.insert("shared_token".into(), json!(args.shared_token));

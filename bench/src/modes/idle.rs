@@ -31,6 +31,12 @@ pub struct IdleArgs {
     pub hold: Duration,
 }
 
+impl IdleArgs {
+    pub fn case(&self) -> String {
+        format!("{} conns", self.conns)
+    }
+}
+
 pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &IdleArgs) -> Result<Outcome> {
     if common.watch_pids.is_empty() {
         bail!("idle mode needs --watch-pid");
@@ -81,7 +87,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &IdleArgs) 
     let opened = ctl.wait_ready(args.conns).await;
     let ramp_s = t0.elapsed().as_secs_f64();
     if opened == 0 {
-        bail!("no connection could be opened: {:?}", errors.samples());
+        bail!("no connection could be opened ({})", errors.summary());
     }
     tokio::time::sleep(args.settle).await;
     let rss_after = total_rss_kib(&common.watch_pids)?;
@@ -100,7 +106,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &IdleArgs) 
     let hold_s = args.hold.as_secs_f64();
     let cpu_pct = ticks_to_us(d.watched) / 1e6 / hold_s * 100.0;
     let kib_per_conn = (rss_after as f64 - rss_before as f64) / opened as f64;
-    let case = format!("{} conns", args.conns);
+    let case = args.case();
     let mut j = Outcome::base("idle", &common.target, &case, &common.tag);
     j.insert("conns".into(), json!(args.conns));
     j.insert("opened".into(), json!(opened));

@@ -31,6 +31,12 @@ pub struct ReauthArgs {
     pub grace: Duration,
 }
 
+impl ReauthArgs {
+    pub fn case(&self, alg: &str) -> String {
+        format!("{} conns {alg}", self.conns)
+    }
+}
+
 /// Offsets from the common base instant.
 struct Times {
     req: Duration,
@@ -87,7 +93,7 @@ pub async fn run(
     let ramp_s = base.elapsed().as_secs_f64();
     let margin_s = exp1 as f64 - (base_unix + ramp_s);
     if opened == 0 {
-        bail!("no connection could be opened: {:?}", errors.samples());
+        bail!("no connection could be opened ({})", errors.summary());
     }
     let before = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
     let mut times = Vec::with_capacity(opened);
@@ -96,7 +102,7 @@ pub async fn run(
     }
     let after = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
     if times.is_empty() {
-        bail!("no connection re-authenticated: {:?}", errors.samples());
+        bail!("no connection re-authenticated ({})", errors.summary());
     }
 
     let mut hist = Hist::new();
@@ -112,7 +118,7 @@ pub async fn run(
     let lead_s = exp1 as f64 - (base_unix + first_req.as_secs_f64());
     let d = before.delta(&after);
 
-    let case = format!("{} conns {}", args.conns, minter.alg.name());
+    let case = args.case(minter.alg.name());
     let mut j = Outcome::base("reauth", &common.target, &case, &common.tag);
     j.insert("alg".into(), json!(minter.alg.name()));
     j.insert("conns".into(), json!(args.conns));

@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# wsguard benchmark harness.
+#
+#   bench/run.sh [--install] [--quick] [--rounds N] [--targets "direct nginx haproxy wsguard"]
+#                [--out FILE.md] [--perf] [--keep]
+#
+# Starts an echo upstream, nginx, HAProxy and (when bench/wsguard.toml exists)
+# wsguard on free loopback ports, runs interleaved rounds of the loadgen modes
+# (echo, handshake, idle, reauth) and prints a markdown table of medians, also
+# written to FILE.md (JSON lines beside it). Everything it starts is stopped on
+# exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
+#
+# Environment: BENCH_TARGET_DIR (cargo target dir of the harness),
+# WSGUARD_BIN (prebuilt wsguard; else `cargo build --release` at the repo root),
+# WSGUARD_TEMPLATE (config template, default bench/wsguard.toml),
+# BENCH_NGINX_WORKERS (default auto), BENCH_HAPROXY_THREADS (default auto),
+# BENCH_LOADGEN_THREADS / BENCH_ECHO_THREADS (default 1), BENCH_ISS_HS256 /
+# BENCH_ISS_ES256 (token `iss`, default bench-hs256 / bench-es256), BENCH_AUD
+# (token `aud`), BENCH_REAUTH_LEAD (seconds, default 10; 2 in --quick),
+# BENCH_IDLE_HOLD (default 15s).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BENCH=$ROOT/bench
+INSTALL=0 QUICK=0 ROUNDS=3 PERF=0 KEEP=0 OUT="" TARGETS="direct nginx haproxy wsguard"
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --install) INSTALL=1 ;;
+        --quick) QUICK=1 ;;
+        --rounds) ROUNDS=$2; shift ;;
+        --targets) TARGETS=$2; shift ;;
+        --out) OUT=$2; shift ;;
+        --perf) PERF=1 ;;
+        --keep) KEEP=1 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 64 ;;
+    esac
+    shift
+done
+log() { echo "[bench] $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+if [[ $INSTALL == 1 ]]; then
+    log "installing nginx haproxy linux-perf"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q nginx haproxy linux-perf >/dev/null ||
+        apt-get install -y -q nginx haproxy >/dev/null
+fi
+
+# 5000 idle connections need ~10k descriptors in a proxy: raise the soft limit.
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+NOFILE=$(ulimit -n)
+[[ $NOFILE == unlimited ]] && NOFILE=1048576
+log "open files limit: $NOFILE"
+
+# ---------------------------------------------------------------- build
+if [[ -n ${BENCH_TARGET_DIR:-} ]]; then TARGET_DIR=$BENCH_TARGET_DIR
+elif [[ -d /work && -w /work ]]; then TARGET_DIR=/work/target-bench
+else TARGET_DIR=$ROOT/target-bench; fi
+log "building harness (CARGO_TARGET_DIR=$TARGET_DIR)"
+(cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build -q --release -p wsguard-bench)
+BIN=$TARGET_DIR/release
+
+WSG_TEMPLATE=${WSGUARD_TEMPLATE:-$BENCH/wsguard.toml}
+HAVE_WSGUARD=0
+if [[ " $TARGETS " == *" wsguard "* ]]; then
+    if [[ ! -f $WSG_TEMPLATE ]]; then
+        log "NOTE: $WSG_TEMPLATE not found: skipping the wsguard target (and the reauth mode)"
+    else
+        if [[ -z ${WSGUARD_BIN:-} ]]; then
+            log "building wsguard (cargo build --release)"
+            (cd "$ROOT" && cargo build -q --release)
+            WSGUARD_BIN=$ROOT/target/release/wsguard
+        fi
+        HAVE_WSGUARD=1
+    fi
+fi
+have() { command -v "$1" >/dev/null 2>&1; }
+ACTIVE=""
+for t in $TARGETS; do
+    case $t in
+        direct) ACTIVE+=" direct" ;;
+        nginx) if have nginx; then ACTIVE+=" nginx"; else log "NOTE: nginx not installed (try --install): skipped"; fi ;;
+        haproxy) if have haproxy; then ACTIVE+=" haproxy"; else log "NOTE: haproxy not installed (try --install): skipped"; fi ;;
+        wsguard) [[ $HAVE_WSGUARD == 1 ]] && ACTIVE+=" wsguard" ;;
+        *) die "unknown target $t" ;;
+    esac
+done
+read -r -a ACTIVE <<<"$ACTIVE"
+[[ ${#ACTIVE[@]} -gt 0 ]] || die "no target to benchmark"
+
+# ---------------------------------------------------------------- processes
+TMP=$(mktemp -d /tmp/wsguard-bench.XXXXXX)
+chmod 755 "$TMP"
+PIDS=()
+PERF_PID=""
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    [[ -n $PERF_PID ]] && kill -INT "$PERF_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [[ $rc != 0 || $KEEP == 1 ]]; then log "logs kept in $TMP"; else rm -rf "$TMP"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+wait_port() { # port name logfile
+    for _ in $(seq 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    tail -n 20 "$3" >&2 || true
+    die "$2 did not start listening on 127.0.0.1:$1"
+}
+fill() { # template output key=value...
+    local tpl=$1 out=$2; shift 2
+    local args=(-e "/^#/s/@\([A-Z0-9_]*\)@/\1/g")
+    for kv in "$@"; do args+=(-e "s|@${kv%%=*}@|${kv#*=}|g"); done
+    sed "${args[@]}" "$tpl" >"$out"
+}
+
+LOADGEN_THREADS=${BENCH_LOADGEN_THREADS:-1}
+ECHO_THREADS=${BENCH_ECHO_THREADS:-1}
+"$BIN/echo" --listen 127.0.0.1:0 --threads "$ECHO_THREADS" >"$TMP/echo.addr" 2>"$TMP/echo.log" &
+ECHO_PID=$!
+PIDS+=("$ECHO_PID")
+for _ in $(seq 100); do [[ -s $TMP/echo.addr ]] && break; sleep 0.1; done
+ECHO_ADDR=$(head -n 1 "$TMP/echo.addr")
+[[ -n $ECHO_ADDR ]] || die "echo upstream did not start"
+log "echo upstream on $ECHO_ADDR (pid $ECHO_PID)"
+
+mapfile -t PORTS < <("$BIN/benchtool" free-ports 3)
+NGINX_PORT=${PORTS[0]} HAPROXY_PORT=${PORTS[1]} WSGUARD_PORT=${PORTS[2]}
+declare -A URL WATCH
+URL[direct]="ws://$ECHO_ADDR/echo"
+WATCH[direct]="--watch-pid $ECHO_PID"
+UP="--upstream-pid $ECHO_PID"
+# `iss` of minted tokens per algorithm (set to "" to leave the claim out).
+ISS_HS256=${BENCH_ISS_HS256-bench-hs256}
+ISS_ES256=${BENCH_ISS_ES256-bench-es256}
+NGINX_WORKERS=${BENCH_NGINX_WORKERS:-auto}
+HAPROXY_THREADS=${BENCH_HAPROXY_THREADS:-auto}
+MAXCONN=$(( NOFILE / 2 - 100 ))
+[[ $MAXCONN -gt 100000 ]] && MAXCONN=100000
+
+for t in "${ACTIVE[@]}"; do
+    case $t in
+    nginx)
+        fill "$BENCH/nginx.conf" "$TMP/nginx.conf" "DIR=$TMP" "PORT=$NGINX_PORT" \
+            "UPSTREAM=$ECHO_ADDR" "WORKERS=$NGINX_WORKERS" "NOFILE=$NOFILE" \
+            "WORKER_CONNECTIONS=$(( NOFILE - 100 ))"
+        nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" >"$TMP/nginx.out" 2>&1 &
+        NGINX_PID=$!
+        PIDS+=("$NGINX_PID")
+        wait_port "$NGINX_PORT" nginx "$TMP/nginx-error.log"
+        sleep 0.3
+        mapfile -t NGINX_WORKER_PIDS < <(pgrep -P "$NGINX_PID")
+        [[ ${#NGINX_WORKER_PIDS[@]} -gt 0 ]] || die "no nginx worker processes"
+        URL[nginx]="ws://127.0.0.1:$NGINX_PORT/echo"
+        WATCH[nginx]="$(printf -- '--watch-pid %s ' "${NGINX_WORKER_PIDS[@]}")$UP"
+        log "nginx $(nginx -v 2>&1 | sed 's|.*/||') on :$NGINX_PORT, worker_processes $NGINX_WORKERS = ${#NGINX_WORKER_PIDS[@]} workers"
+        ;;
+    haproxy)
+        nb="# nbthread: HAProxy default"
+        [[ $HAPROXY_THREADS != auto ]] && nb="nbthread $HAPROXY_THREADS"
+        fill "$BENCH/haproxy.cfg" "$TMP/haproxy.cfg" "PORT=$HAPROXY_PORT" "UPSTREAM=$ECHO_ADDR" \
+            "MAXCONN=$MAXCONN" "THREADS=$HAPROXY_THREADS" "NBTHREAD_LINE=$nb"
+        haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
+        HAPROXY_PID=$!
+        PIDS+=("$HAPROXY_PID")
+        wait_port "$HAPROXY_PORT" haproxy "$TMP/haproxy.log"
+        URL[haproxy]="ws://127.0.0.1:$HAPROXY_PORT/echo"
+        WATCH[haproxy]="--watch-pid $HAPROXY_PID $UP"
+        log "haproxy $(haproxy -v | head -n 1 | awk '{print $3}') on :$HAPROXY_PORT, threads: $(ls /proc/"$HAPROXY_PID"/task | wc -l)"
+        ;;
+    wsguard)
+        BENCH_HS256_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+        export BENCH_HS256_SECRET
+        printf '%s' "$BENCH_HS256_SECRET" >"$TMP/hs256.secret"
+        openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
+            openssl pkcs8 -topk8 -nocrypt -out "$TMP/es256.key"
+        openssl ec -in "$TMP/es256.key" -pubout -out "$TMP/es256.pub" 2>/dev/null
+        REAUTH_LEAD=${BENCH_REAUTH_LEAD:-$([[ $QUICK == 1 ]] && echo 2 || echo 10)}
+        fill "$WSG_TEMPLATE" "$TMP/wsguard.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_PORT" \
+            "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
+            "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
+        RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard.toml" >"$TMP/wsguard.log" 2>&1 &
+        WSG_PID=$!
+        PIDS+=("$WSG_PID")
+        wait_port "$WSGUARD_PORT" wsguard "$TMP/wsguard.log"
+        URL[wsguard]="ws://127.0.0.1:$WSGUARD_PORT/echo"
+        WATCH[wsguard]="--watch-pid $WSG_PID $UP"
+        log "wsguard on :$WSGUARD_PORT (pid $WSG_PID, reauth_lead ${REAUTH_LEAD}s)"
+        ;;
+    esac
+done
+
+# ---------------------------------------------------------------- runs
+STAMP=$(date -u +%Y%m%dT%H%M%SZ)
+RESULTS_DIR=$TARGET_DIR/bench-results
+mkdir -p "$RESULTS_DIR"
+SUFFIX=""
+[[ $QUICK == 1 ]] && SUFFIX=-quick
+[[ -n $OUT ]] || OUT=$RESULTS_DIR/bench-$STAMP$SUFFIX.md
+JSONL=${OUT%.md}.jsonl
+: >"$JSONL"
+FAILED_RUNS=0
+
+auth_args() { # target alg
+    if [[ $1 != wsguard ]]; then echo "--no-auth"; return; fi
+    local a="--alg $2 --secret-env BENCH_HS256_SECRET --es256-key $TMP/es256.key"
+    local iss=$ISS_HS256
+    [[ $2 == es256 ]] && iss=$ISS_ES256
+    [[ -n $iss ]] && a+=" --iss $iss"
+    [[ -n ${BENCH_AUD:-} ]] && a+=" --aud $BENCH_AUD"
+    echo "$a"
+}
+lg() { # target alg mode-args...
+    local t=$1 alg=$2 rc=0; shift 2
+    # shellcheck disable=SC2046 # word splitting of the option strings is intended
+    "$BIN/loadgen" --target "$t" --url "${URL[$t]}" --tag "round$ROUND" --json-out "$JSONL" \
+        --threads "$LOADGEN_THREADS" ${WATCH[$t]} $(auth_args "$t" "$alg") "$@" || rc=$?
+    if [[ $rc != 0 ]]; then
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+        log "loadgen $t $* exited $rc (recorded in the results)"
+    fi
+}
+rotate() { # print ACTIVE rotated by $1
+    local n=${#ACTIVE[@]} i
+    for ((i = 0; i < n; i++)); do printf '%s ' "${ACTIVE[(i + $1) % n]}"; done
+}
+
+if [[ $QUICK == 1 ]]; then
+    ROUNDS=1
+    ECHO_CASES=("10 50 64")
+    HS=(--concurrency 10 --total 200)
+    IDLE=(--conns 100 --settle 1s --hold 2s)
+    REAUTH=(--conns 100 --expire-in "$(( ${REAUTH_LEAD:-2} + 4 ))s" --grace 10s)
+else
+    ECHO_CASES=("100 2000 64" "1000 500 64")
+    HS=(--concurrency 50 --total 5000)
+    IDLE=(--conns 5000 --settle 5s --hold "${BENCH_IDLE_HOLD:-15s}")
+    REAUTH=(--conns 5000 --expire-in "$(( ${REAUTH_LEAD:-10} + 20 ))s" --grace 20s)
+fi
+
+run_perf() { # start perf on wsguard for the first echo run when --perf
+    [[ $PERF == 1 && -n ${WSG_PID:-} && -z $PERF_PID && ! -f $RESULTS_DIR/perf-$STAMP.data ]] || return 0
+    perf record -F 999 -g -p "$WSG_PID" -o "$RESULTS_DIR/perf-$STAMP.data" >/dev/null 2>&1 &
+    PERF_PID=$!
+}
+stop_perf() {
+    [[ -n $PERF_PID ]] || return 0
+    kill -INT "$PERF_PID" 2>/dev/null || true
+    wait "$PERF_PID" 2>/dev/null || true
+    PERF_PID=""
+    log "perf profile: $RESULTS_DIR/perf-$STAMP.data (perf report -i ...)"
+}
+
+T0=$SECONDS
+for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+    log "round $ROUND/$ROUNDS"
+    read -r -a ORDER <<<"$(rotate $((ROUND - 1)))"
+    for c in "${ECHO_CASES[@]}"; do
+        read -r conns msgs size <<<"$c"
+        for t in "${ORDER[@]}"; do
+            [[ $t == wsguard && $ROUND == 1 ]] && run_perf
+            lg "$t" hs256 echo --conns "$conns" --msgs "$msgs" --size "$size"
+            stop_perf
+        done
+    done
+    for t in "${ORDER[@]}"; do
+        if [[ $t == wsguard ]]; then
+            for alg in hs256 es256; do
+                lg "$t" "$alg" handshake "${HS[@]}"
+                lg "$t" "$alg" handshake "${HS[@]}" --shared-token
+            done
+        else
+            lg "$t" none handshake "${HS[@]}"
+        fi
+    done
+    for t in "${ORDER[@]}"; do lg "$t" hs256 idle "${IDLE[@]}"; done
+    if [[ " ${ACTIVE[*]} " == *" wsguard "* ]]; then
+        for alg in hs256 es256; do lg wsguard "$alg" reauth "${REAUTH[@]}"; done
+    fi
+done
+
+# ---------------------------------------------------------------- report
+{
+    echo "## wsguard benchmark $STAMP$SUFFIX"
+    echo
+    echo "- machine: $(nproc) cores, $(uname -sr); rounds: $ROUNDS (cells are medians), wall time $((SECONDS - T0)) s"
+    echo "- git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')$(git -C "$ROOT" diff --quiet HEAD -- 2>/dev/null || echo ' (dirty)')"
+    echo "- loadgen threads: $LOADGEN_THREADS; echo upstream threads: $ECHO_THREADS; all on 127.0.0.1"
+    [[ -n ${NGINX_WORKER_PIDS:-} ]] && echo "- nginx $(nginx -v 2>&1 | sed 's|.*/||'): worker_processes $NGINX_WORKERS (${#NGINX_WORKER_PIDS[@]} workers)"
+    [[ -n ${HAPROXY_PID:-} ]] && echo "- haproxy $(haproxy -v | head -n 1 | awk '{print $3}'): threads $HAPROXY_THREADS"
+    [[ -n ${WSG_PID:-} ]] && echo "- wsguard: reauth_lead ${REAUTH_LEAD}s"
+    echo "- target CPU = utime+stime of the proxy (or of the echo server for direct), 10 ms resolution"
+    [[ $FAILED_RUNS -gt 0 ]] && echo "- WARNING: $FAILED_RUNS runs exited non-zero (see errors columns and $JSONL)"
+    "$BIN/benchtool" table "$JSONL"
+} | tee "$OUT"
+log "results: $OUT (raw: $JSONL)"
+[[ $FAILED_RUNS == 0 ]]

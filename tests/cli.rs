@@ -1,0 +1,593 @@
+//! The `wsguard` binary: `check` accepts a good configuration and refuses
+//! broken ones with an error naming the key, `token` mints a verifiable
+//! HS256 token, `demo` serves a working proxy in front of its echo
+//! upstream, and the shipped `config/wsguard.toml` (when present) checks.
+
+mod support;
+use support::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use futures_util::SinkExt;
+use jsonwebtoken::{decode, Algorithm, DecodingKey, Validation};
+use serde_json::{json, Map, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_wsguard");
+
+/// The binary with a clean environment for its own variables.
+fn wsguard() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_remove("WSGUARD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// A configuration in a fresh folder, with a `secret` file (the test
+/// secret) beside it. `@KEYS@` is the test keys folder.
+struct ConfigFile {
+    dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+fn config_file(text: &str) -> ConfigFile {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("write secret");
+    let path = dir.path().join("wsguard.toml");
+    std::fs::write(&path, text.replace("@KEYS@", &keys_dir())).expect("write config");
+    ConfigFile { dir, path }
+}
+
+/// `wsguard check --config <path>`, run from another folder so that
+/// relative key paths must be resolved against the file's folder.
+fn check(path: &Path) -> Output {
+    let elsewhere = std::env::temp_dir();
+    wsguard()
+        .current_dir(elsewhere)
+        .args(["check", "--config"])
+        .arg(path)
+        .output()
+        .expect("run wsguard check")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A valid configuration; the HMAC key's file is relative to the config file.
+const GOOD: &str = r#"
+[listener]
+bind = "127.0.0.1:0"
+trusted_proxies = ["10.0.0.0/8"]
+
+[upstream]
+url = "ws://127.0.0.1:9000/app"
+forward_token = false
+[upstream.claim_headers]
+email = "X-Auth-Email"
+
+[auth]
+leeway = "30s"
+[[auth.providers]]
+name = "internal"
+issuer = "https://internal.example"
+algorithms = ["HS256"]
+required_claims = { scope = "chat" }
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+[[auth.providers]]
+name = "idp"
+issuer = "https://idp.example"
+audience = ["wsguard"]
+algorithms = ["RS256", "ES256", "EdDSA"]
+[[auth.providers.keys]]
+kind = "rsa"
+pem_file = "@KEYS@/rsa.pub.pem"
+[[auth.providers.keys]]
+kind = "ec"
+pem_file = "@KEYS@/ec.pub.pem"
+[[auth.providers.keys]]
+kind = "ed25519"
+pem_file = "@KEYS@/ed25519.pub.pem"
+[[auth.providers]]
+name = "jwks"
+algorithms = ["ES256", "RS256"]
+[[auth.providers.keys]]
+kind = "jwks"
+file = "@KEYS@/jwks.json"
+
+[session]
+auth_timeout = "5s"
+reauth_lead = "1m"
+grace = "10s"
+"#;
+
+/// Checks that `text` (a variation of a valid config) is refused and that
+/// stderr contains every one of `needles`.
+fn refused(text: &str, needles: &[&str]) {
+    let config = config_file(text);
+    let out = check(&config.path);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted a broken config:\n{text}\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "stderr lacks {needle:?}:\n{err}\nconfig:\n{text}"
+        );
+    }
+}
+
+/// The good configuration with one replacement (which must apply).
+fn good_with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from:?} not in GOOD");
+    GOOD.replacen(from, to, 1)
+}
+
+// ---- check ----------------------------------------------------------------
+
+#[test]
+fn check_accepts_a_good_config() {
+    let config = config_file(GOOD);
+    let out = check(&config.path);
+    assert!(out.status.success(), "stderr:\n{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.trim(), format!("{}: ok", config.path.display()));
+    drop(config.dir);
+}
+
+#[test]
+fn check_reads_wsguard_config_from_the_environment() {
+    let config = config_file(GOOD);
+    let out = wsguard()
+        .env("WSGUARD_CONFIG", &config.path)
+        .arg("check")
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "stderr:\n{}", stderr(&out));
+}
+
+#[test]
+fn check_without_a_config_fails() {
+    let out = wsguard().arg("check").output().expect("run");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("--config"), "{}", stderr(&out));
+}
+
+#[test]
+fn check_refuses_a_missing_file() {
+    let out = check(Path::new("/nonexistent/wsguard.toml"));
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("cannot read /nonexistent/wsguard.toml"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn check_refuses_alg_none() {
+    refused(
+        &good_with(
+            r#"algorithms = ["HS256"]"#,
+            r#"algorithms = ["HS256", "none"]"#,
+        ),
+        &[r#"auth.providers[0].algorithms: "none" is not allowed"#],
+    );
+}
+
+#[test]
+fn check_refuses_an_unknown_algorithm() {
+    refused(
+        &good_with(r#"algorithms = ["HS256"]"#, r#"algorithms = ["HS257"]"#),
+        &["auth.providers[0].algorithms", "HS257"],
+    );
+}
+
+#[test]
+fn check_refuses_an_algorithm_without_a_key_of_its_kind() {
+    refused(
+        &good_with(
+            r#"algorithms = ["HS256"]"#,
+            r#"algorithms = ["HS256", "RS256"]"#,
+        ),
+        &["auth.providers[0].algorithms", "RS256"],
+    );
+}
+
+#[test]
+fn check_refuses_an_unknown_key() {
+    refused(
+        &good_with("grace = \"10s\"", "grace = \"10s\"\nauth_timout = \"5s\""),
+        &["auth_timout"],
+    );
+}
+
+#[test]
+fn check_refuses_an_unknown_key_in_a_provider() {
+    refused(
+        &good_with(
+            "name = \"internal\"",
+            "name = \"internal\"\nissuers = \"x\"",
+        ),
+        &["issuers"],
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_duration() {
+    refused(
+        &good_with("auth_timeout = \"5s\"", "auth_timeout = \"5 parsecs\""),
+        &["auth_timeout"],
+    );
+}
+
+#[test]
+fn check_refuses_a_zero_auth_timeout() {
+    refused(
+        &good_with("auth_timeout = \"5s\"", "auth_timeout = \"0s\""),
+        &["session.auth_timeout: must be more than 0s"],
+    );
+}
+
+#[test]
+fn check_refuses_a_missing_secret_env() {
+    let var = "WSGUARD_CLI_TEST_UNSET_SECRET";
+    let config = config_file(&good_with(
+        "secret_file = \"secret\"",
+        &format!("secret_env = \"{var}\""),
+    ));
+    let out = wsguard()
+        .env_remove(var)
+        .args(["check", "--config"])
+        .arg(&config.path)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "auth.providers[0].keys[0].secret_env: environment variable {var} is not set"
+        )),
+        "{err}"
+    );
+
+    // The same file checks once the variable is set.
+    let out = wsguard()
+        .env(var, SECRET)
+        .args(["check", "--config"])
+        .arg(&config.path)
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn check_refuses_a_short_hmac_secret_without_printing_it() {
+    let config = config_file(GOOD);
+    let short = "tiny-secret-xyzzy";
+    std::fs::write(config.dir.path().join("secret"), short).expect("write");
+    let out = check(&config.path);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("auth.providers[0].keys[0]: the HMAC secret is shorter than 32 bytes"),
+        "{err}"
+    );
+    assert!(!err.contains(short), "the secret was printed: {err}");
+}
+
+#[test]
+fn check_refuses_a_pem_file_that_does_not_exist() {
+    refused(
+        &good_with("@KEYS@/ec.pub.pem", "@KEYS@/no-such-key.pem"),
+        &[
+            "auth.providers[1].keys[1].pem_file: cannot read",
+            "no-such-key.pem",
+        ],
+    );
+}
+
+#[test]
+fn check_refuses_a_relative_pem_file_missing_beside_the_config() {
+    refused(
+        &good_with("@KEYS@/ec.pub.pem", "ec.pub.pem"),
+        &["auth.providers[1].keys[1].pem_file: cannot read"],
+    );
+}
+
+#[test]
+fn check_refuses_a_private_key_as_pem_file() {
+    refused(
+        &good_with("@KEYS@/rsa.pub.pem", "@KEYS@/rsa.key"),
+        &["auth.providers[1].keys[0].pem_file: this is a private key"],
+    );
+}
+
+#[test]
+fn check_refuses_a_key_of_the_wrong_kind() {
+    // An RSA public key where an EC key is expected.
+    refused(
+        &good_with("@KEYS@/ec.pub.pem", "@KEYS@/rsa.pub.pem"),
+        &["auth.providers[1].keys[1].pem_file: not a usable public key PEM"],
+    );
+}
+
+#[test]
+fn check_refuses_a_missing_jwks_file() {
+    refused(
+        &good_with("@KEYS@/jwks.json", "@KEYS@/missing.json"),
+        &["auth.providers[2].keys[0].file: cannot read"],
+    );
+}
+
+#[test]
+fn check_refuses_an_upstream_url_with_the_wrong_scheme() {
+    refused(
+        &good_with("ws://127.0.0.1:9000/app", "http://127.0.0.1:9000/app"),
+        &["upstream.url: must start with ws://"],
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_trusted_proxy() {
+    refused(
+        &good_with("\"10.0.0.0/8\"", "\"10.0.0.0/33\""),
+        &["trusted_proxies"],
+    );
+}
+
+#[test]
+fn check_refuses_duplicate_issuers() {
+    refused(
+        &good_with("https://idp.example", "https://internal.example"),
+        &["auth.providers[1].issuer: another provider already has this issuer"],
+    );
+}
+
+#[test]
+fn check_refuses_a_bad_claim_header_name() {
+    refused(
+        &good_with("email = \"X-Auth-Email\"", "email = \"X Auth Email\""),
+        &["upstream.claim_headers.email", "is not a valid header name"],
+    );
+}
+
+#[test]
+fn check_refuses_no_providers() {
+    let start = GOOD.find("[[auth.providers]]").expect("providers");
+    let end = GOOD.find("[session]").expect("session");
+    let text = format!("{}{}", &GOOD[..start], &GOOD[end..]);
+    refused(&text, &["providers"]);
+}
+
+#[test]
+fn shipped_example_config_checks() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wsguard.toml");
+    if !path.exists() {
+        eprintln!(
+            "SKIPPED: {} does not exist (yet); nothing to check",
+            path.display()
+        );
+        return;
+    }
+    let text = std::fs::read_to_string(&path).expect("read config/wsguard.toml");
+    let mut cmd = wsguard();
+    // Give every `secret_env` the file names a (dummy) secret.
+    for line in text.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("secret_env") {
+            if let Some(var) = rest.trim_start().strip_prefix('=') {
+                let var = var.trim().trim_matches('"');
+                if !var.is_empty() {
+                    cmd.env(var, SECRET);
+                }
+            }
+        }
+    }
+    let out = cmd
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["check", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run");
+    assert!(
+        out.status.success(),
+        "config/wsguard.toml does not check:\n{}",
+        stderr(&out)
+    );
+}
+
+// ---- token ----------------------------------------------------------------
+
+fn decode_hs256(token: &str) -> Map<String, Value> {
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_required_spec_claims(&["exp", "sub", "iat"]);
+    decode::<Map<String, Value>>(
+        token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("the minted token verifies with the secret")
+    .claims
+}
+
+#[test]
+fn token_mints_a_verifiable_hs256_token() {
+    let before = now();
+    let out = wsguard()
+        .env("WSGUARD_CLI_TEST_SECRET", SECRET)
+        .args([
+            "token",
+            "--secret-env",
+            "WSGUARD_CLI_TEST_SECRET",
+            "--sub",
+            "alice",
+            "--ttl",
+            "90s",
+            "--claim",
+            "scope=chat",
+            "--claim",
+            "roles=[\"member\",\"admin\"]",
+            "--claim",
+            "level=3",
+        ])
+        .output()
+        .expect("run");
+    let after = now();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let token = stdout.trim();
+    assert_eq!(stdout.lines().count(), 1, "{stdout:?}");
+    assert_eq!(token.split('.').count(), 3, "{token}");
+    let header = jsonwebtoken::decode_header(token).expect("header");
+    assert_eq!(header.alg, Algorithm::HS256);
+
+    let c = decode_hs256(token);
+    assert_eq!(c["sub"], "alice");
+    assert_eq!(c["scope"], "chat");
+    assert_eq!(c["roles"], json!(["member", "admin"]));
+    assert_eq!(c["level"], 3);
+    let iat = c["iat"].as_i64().expect("iat");
+    let exp = c["exp"].as_i64().expect("exp");
+    assert!(
+        (before..=after).contains(&iat),
+        "iat {iat} not in {before}..={after}"
+    );
+    assert_eq!(exp - iat, 90);
+    let mut keys: Vec<&str> = c.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(keys, ["exp", "iat", "level", "roles", "scope", "sub"]);
+}
+
+#[test]
+fn token_default_ttl_is_15_minutes() {
+    let out = wsguard()
+        .env("WSGUARD_CLI_TEST_SECRET2", SECRET)
+        .args([
+            "token",
+            "--secret-env",
+            "WSGUARD_CLI_TEST_SECRET2",
+            "--sub",
+            "bob",
+        ])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let c = decode_hs256(String::from_utf8_lossy(&out.stdout).trim());
+    assert_eq!(c["sub"], "bob");
+    assert_eq!(
+        c["exp"].as_i64().expect("exp") - c["iat"].as_i64().expect("iat"),
+        900
+    );
+}
+
+#[test]
+fn token_with_an_unset_secret_env_fails() {
+    let var = "WSGUARD_CLI_TEST_UNSET_TOKEN_SECRET";
+    let out = wsguard()
+        .env_remove(var)
+        .args(["token", "--secret-env", var, "--sub", "alice"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        stderr(&out).contains(&format!("environment variable {var} is not set")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn token_refuses_a_malformed_claim() {
+    let out = wsguard()
+        .env("WSGUARD_CLI_TEST_SECRET3", SECRET)
+        .args([
+            "token",
+            "--secret-env",
+            "WSGUARD_CLI_TEST_SECRET3",
+            "--sub",
+            "alice",
+            "--claim",
+            "novalue",
+        ])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("novalue"), "{}", stderr(&out));
+}
+
+// ---- demo -----------------------------------------------------------------
+
+#[tokio::test]
+async fn demo_serves_an_authenticated_round_trip() {
+    let mut child = tokio::process::Command::new(BIN)
+        .env_remove("WSGUARD_CONFIG")
+        .env("RUST_LOG", "warn")
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsguard demo");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let (mut url, mut token) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(rest) = line.strip_prefix("proxy: ") {
+                url = Some(rest.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("token: ") {
+                token = Some(rest.trim().to_owned());
+            }
+            if url.is_some() && token.is_some() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read)
+        .await
+        .expect("demo did not print its url and token in time");
+    let url = url.expect("a `proxy: ` line");
+    let token = token.expect("a `token: ` line");
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    assert!(!url.starts_with("ws://127.0.0.1:0/"), "{url}");
+
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
+        .await
+        .expect("connect timed out")
+        .expect("connect to the demo proxy");
+    ws.send(auth_frame(&token)).await.expect("send auth");
+    let authed = recv_json(&mut ws).await;
+    assert_eq!(authed["type"], "AUTHENTICATED", "{authed}");
+    assert_eq!(authed["payload"]["sub"], "alice", "{authed}");
+    let welcome = recv_json(&mut ws).await;
+    assert_eq!(welcome["type"], "welcome", "{welcome}");
+    assert_eq!(welcome["payload"]["sub"], "alice", "{welcome}");
+    ws.send(Message::text("hello demo")).await.expect("send");
+    assert_eq!(recv(&mut ws).await, Message::text("hello demo"));
+
+    // A token the demo did not mint is refused.
+    let (mut other, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    other
+        .send(auth_frame(&hs256("mallory", 60)))
+        .await
+        .expect("send auth");
+    assert_eq!(
+        expect_close(&mut other).await,
+        (1008, "invalid token".to_string())
+    );
+
+    child.kill().await.expect("kill the demo");
+}

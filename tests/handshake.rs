@@ -1,0 +1,414 @@
+//! The first frame and the way to AUTHENTICATED: the upgrade without credentials, every first-frame failure (timeout, wrong type, binary, not JSON, too large), client frames queued while the upstream is being opened (order and bounds), an upstream that is down, refuses or stalls, and the AUTHENTICATED frame itself.
+
+mod support;
+use support::wire::*;
+use support::*;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::SinkExt;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Long enough to notice a connection the proxy should not have opened.
+const QUIET: Duration = Duration::from_millis(300);
+
+/// The first frame the client gets must be this close.
+async fn expect_first_close(ws: &mut Ws, code: u16, reason: &str) {
+    let first = recv(ws).await;
+    assert_eq!(
+        close_of(&first),
+        (code, reason.to_owned()),
+        "{}",
+        describe(&first)
+    );
+}
+
+/// An auth frame of exactly `len` bytes (padded with an extra field).
+fn padded_auth(token: &str, len: usize) -> String {
+    let base = json!({"type": "auth", "pad": "", "payload": {"token": token}}).to_string();
+    assert!(len >= base.len(), "{len} is too short for an auth frame");
+    let text =
+        json!({"type": "auth", "pad": "x".repeat(len - base.len()), "payload": {"token": token}})
+            .to_string();
+    assert_eq!(text.len(), len);
+    text
+}
+
+/// A first-frame failure: the close the client gets, that the upstream was
+/// never contacted, and that the proxy dropped the client.
+async fn first_frame_refused(first: Message, code: u16, reason: &str) {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(first).await.expect("send first frame");
+    expect_first_close(&mut ws, code, reason).await;
+    assert_client_released(&mut ws).await;
+    assert!(
+        raw.accept_tcp_within(QUIET).await.is_none(),
+        "the upstream was contacted"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_needs_no_credentials_and_upstream_waits_for_auth() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let mut ws = connect(&proxy, "/room?x=1").await;
+    assert!(
+        raw.accept_tcp_within(QUIET).await.is_none(),
+        "the upstream was contacted before any auth frame"
+    );
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    let (mut up, path) = raw.accept().await;
+    assert_eq!(path, "/room?x=1");
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "AUTHENTICATED", "{v}");
+    ws.send(Message::text("hi")).await.expect("send");
+    assert_eq!(next_any(&mut up).await, Message::text("hi"));
+}
+
+#[tokio::test]
+async fn no_first_frame_closes_auth_timeout_without_contacting_upstream() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .session("auth_timeout = \"300ms\"")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    expect_first_close(&mut ws, 1008, "auth timeout").await;
+    assert_client_released(&mut ws).await;
+    assert!(
+        raw.accept_tcp_within(QUIET).await.is_none(),
+        "the upstream was contacted"
+    );
+}
+
+#[tokio::test]
+async fn auth_timeout_is_distinct_code_4408_when_configured() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .session("auth_timeout = \"300ms\"\nclose_codes = \"distinct\"")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    expect_first_close(&mut ws, 4408, "auth timeout").await;
+}
+
+#[tokio::test]
+async fn first_frame_of_another_type_is_auth_required() {
+    let token = hs256("alice", 300);
+    let frame = json!({"type": "hello", "payload": {"token": token}}).to_string();
+    first_frame_refused(Message::text(frame), 1008, "auth required").await;
+}
+
+#[tokio::test]
+async fn reauth_as_first_frame_is_auth_required() {
+    let token = hs256("alice", 300);
+    let frame = json!({"type": "REAUTH", "payload": {"token": token}}).to_string();
+    first_frame_refused(Message::text(frame), 1008, "auth required").await;
+}
+
+#[tokio::test]
+async fn binary_first_frame_is_auth_required() {
+    let token = hs256("alice", 300);
+    let frame = json!({"type": "auth", "payload": {"token": token}}).to_string();
+    first_frame_refused(Message::binary(frame.into_bytes()), 1008, "auth required").await;
+}
+
+#[tokio::test]
+async fn non_json_first_frame_is_auth_required() {
+    first_frame_refused(Message::text("hello there"), 1008, "auth required").await;
+}
+
+#[tokio::test]
+async fn json_array_first_frame_is_auth_required() {
+    first_frame_refused(Message::text(r#"[{"type":"auth"}]"#), 1008, "auth required").await;
+}
+
+#[tokio::test]
+async fn auth_frame_over_the_limit_closes_1009() {
+    let text = padded_auth(&hs256("alice", 300), 16 * 1024 + 1);
+    first_frame_refused(Message::text(text), 1009, "auth frame too large").await;
+}
+
+#[tokio::test]
+async fn auth_frame_exactly_at_the_limit_is_accepted() {
+    let mut upstream = Upstream::start(false).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(Message::text(padded_auth(&hs256("alice", 300), 16 * 1024)))
+        .await
+        .expect("send auth");
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "AUTHENTICATED", "{v}");
+    let _up = upstream.accept().await;
+}
+
+#[tokio::test]
+async fn configured_auth_frame_limit_is_inclusive() {
+    let mut upstream = Upstream::start(false).await;
+    let proxy = proxy(upstream.addr)
+        .session("max_auth_frame_bytes = 1024")
+        .start()
+        .await;
+    let token = hs256("alice", 300);
+
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(Message::text(padded_auth(&token, 1024)))
+        .await
+        .expect("send auth");
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
+    let _up = upstream.accept().await;
+
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(Message::text(padded_auth(&token, 1025)))
+        .await
+        .expect("send auth");
+    expect_first_close(&mut ws, 1009, "auth frame too large").await;
+    assert!(upstream.accept_within(QUIET).await.is_none());
+}
+
+#[tokio::test]
+async fn first_frame_over_the_message_limit_is_auth_frame_too_large() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .websocket("max_message_bytes = 4096\nmax_frame_bytes = 4096")
+        .session("max_auth_frame_bytes = 1024")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(Message::text(padded_auth(&hs256("alice", 300), 5000)))
+        .await
+        .expect("send auth");
+    expect_first_close(&mut ws, 1009, "auth frame too large").await;
+    assert!(raw.accept_tcp_within(QUIET).await.is_none());
+}
+
+#[tokio::test]
+async fn frames_sent_before_authenticated_are_delivered_in_order() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let mut ws = connect(&proxy, "/").await;
+    let early = vec![
+        Message::text("one"),
+        Message::binary(vec![2u8, 2, 2]),
+        Message::text("three"),
+        Message::text(r#"{"type":"chat","text":"four"}"#),
+        Message::binary(vec![5u8]),
+    ];
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    for m in early.clone() {
+        ws.send(m).await.expect("send early frame");
+    }
+    // Hold the upstream handshake so the frames arrive while the proxy is connecting.
+    let tcp = raw.accept_tcp().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut up, _) = handshake(tcp).await;
+
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "AUTHENTICATED", "{v}");
+    for expected in early {
+        assert_eq!(next_any(&mut up).await, expected);
+    }
+    ws.send(Message::text("after")).await.expect("send");
+    assert_eq!(next_any(&mut up).await, Message::text("after"));
+}
+
+#[tokio::test]
+async fn too_many_frames_before_authenticated_close_buffer_full() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .upstream("pending_max_frames = 3")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    // The upstream accepts TCP but never answers the handshake.
+    let mut tcp = raw.accept_tcp().await;
+    for i in 0..4 {
+        ws.send(Message::text(format!("m{i}")))
+            .await
+            .expect("send early frame");
+    }
+    expect_first_close(&mut ws, 1008, "buffer full").await;
+    assert_client_released(&mut ws).await;
+    // The connect attempt was given up with the session.
+    assert_eof(&mut tcp, "pending upstream connection").await;
+}
+
+#[tokio::test]
+async fn pending_bytes_bound_is_inclusive() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .upstream("pending_max_bytes = 100")
+        .start()
+        .await;
+    let token = hs256("alice", 300);
+
+    // 60 + 40 bytes fit exactly.
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&token)).await.expect("send auth");
+    let tcp = raw.accept_tcp().await;
+    ws.send(Message::text("a".repeat(60))).await.expect("send");
+    ws.send(Message::binary(vec![b'b'; 40]))
+        .await
+        .expect("send");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (mut up, _) = handshake(tcp).await;
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
+    assert_eq!(next_any(&mut up).await, Message::text("a".repeat(60)));
+    assert_eq!(next_any(&mut up).await, Message::binary(vec![b'b'; 40]));
+
+    // 60 + 41 bytes do not.
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&token)).await.expect("send auth");
+    let _tcp = raw.accept_tcp().await;
+    ws.send(Message::text("a".repeat(60))).await.expect("send");
+    ws.send(Message::binary(vec![b'b'; 41]))
+        .await
+        .expect("send");
+    expect_first_close(&mut ws, 1008, "buffer full").await;
+}
+
+#[tokio::test]
+async fn unreachable_upstream_closes_1013() {
+    let proxy = proxy(Upstream::unused_addr().await).start().await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    expect_first_close(&mut ws, 1013, "upstream unavailable").await;
+    assert_client_released(&mut ws).await;
+}
+
+#[tokio::test]
+async fn upstream_refusing_the_handshake_closes_1013() {
+    let proxy = proxy(refusing_upstream("403 Forbidden").await)
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    expect_first_close(&mut ws, 1013, "upstream unavailable").await;
+    assert_client_released(&mut ws).await;
+}
+
+#[tokio::test]
+async fn upstream_not_answering_the_handshake_closes_1013_after_connect_timeout() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .upstream("connect_timeout = \"300ms\"")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    let mut tcp = raw.accept_tcp().await;
+    expect_first_close(&mut ws, 1013, "upstream unavailable").await;
+    assert_eof(&mut tcp, "timed-out upstream connection").await;
+}
+
+fn unix(secs: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[tokio::test]
+async fn authenticated_carries_identity_connection_and_envelope() {
+    let mut upstream = Upstream::start(false).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let c = claims("alice", 300, json!({}));
+    let exp = c["exp"].as_u64().expect("exp");
+    let token = hs256_claims(&c);
+
+    let mut ws = connect(&proxy, "/").await;
+    let auth = json!({"type": "auth", "id": "req-42", "payload": {"token": token}});
+    ws.send(Message::text(auth.to_string()))
+        .await
+        .expect("send auth");
+    let v = recv_json(&mut ws).await;
+    let up = upstream.accept().await;
+
+    let keys = |v: &Value| {
+        let mut k: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(&v), ["id", "payload", "timestamp", "type"], "{v}");
+    assert_eq!(v["type"], "AUTHENTICATED");
+    let p = &v["payload"];
+    assert_eq!(
+        keys(p),
+        ["connection_id", "exp", "expires_at", "in_reply_to", "sub"],
+        "{v}"
+    );
+    assert_eq!(p["sub"], "alice");
+    assert_eq!(p["exp"], exp);
+    let expires_at = p["expires_at"].as_str().expect("expires_at");
+    assert_eq!(
+        humantime::parse_rfc3339(expires_at).expect("expires_at is RFC 3339"),
+        unix(exp)
+    );
+    assert_eq!(p["in_reply_to"], "req-42");
+    let connection_id = p["connection_id"].as_str().expect("connection_id");
+    assert!(!connection_id.is_empty());
+    assert_eq!(up.header("x-request-id").as_deref(), Some(connection_id));
+
+    let id = v["id"].as_str().expect("id");
+    assert!(!id.is_empty());
+    let at = humantime::parse_rfc3339(v["timestamp"].as_str().expect("timestamp"))
+        .expect("timestamp is RFC 3339");
+    let skew = match at.duration_since(SystemTime::now()) {
+        Ok(ahead) => ahead,
+        Err(e) => e.duration(),
+    };
+    assert!(skew < Duration::from_secs(60), "timestamp {at:?} is off");
+
+    // Another connection: another connection id and frame id; a numeric
+    // auth id is echoed as a number, and no id means no in_reply_to.
+    let mut ws2 = connect(&proxy, "/").await;
+    let auth = json!({"type": "auth", "id": 7, "payload": {"token": hs256("bob", 300)}});
+    ws2.send(Message::text(auth.to_string()))
+        .await
+        .expect("send auth");
+    let v2 = recv_json(&mut ws2).await;
+    assert_eq!(v2["payload"]["in_reply_to"], 7, "{v2}");
+    assert_eq!(v2["payload"]["sub"], "bob");
+    assert_ne!(v2["payload"]["connection_id"].as_str(), Some(connection_id));
+    assert_ne!(v2["id"].as_str(), Some(id));
+
+    let mut ws3 = connect(&proxy, "/").await;
+    let auth = json!({"type": "auth", "payload": {"token": hs256("carol", 300)}});
+    ws3.send(Message::text(auth.to_string()))
+        .await
+        .expect("send auth");
+    let v3 = recv_json(&mut ws3).await;
+    assert_eq!(v3["type"], "AUTHENTICATED", "{v3}");
+    assert!(v3["payload"].get("in_reply_to").is_none(), "{v3}");
+}
+
+#[tokio::test]
+async fn authenticated_switched_off_client_first_sees_the_upstream() {
+    let mut upstream = Upstream::start(false).await;
+    let proxy = proxy(upstream.addr)
+        .dialect("authenticated = \"\"")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    let mut up = upstream.accept().await;
+    up.send(Message::text("welcome"));
+    assert_eq!(recv(&mut ws).await, Message::text("welcome"));
+    ws.send(Message::text("hi")).await.expect("send");
+    assert_eq!(up.recv().await, Message::text("hi"));
+}

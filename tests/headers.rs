@@ -1,0 +1,512 @@
+//! What the upstream is told: identity headers (X-Auth-*), configured claim
+//! headers and their encoding, X-Forwarded-* and X-Request-Id (with and
+//! without trusted proxies), spoofing by the client, end-to-end headers,
+//! Authorization/Host/token forwarding options, token query parameters,
+//! and the plain HTTP path (pass-through, bad upgrade, upstream down).
+
+mod support;
+use support::requests::*;
+use support::*;
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use futures_util::SinkExt;
+use http::HeaderValue;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::handshake::client::Request;
+
+/// How long to watch for an upstream request that must not come.
+const NOTHING: Duration = Duration::from_millis(400);
+
+/// Sets a header on a client request (replacing one of the same name).
+fn with(mut request: Request, name: &'static str, value: &str) -> Request {
+    request
+        .headers_mut()
+        .insert(name, HeaderValue::from_str(value).expect("header value"));
+    request
+}
+
+/// Sends the auth frame on `ws` and returns the `AUTHENTICATED` payload.
+async fn authenticate(ws: &mut Ws, token: &str) -> Value {
+    ws.send(auth_frame(token)).await.expect("send auth");
+    let v = recv_json(ws).await;
+    assert_eq!(v["type"], "AUTHENTICATED", "{v}");
+    v["payload"].clone()
+}
+
+/// All values of a header at the upstream.
+fn all(up: &UpConn, name: &str) -> Vec<String> {
+    up.headers
+        .get_all(name)
+        .iter()
+        .map(|v| v.to_str().expect("ascii header").to_owned())
+        .collect()
+}
+
+// ---- identity headers -----------------------------------------------------
+
+#[tokio::test]
+async fn identity_and_forwarding_headers_have_exact_values() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let c = claims(
+        "alice",
+        300,
+        json!({"iss": "https://idp.example", "scope": "chat read", "roles": ["a", "b"]}),
+    );
+    let token = hs256_claims(&c);
+    let mut ws = connect(&proxy, "/chat").await;
+    let authed = authenticate(&mut ws, &token).await;
+    let up = upstream.accept().await;
+
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
+    assert_eq!(all(&up, "x-auth-issuer"), ["https://idp.example"]);
+    assert_eq!(all(&up, "x-auth-expires"), [c["exp"].to_string()]);
+    let b64 = up.header("x-auth-claims").expect("x-auth-claims");
+    assert_eq!(b64, token.split('.').nth(1).expect("payload segment"));
+    assert!(!b64.contains('='), "padded: {b64}");
+    let decoded: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(&b64).expect("base64url")).expect("json");
+    assert_eq!(decoded, c);
+
+    assert_eq!(all(&up, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(all(&up, "x-forwarded-proto"), ["http"]);
+    assert_eq!(all(&up, "x-forwarded-host"), [proxy.addr.to_string()]);
+    assert_eq!(
+        all(&up, "x-request-id"),
+        [authed["connection_id"].as_str().expect("connection_id")]
+    );
+    assert_eq!(all(&up, "host"), [upstream.addr.to_string()]);
+}
+
+#[tokio::test]
+async fn issuer_header_is_absent_without_iss() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(&proxy, "/chat", &hs256("bob", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.header("x-auth-subject").as_deref(), Some("bob"));
+    assert_eq!(up.header("x-auth-issuer"), None);
+}
+
+#[tokio::test]
+async fn renamed_and_disabled_identity_headers() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("[upstream.identity_headers]\nsubject = \"X-User\"\nclaims = \"\"")
+        .start()
+        .await;
+    let _ws = authed(&proxy, "/chat", &hs256("carol", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.header("x-user").as_deref(), Some("carol"));
+    assert_eq!(up.header("x-auth-subject"), None);
+    assert_eq!(up.header("x-auth-claims"), None);
+    assert!(up.header("x-auth-expires").is_some());
+}
+
+// ---- spoofing and trusted proxies -----------------------------------------
+
+/// A request carrying every identity and forwarding header a client might forge.
+fn spoofing_request(proxy: &TestProxy) -> Request {
+    let mut r = ws_request(proxy, "/chat");
+    for (name, value) in [
+        ("x-auth-subject", "root"),
+        ("x-auth-issuer", "https://evil.example"),
+        ("x-auth-expires", "99999999999"),
+        ("x-auth-claims", "eyJzdWIiOiJyb290In0"),
+        ("x-auth-email", "root@example.com"),
+        ("x-forwarded-for", "203.0.113.7"),
+        ("x-forwarded-proto", "https"),
+        ("x-forwarded-host", "chat.example"),
+        ("x-request-id", "req-from-client"),
+        ("forwarded", "for=198.51.100.1;proto=https"),
+    ] {
+        r = with(r, name, value);
+    }
+    r
+}
+
+#[tokio::test]
+async fn client_cannot_spoof_identity_or_forwarding_headers() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("[upstream.claim_headers]\nemail = \"X-Auth-Email\"")
+        .start()
+        .await;
+    let mut ws = connect_request(spoofing_request(&proxy)).await;
+    let authed = authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
+    assert_eq!(all(&up, "x-auth-issuer"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-email"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-claims").len(), 1);
+    assert_ne!(
+        up.header("x-auth-claims").as_deref(),
+        Some("eyJzdWIiOiJyb290In0")
+    );
+    assert_eq!(all(&up, "x-auth-expires").len(), 1);
+    assert_ne!(up.header("x-auth-expires").as_deref(), Some("99999999999"));
+    assert_eq!(all(&up, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(all(&up, "x-forwarded-proto"), ["http"]);
+    assert_eq!(all(&up, "x-forwarded-host"), [proxy.addr.to_string()]);
+    assert_eq!(
+        all(&up, "x-request-id"),
+        [authed["connection_id"].as_str().expect("connection_id")]
+    );
+    assert_eq!(all(&up, "forwarded"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn trusted_proxy_forwarding_headers_are_appended_and_kept() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .upstream("[upstream.claim_headers]\nemail = \"X-Auth-Email\"")
+        .start()
+        .await;
+    let mut ws = connect_request(spoofing_request(&proxy)).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-forwarded-for"), ["203.0.113.7, 127.0.0.1"]);
+    assert_eq!(all(&up, "x-request-id"), ["req-from-client"]);
+    assert_eq!(all(&up, "x-forwarded-proto"), ["https"]);
+    assert_eq!(all(&up, "x-forwarded-host"), ["chat.example"]);
+    // Identity is never taken from a client, trusted or not.
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
+    assert_eq!(all(&up, "x-auth-issuer"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-email"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn trusted_proxy_without_headers_gets_the_defaults() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/chat").await;
+    let authed = authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(
+        all(&up, "x-request-id"),
+        [authed["connection_id"].as_str().expect("connection_id")]
+    );
+}
+
+#[tokio::test]
+async fn peer_outside_trusted_ranges_is_not_trusted() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"10.0.0.0/8\", \"::1/128\"]")
+        .start()
+        .await;
+    let mut ws = connect_request(spoofing_request(&proxy)).await;
+    let authed = authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-forwarded-for"), ["127.0.0.1"]);
+    assert_eq!(
+        all(&up, "x-request-id"),
+        [authed["connection_id"].as_str().expect("connection_id")]
+    );
+}
+
+// ---- claim headers --------------------------------------------------------
+
+#[tokio::test]
+async fn claim_headers_are_encoded() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream(
+            "[upstream.claim_headers]\n\
+             email = \"X-Auth-Email\"\n\
+             roles = \"X-Auth-Roles\"\n\
+             name = \"X-Auth-Name\"\n\
+             level = \"X-Auth-Level\"\n\
+             admin = \"X-Auth-Admin\"\n\
+             meta = \"X-Auth-Meta\"\n\
+             note = \"X-Auth-Note\"\n\
+             absent = \"X-Auth-Absent\"",
+        )
+        .start()
+        .await;
+    let c = claims(
+        "alice",
+        300,
+        json!({
+            "email": "alice@example.com",
+            "roles": ["admin", "ops,eu", "zoë"],
+            "name": "Zoë 100%",
+            "level": 3,
+            "admin": true,
+            "meta": {"a": 1, "b": [true, null]},
+            "note": "line\r\nX-Injected: 1",
+        }),
+    );
+    let _ws = authed(&proxy, "/chat", &hs256_claims(&c)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-email"), ["alice@example.com"]);
+    assert_eq!(all(&up, "x-auth-roles"), ["admin,ops%2Ceu,zo%C3%AB"]);
+    assert_eq!(all(&up, "x-auth-name"), ["Zo%C3%AB 100%25"]);
+    assert_eq!(all(&up, "x-auth-level"), ["3"]);
+    assert_eq!(all(&up, "x-auth-admin"), ["true"]);
+    assert_eq!(all(&up, "x-auth-meta"), [r#"{"a":1,"b":[true,null]}"#]);
+    assert_eq!(all(&up, "x-auth-note"), ["line%0D%0AX-Injected: 1"]);
+    assert_eq!(up.header("x-injected"), None);
+    assert_eq!(up.header("x-auth-absent"), None);
+}
+
+// ---- end-to-end headers and forwarding options ----------------------------
+
+#[tokio::test]
+async fn end_to_end_headers_pass_and_authorization_is_dropped() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let mut r = ws_request(&proxy, "/chat");
+    r = with(r, "cookie", "session=abc; theme=dark");
+    r = with(r, "origin", "https://app.example");
+    r = with(r, "user-agent", "wsguard-test/1.0");
+    r = with(r, "x-custom", "hello");
+    r = with(r, "authorization", "Bearer client-token");
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "cookie"), ["session=abc; theme=dark"]);
+    assert_eq!(all(&up, "origin"), ["https://app.example"]);
+    assert_eq!(all(&up, "user-agent"), ["wsguard-test/1.0"]);
+    assert_eq!(all(&up, "x-custom"), ["hello"]);
+    assert_eq!(all(&up, "authorization"), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn authorization_is_kept_when_configured() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("forward_authorization = true")
+        .start()
+        .await;
+    let r = with(
+        ws_request(&proxy, "/chat"),
+        "authorization",
+        "Basic dXNlcjpwYXNz",
+    );
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "authorization"), ["Basic dXNlcjpwYXNz"]);
+}
+
+#[tokio::test]
+async fn forward_token_sends_the_verified_token_as_bearer() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("forward_token = true")
+        .start()
+        .await;
+    let token = hs256("alice", 300);
+    let r = with(
+        ws_request(&proxy, "/chat"),
+        "authorization",
+        "Bearer client-token",
+    );
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &token).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "authorization"), [format!("Bearer {token}")]);
+}
+
+#[tokio::test]
+async fn token_is_not_forwarded_by_default() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(&proxy, "/chat", &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.header("authorization"), None);
+}
+
+#[tokio::test]
+async fn host_is_the_upstreams_by_default() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let r = with(ws_request(&proxy, "/chat"), "host", "chat.example");
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "host"), [upstream.addr.to_string()]);
+    assert_eq!(all(&up, "x-forwarded-host"), ["chat.example"]);
+}
+
+#[tokio::test]
+async fn preserve_host_keeps_the_clients_host() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("preserve_host = true")
+        .start()
+        .await;
+    let r = with(ws_request(&proxy, "/chat"), "host", "chat.example");
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "host"), ["chat.example"]);
+    assert_eq!(all(&up, "x-forwarded-host"), ["chat.example"]);
+}
+
+#[tokio::test]
+async fn token_query_parameters_are_stripped() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(
+        &proxy,
+        "/room/7?token=abc&x=1&access_token=def&y=&token=again",
+        &hs256("alice", 300),
+    )
+    .await;
+    let up = upstream.accept().await;
+    assert_eq!(up.path, "/room/7?x=1&y=");
+}
+
+#[tokio::test]
+async fn query_with_only_a_token_becomes_a_bare_path() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(&proxy, "/chat?access_token=abc", &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.path, "/chat");
+}
+
+// ---- plain HTTP -----------------------------------------------------------
+
+#[tokio::test]
+async fn http_requests_are_passed_through_with_header_rules() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr)
+        .upstream("[upstream.claim_headers]\nemail = \"X-Auth-Email\"")
+        .start()
+        .await;
+    let body = "{\"name\":\"widget\"}";
+    let raw = format!(
+        "POST /api/items?token=abc&page=2 HTTP/1.1\r\n\
+         Host: app.example\r\n\
+         Content-Type: application/json\r\n\
+         Content-Length: {}\r\n\
+         Cookie: session=abc\r\n\
+         X-Custom: hello\r\n\
+         Authorization: Bearer client-token\r\n\
+         X-Auth-Subject: root\r\n\
+         X-Auth-Email: root@example.com\r\n\
+         X-Forwarded-For: 203.0.113.7\r\n\
+         X-Request-Id: req-from-client\r\n\
+         Connection: close\r\n\
+         \r\n{body}",
+        body.len()
+    );
+    let response = raw_http(proxy.addr, &raw).await;
+
+    let seen = http.request().await;
+    assert_eq!(seen.method, "POST");
+    assert_eq!(seen.path, "/api/items?page=2");
+    assert_eq!(String::from_utf8_lossy(&seen.body), body);
+    assert_eq!(
+        seen.header("content-type").as_deref(),
+        Some("application/json")
+    );
+    assert_eq!(seen.header("cookie").as_deref(), Some("session=abc"));
+    assert_eq!(seen.header("x-custom").as_deref(), Some("hello"));
+    assert_eq!(seen.header("authorization"), None);
+    assert_eq!(seen.header("x-auth-subject"), None);
+    assert_eq!(seen.header("x-auth-email"), None);
+    assert_eq!(seen.header("x-forwarded-for").as_deref(), Some("127.0.0.1"));
+    assert_eq!(seen.count("x-forwarded-for"), 1);
+    assert_eq!(seen.header("x-forwarded-proto").as_deref(), Some("http"));
+    assert_eq!(
+        seen.header("x-forwarded-host").as_deref(),
+        Some("app.example")
+    );
+    let request_id = seen.header("x-request-id").expect("x-request-id");
+    assert!(!request_id.is_empty());
+    assert_ne!(request_id, "req-from-client");
+    assert_eq!(seen.header("host"), Some(http.addr.to_string()));
+
+    assert_eq!(response.status, HTTP_UPSTREAM_STATUS);
+    assert_eq!(response.body, HTTP_UPSTREAM_BODY);
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.header("x-upstream"), Some("yes"));
+    assert_eq!(response.header("set-cookie"), Some("sid=abc; Path=/"));
+}
+
+#[tokio::test]
+async fn http_url_prefix_is_used_for_plain_requests() {
+    let mut http = HttpUpstream::start().await;
+    let ws_upstream = Upstream::start(true).await;
+    let proxy = proxy(ws_upstream.addr)
+        .upstream(&format!("http_url = \"http://{}/v1\"", http.addr))
+        .start()
+        .await;
+    let response = raw_http(
+        proxy.addr,
+        "GET /status?x=1 HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    let seen = http.request().await;
+    assert_eq!(seen.method, "GET");
+    assert_eq!(seen.path, "/v1/status?x=1");
+    assert_eq!(response.status, HTTP_UPSTREAM_STATUS);
+}
+
+#[tokio::test]
+async fn bad_upgrade_gets_400_json_and_is_not_forwarded() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    for raw in [
+        // No Sec-WebSocket-Key.
+        "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
+        // Wrong version.
+        "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade, close\r\nSec-WebSocket-Version: 8\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        // A key that is not 16 bytes.
+        "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: c2hvcnQ=\r\n\r\n",
+        // Not WebSocket at all.
+        "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: h2c\r\n\
+         Connection: Upgrade, close\r\n\r\n",
+        // Not a GET.
+        "POST /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nContent-Length: 0\r\n\r\n",
+    ] {
+        let response = raw_http(proxy.addr, raw).await;
+        assert_eq!(response.status, 400, "{raw:?}: {response:?}");
+        assert_eq!(
+            response.header("content-type"),
+            Some("application/json"),
+            "{raw:?}"
+        );
+        let v = response.json();
+        assert_eq!(v["error"], "bad_upgrade", "{raw:?}: {v}");
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    assert!(
+        http.request_within(NOTHING).await.is_none(),
+        "a bad upgrade reached the upstream"
+    );
+}
+
+#[tokio::test]
+async fn http_upstream_down_gets_502_json() {
+    let dead = Upstream::unused_addr().await;
+    let proxy = proxy(dead).start().await;
+    let response = raw_http(
+        proxy.addr,
+        "GET /api HTTP/1.1\r\nHost: app.example\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(response.status, 502, "{response:?}");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    let v = response.json();
+    assert_eq!(v["error"], "upstream_unavailable", "{v}");
+}
