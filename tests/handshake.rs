@@ -1,10 +1,10 @@
 //! The first frame and the way to AUTHENTICATED: the upgrade without credentials, every first-frame failure (timeout, wrong type, binary, not JSON, too large), client frames queued while the upstream is being opened (order and bounds), an upstream that is down, refuses or stalls, and the AUTHENTICATED frame itself.
 
 mod support;
-use support::wire::*;
 use support::*;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use support::wire::*;
 
 use futures_util::SinkExt;
 use serde_json::{json, Value};

@@ -1,10 +1,10 @@
 //! Relaying after AUTHENTICATED: text, binary and fragmented messages both ways, close codes and reasons both ways, either side vanishing, message limits, ping/pong staying hop-by-hop, backpressure, slow consumers and the proxy's memory under a slow reader.
 
 mod support;
-use support::wire::*;
 use support::*;
 
 use std::time::Duration;
+use support::wire::*;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
@@ -182,6 +182,8 @@ async fn client_message_at_the_limit_passes_and_over_it_closes_1009() {
         (1009, "message too large".to_owned())
     );
     assert_eq!(close_of(&up.recv().await), (1001, "client gone".to_owned()));
+    drop(up);
+    assert_client_released(&mut ws).await;
 }
 
 #[tokio::test]
@@ -204,6 +206,8 @@ async fn fragmented_client_message_over_the_limit_closes_1009() {
         (1009, "message too large".to_owned())
     );
     assert_eq!(close_of(&up.recv().await), (1001, "client gone".to_owned()));
+    drop(up);
+    assert_client_released(&mut ws).await;
 }
 
 #[tokio::test]
@@ -227,6 +231,8 @@ async fn upstream_message_over_the_limit_closes_both_legs() {
         close_of(&up.recv().await),
         (1009, "message too large".to_owned())
     );
+    drop(up);
+    assert_client_released(&mut ws).await;
 }
 
 #[tokio::test]
