@@ -130,6 +130,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         polled
     }
 
+    /// Drops frames not yet handed to the socket (the peer is too slow to
+    /// take them and is about to be closed); what the socket holds stays.
+    pub fn discard_queued(&mut self) {
+        self.out.clear();
+    }
+
     /// Clears the queue and marks both sides done (the socket failed).
     pub fn abandon(&mut self) {
         self.out.clear();

@@ -412,3 +412,30 @@ async fn authenticated_switched_off_client_first_sees_the_upstream() {
     ws.send(Message::text("hi")).await.expect("send");
     assert_eq!(up.recv().await, Message::text("hi"));
 }
+
+#[tokio::test]
+async fn reauth_before_authenticated_is_refused_without_reordering() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    let reauth = serde_json::json!({"type": "REAUTH", "id": "r1", "payload": {"token": hs256("alice", 400)}});
+    ws.send(Message::text(reauth.to_string()))
+        .await
+        .expect("send reauth");
+    // The upstream handshake is held until the REAUTH has been answered.
+    let tcp = raw.accept_tcp().await;
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "error", "{v}");
+    assert_eq!(v["payload"]["code"], "not_authenticated", "{v}");
+    assert_eq!(v["payload"]["in_reply_to"], "r1", "{v}");
+    let (mut up, _) = handshake(tcp).await;
+    let v = recv_json(&mut ws).await;
+    assert_eq!(v["type"], "AUTHENTICATED", "{v}");
+    assert_eq!(v["payload"]["in_reply_to"], "a1", "{v}");
+    ws.send(Message::text("after")).await.expect("send");
+    // The REAUTH never reached the upstream.
+    assert_eq!(next_any(&mut up).await, Message::text("after"));
+}

@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::{Credentials, Flow, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
+use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
 use crate::relay::Leg;
 use crate::rescue::CloseCause;
@@ -39,16 +40,6 @@ impl Credentials {
     }
 }
 
-/// A token is only accepted while its `exp` is still ahead of our clock: the
-/// leeway absorbs skew in `nbf` and `iat`, but expiry is enforced at `exp`.
-fn verify_live(session: &Session, token: &str) -> Result<Arc<Identity>, AuthError> {
-    let identity = session.proxy.verifier.verify(token)?;
-    if identity.exp <= unix_now() {
-        return Err(AuthError::Expired);
-    }
-    Ok(identity)
-}
-
 impl Session {
     /// The first frame: it must be an auth frame with a valid token.
     pub(super) fn on_first_frame(&mut self, text: &str) {
@@ -59,7 +50,7 @@ impl Session {
             ClientFrame::Auth { id, token } => (id, token),
             ClientFrame::Data => return self.close(CloseCause::AuthRequired),
         };
-        let identity = match token.as_deref().map(|t| verify_live(self, t)) {
+        let identity = match token.as_deref().map(|t| self.proxy.verifier.verify(t)) {
             Some(Ok(identity)) => identity,
             Some(Err(e)) => {
                 tracing::info!(conn = %self.id, error = %e, "first token refused");
@@ -68,7 +59,10 @@ impl Session {
             None => return self.close(CloseCause::InvalidToken),
         };
         tracing::info!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
-        let attempt = self.connect_upstream(&identity, token.unwrap_or_default());
+        let Some(request) = self.request.take() else {
+            return self.close(CloseCause::AuthRequired);
+        };
+        let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
         self.credentials = Some(Credentials::new(identity, self.proxy.session.reauth_lead));
         self.phase = Phase::Connecting {
             attempt,
@@ -76,10 +70,15 @@ impl Session {
         };
     }
 
-    /// Starts opening the upstream with the identity headers.
-    fn connect_upstream(&self, identity: &Arc<Identity>, token: String) -> super::Connecting {
+    /// Starts opening the upstream with the identity headers. The client's
+    /// request is moved into the attempt: it is not needed afterwards.
+    fn connect_upstream(
+        &self,
+        request: ClientRequest,
+        identity: &Arc<Identity>,
+        token: String,
+    ) -> super::Connecting {
         let proxy = self.proxy.clone();
-        let request = self.request.clone();
         let identity = identity.clone();
         let id = self.id.clone();
         Box::pin(async move {
@@ -145,6 +144,15 @@ impl Session {
 
     /// A re-authentication frame after the first auth.
     pub(super) fn on_reauth(&mut self, id: Option<Value>, token: Option<String>) {
+        if let Phase::Connecting { .. } = self.phase {
+            // The first AUTHENTICATED has not been sent yet; answering a
+            // REAUTH now would reorder the answers. Not counted as a failure.
+            return self.reply_error(
+                "not_authenticated",
+                "wait for the answer to the first auth before re-authenticating",
+                id.as_ref(),
+            );
+        }
         let now = Instant::now();
         let min_interval = self.proxy.session.reauth_min_interval;
         let Some(creds) = &mut self.credentials else {
@@ -159,7 +167,7 @@ impl Session {
         }
         creds.last_attempt = Some(now);
         let verified = match token.as_deref() {
-            Some(t) => verify_live(self, t),
+            Some(t) => self.proxy.verifier.verify(t),
             None => Err(AuthError::Malformed),
         };
         let identity = match verified {
@@ -242,7 +250,7 @@ impl Session {
         let now = Instant::now();
         let slow = self.proxy.session.slow_consumer_timeout;
         if self.client.blocked_since().is_some_and(|t| t + slow <= now) {
-            self.client.abandon();
+            self.client.discard_queued();
             self.close(CloseCause::SlowClient);
         }
         if self
@@ -252,7 +260,7 @@ impl Session {
             .is_some_and(|t| t + slow <= now)
         {
             if let Some(up) = &mut self.upstream {
-                up.abandon();
+                up.discard_queued();
             }
             self.close(CloseCause::SlowUpstream);
         }

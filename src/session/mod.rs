@@ -114,8 +114,8 @@ pub struct Session {
     proxy: Arc<Proxy>,
     /// Connection id (sent upstream as `X-Request-Id`).
     id: String,
-    /// The client's upgrade request.
-    request: ClientRequest,
+    /// The client's upgrade request, until it is moved into the upstream connect attempt.
+    request: Option<ClientRequest>,
     /// The client leg.
     client: Leg<TokioIo<Upgraded>>,
     /// The upstream leg, once open.
@@ -157,7 +157,7 @@ impl Session {
         );
         Session {
             id,
-            request,
+            request: Some(request),
             client: Leg::new(socket),
             upstream: None,
             phase: Phase::Authenticating { deadline },
