@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Credentials, Flow, Phase, Session};
+use super::{ClientIo, Credentials, Flow, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
 use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
@@ -40,7 +40,7 @@ impl Credentials {
     }
 }
 
-impl Session {
+impl<C: ClientIo> Session<C> {
     /// The first frame: it must be an auth frame with a valid token.
     pub(super) fn on_first_frame(&mut self, text: &str) {
         if text.len() > self.proxy.session.max_auth_frame_bytes {

@@ -10,6 +10,8 @@
 //! ```
 
 mod lifecycle;
+#[cfg(test)]
+mod tests;
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -34,6 +36,11 @@ use crate::upstream::{UpstreamError, UpstreamSocket};
 
 /// The client's side of the connection.
 pub type ClientSocket = WebSocketStream<TokioIo<Upgraded>>;
+
+/// What a client leg can run on: hyper's upgraded socket in the proxy, an
+/// in-memory pipe in the timer unit tests.
+pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
 
 /// An upstream connection being opened.
 type Connecting = Pin<Box<dyn Future<Output = Result<Box<UpstreamSocket>, UpstreamError>> + Send>>;
@@ -109,7 +116,7 @@ enum Flow {
 }
 
 /// One proxied connection.
-pub struct Session {
+pub struct Session<C = TokioIo<Upgraded>> {
     /// Shared proxy state.
     proxy: Arc<Proxy>,
     /// Connection id (sent upstream as `X-Request-Id`).
@@ -117,7 +124,7 @@ pub struct Session {
     /// The client's upgrade request, until it is moved into the upstream connect attempt.
     request: Option<ClientRequest>,
     /// The client leg.
-    client: Leg<TokioIo<Upgraded>>,
+    client: Leg<C>,
     /// The upstream leg, once open.
     upstream: Option<Leg<tokio::net::TcpStream>>,
     /// The current phase.
@@ -138,14 +145,14 @@ pub struct Session {
     client_first: bool,
 }
 
-impl Session {
+impl<C: ClientIo> Session<C> {
     /// A session for a freshly upgraded client socket.
     pub fn new(
         proxy: Arc<Proxy>,
         id: String,
         request: ClientRequest,
-        socket: ClientSocket,
-    ) -> Session {
+        socket: WebSocketStream<C>,
+    ) -> Session<C> {
         let now = Instant::now();
         let s = &proxy.session;
         let deadline = now + s.auth_timeout;

@@ -1,0 +1,221 @@
+//! Timer logic of the state machine under tokio's paused clock: a real
+//! session over an in-memory client pipe, deadlines checked to the
+//! millisecond without waiting for them. Socket-level behaviour is covered
+//! by the integration tests in `tests/`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{FutureExt, SinkExt, StreamExt};
+use tokio::io::DuplexStream;
+use tokio_tungstenite::tungstenite::protocol::Role;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::WebSocketStream;
+
+use super::Session;
+use crate::config::Config;
+use crate::headers::ClientRequest;
+use crate::proxy::Proxy;
+
+const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
+
+type Client = WebSocketStream<DuplexStream>;
+
+fn proxy(dir: &Path, upstream: &str, session: &str) -> Arc<Proxy> {
+    let secret = dir.join("secret");
+    std::fs::write(&secret, SECRET).expect("write secret");
+    let text = format!(
+        "[upstream]\nurl = \"ws://{upstream}\"\n[auth]\n[[auth.providers]]\nname = \"t\"\n\
+         algorithms = [\"HS256\"]\n[[auth.providers.keys]]\nkind = \"hmac\"\nsecret_file = \"{}\"\n\
+         [session]\n{session}\n",
+        secret.display()
+    );
+    Proxy::new(&Config::parse(&text).expect("config")).expect("proxy")
+}
+
+/// Starts a session on an in-memory pipe and returns the client's end.
+async fn start(proxy: Arc<Proxy>) -> Client {
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
+    let request = ClientRequest {
+        peer: ([127, 0, 0, 1], 1).into(),
+        headers: http::HeaderMap::new(),
+        path_and_query: "/".into(),
+        subprotocol: None,
+    };
+    tokio::spawn(Session::new(proxy, "unit".into(), request, server).run());
+    WebSocketStream::from_raw_socket(client, Role::Client, None).await
+}
+
+/// An upstream that accepts and echoes (answers pings while reading).
+async fn upstream() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await {
+                    while let Some(Ok(m)) = ws.next().await {
+                        if m.is_text() && ws.send(m).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn token(sub: &str, ttl: u64) -> String {
+    crate::token::mint_hs256(
+        SECRET.as_bytes(),
+        sub,
+        Duration::from_secs(ttl),
+        &Default::default(),
+    )
+    .expect("mint")
+}
+
+/// Lets every ready task run, then takes the frame that is waiting, if any.
+async fn ready_frame(client: &mut Client) -> Option<Message> {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    client.next().now_or_never().flatten().and_then(Result::ok)
+}
+
+/// Lets every ready task run, then says whether no frame is waiting.
+async fn nothing_waiting(client: &mut Client) -> bool {
+    ready_frame(client).await.is_none()
+}
+
+async fn next_type(client: &mut Client) -> (String, serde_json::Value) {
+    let Some(Ok(frame)) = client.next().await else {
+        panic!("the client leg ended");
+    };
+    type_of(frame)
+}
+
+fn type_of(frame: Message) -> (String, serde_json::Value) {
+    let Message::Text(text) = frame else {
+        panic!("expected a text frame, got {frame:?}");
+    };
+    let v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    (v["type"].as_str().unwrap_or_default().to_owned(), v)
+}
+
+async fn next_close(client: &mut Client) -> (u16, String) {
+    match client.next().await {
+        Some(Ok(Message::Close(Some(f)))) => (u16::from(f.code), f.reason.to_string()),
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+}
+
+/// Authenticates in real time, then freezes the clock.
+async fn authenticated(session: &str, ttl: u64) -> (Client, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = upstream().await;
+    let mut client = start(proxy(dir.path(), &addr, session)).await;
+    let auth = serde_json::json!({"type": "auth", "payload": {"token": token("alice", ttl)}});
+    client
+        .send(Message::text(auth.to_string()))
+        .await
+        .expect("send");
+    assert_eq!(next_type(&mut client).await.0, "AUTHENTICATED");
+    tokio::time::pause();
+    (client, dir)
+}
+
+#[tokio::test(start_paused = true)]
+async fn auth_timeout_fires_at_its_deadline_not_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let session = "auth_timeout = \"5s\"\nping_interval = \"0s\"";
+    let mut client = start(proxy(dir.path(), "127.0.0.1:9", session)).await;
+    tokio::time::sleep(Duration::from_millis(4_990)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "closed before the auth timeout"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(next_close(&mut client).await, (1008, "auth timeout".into()));
+}
+
+#[tokio::test]
+async fn auth_required_then_expiry_then_grace_on_one_timer() {
+    // exp is whole seconds: auth_required is due between 39 s and 40 s from now.
+    let session = "reauth_lead = \"60s\"\ngrace = \"10s\"\nping_interval = \"0s\"";
+    let (mut client, _dir) = authenticated(session, 100).await;
+    tokio::time::sleep(Duration::from_secs(38)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "auth_required came early"
+    );
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    let (kind, v) = next_type(&mut client).await;
+    assert_eq!(kind, "auth_required", "{v}");
+    tokio::time::sleep(Duration::from_secs(57)).await;
+    assert!(nothing_waiting(&mut client).await, "suspended before exp");
+    // Step in 20 ms so that the grace below is measured from the moment of expiry.
+    let mut waited = Duration::ZERO;
+    let frame = loop {
+        if let Some(frame) = ready_frame(&mut client).await {
+            break frame;
+        }
+        assert!(waited < Duration::from_secs(4), "no TOKEN_EXPIRED at exp");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    };
+    let (kind, v) = type_of(frame);
+    assert_eq!(kind, "TOKEN_EXPIRED", "{v}");
+    assert_eq!(v["payload"]["grace"], 10);
+    tokio::time::sleep(Duration::from_millis(9_950)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "closed before the grace ended"
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        next_close(&mut client).await,
+        (1008, "token expired".into())
+    );
+}
+
+#[tokio::test]
+async fn reauth_rearms_the_timers() {
+    let session = "reauth_lead = \"60s\"\nping_interval = \"0s\"";
+    let (mut client, _dir) = authenticated(session, 100).await;
+    tokio::time::sleep(Duration::from_secs(41)).await;
+    assert_eq!(next_type(&mut client).await.0, "auth_required");
+    // The wall clock has not moved: this token expires 300 s after the
+    // paused clock's now, so its auth_required is ~240 s away.
+    let reauth = serde_json::json!({"type": "REAUTH", "payload": {"token": token("alice", 300)}});
+    client
+        .send(Message::text(reauth.to_string()))
+        .await
+        .expect("send");
+    assert_eq!(next_type(&mut client).await.0, "AUTHENTICATED");
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "the old token's expiry still fired"
+    );
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    assert_eq!(next_type(&mut client).await.0, "auth_required");
+}
+
+#[tokio::test]
+async fn lifetime_limit_closes_on_time() {
+    let session = "max_connection_lifetime = \"30m\"\nping_interval = \"0s\"";
+    let (mut client, _dir) = authenticated(session, 7200).await;
+    tokio::time::sleep(Duration::from_secs(29 * 60 + 58)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "closed before max lifetime"
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
+}
