@@ -2,8 +2,9 @@
 //! proxy writes. All control-frame names live here (from `[dialect]`).
 //!
 //! Inspection is cheap on the hot path: a text frame in which none of the
-//! dialect's type names occurs, and which has no JSON escape (`\`) that could
-//! spell one, cannot be a control frame and is forwarded without a parse.
+//! dialect's type names occurs as a JSON string (`"REAUTH"`, quotes
+//! included), and which has no JSON escape (`\`) that could spell one,
+//! cannot be a control frame and is forwarded without a parse.
 //! Anything else that is a JSON object is parsed, so key order, whitespace
 //! and escapes never let a control frame through.
 
@@ -35,7 +36,7 @@ pub struct Dialect {
     auth: Vec<String>,
     /// Types accepted as re-authentication.
     reauth: Vec<String>,
-    /// Every distinct name above, for the pre-check.
+    /// Every distinct name above as a JSON string (`"name"`), for the pre-check.
     needles: Vec<String>,
     /// Success answer, if sent.
     authenticated: Option<String>,
@@ -63,7 +64,11 @@ impl Dialect {
     pub fn new(config: &DialectConfig) -> Dialect {
         let auth: Vec<String> = config.auth.iter().filter_map(|s| non_empty(s)).collect();
         let reauth: Vec<String> = config.reauth.iter().filter_map(|s| non_empty(s)).collect();
-        let mut needles: Vec<String> = auth.iter().chain(reauth.iter()).cloned().collect();
+        let mut needles: Vec<String> = auth
+            .iter()
+            .chain(reauth.iter())
+            .map(|name| format!("\"{name}\""))
+            .collect();
         needles.sort();
         needles.dedup();
         Dialect {
@@ -252,6 +257,8 @@ mod tests {
         let d = dialect();
         assert!(!d.might_be_control(r#"{"type":"message","text":"hi"}"#));
         assert!(!d.might_be_control("[1,2,3]"));
+        assert!(!d.might_be_control(r#"{"type":"chat","author":"REAUTHOR"}"#));
+        assert!(d.might_be_control(r#"{ "payload" : {}, "type" :  "auth" }"#));
         assert!(d.might_be_control(r#"{"type":"REAUTH"}"#));
         assert_eq!(
             d.classify_later(r#"{"type":"chat","text":"please REAUTH"}"#),
