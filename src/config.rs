@@ -513,6 +513,7 @@ impl Config {
         for (claim, name) in &self.upstream.claim_headers {
             check_header_name(&format!("upstream.claim_headers.{claim}"), name)?;
         }
+        self.check_bounds()?;
         let s = &self.session;
         if s.auth_timeout.is_zero() {
             return Err(ConfigError::invalid(
@@ -581,6 +582,64 @@ impl Config {
                 "auth.providers",
                 "at least one provider is required",
             ));
+        }
+        Ok(())
+    }
+}
+
+/// The longest duration any key accepts (ten years).
+const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+/// The largest size any key accepts (1 GiB).
+const MAX_BYTES: usize = 1 << 30;
+
+impl Config {
+    /// Upper bounds, so that no value can overflow a clock or a buffer sum.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let s = &self.session;
+        let durations = [
+            (
+                "listener.header_read_timeout",
+                self.listener.header_read_timeout,
+            ),
+            ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.response_timeout", self.upstream.response_timeout),
+            ("auth.leeway", self.auth.leeway),
+            ("session.auth_timeout", s.auth_timeout),
+            ("session.reauth_lead", s.reauth_lead),
+            ("session.grace", s.grace),
+            ("session.reauth_min_interval", s.reauth_min_interval),
+            ("session.ping_interval", s.ping_interval),
+            ("session.slow_consumer_timeout", s.slow_consumer_timeout),
+            ("session.close_timeout", s.close_timeout),
+            (
+                "session.max_connection_lifetime",
+                s.max_connection_lifetime.unwrap_or_default(),
+            ),
+        ];
+        for (key, value) in durations {
+            if value > MAX_DURATION {
+                return Err(ConfigError::invalid(key, "must be at most ten years"));
+            }
+        }
+        let w = &self.websocket;
+        let sizes = [
+            ("websocket.max_message_bytes", w.max_message_bytes),
+            ("websocket.max_frame_bytes", w.max_frame_bytes),
+            ("websocket.read_buffer_bytes", w.read_buffer_bytes),
+            ("websocket.write_buffer_bytes", w.write_buffer_bytes),
+            ("session.hold_max_bytes", s.hold_max_bytes),
+            (
+                "upstream.pending_max_bytes",
+                self.upstream.pending_max_bytes,
+            ),
+        ];
+        for (key, value) in sizes {
+            if value > MAX_BYTES {
+                return Err(ConfigError::invalid(
+                    key,
+                    "must be at most 1 GiB (1073741824)",
+                ));
+            }
         }
         Ok(())
     }

@@ -27,8 +27,11 @@ pub async fn run(
     tokio::spawn(echo_upstream(upstream));
 
     let secret = random_secret();
-    let secret_file =
-        std::env::temp_dir().join(format!("wsguard-demo-{}.secret", std::process::id()));
+    let secret_file = std::env::temp_dir().join(format!(
+        "wsguard-demo-{}-{}.secret",
+        std::process::id(),
+        &random_secret()[..16]
+    ));
     write_private(&secret_file, &secret)?;
     let text = TEMPLATE
         .replace("@LISTEN@", &listen.to_string())
@@ -84,7 +87,7 @@ fn random_secret() -> String {
 fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(text.as_bytes())

@@ -32,6 +32,21 @@ const DROPPED: &[&str] = &[
     "sec-websocket-protocol",
 ];
 
+/// Name prefixes a client may never send: the proxy's identity namespace and
+/// forwarding headers.
+const RESERVED_PREFIXES: &[&str] = &["x-auth-", "x-forwarded-"];
+/// Other client-address headers a backend might trust.
+const RESERVED_NAMES: &[&str] = &["x-real-ip", "true-client-ip", "forwarded", "x-request-id"];
+
+/// Whether a client-sent header is one the client may not set. Names with
+/// `_` are refused too: many servers (CGI, WSGI, Rack) read `X_Auth_Subject`
+/// as `X-Auth-Subject`.
+fn client_may_not_send(name: &str) -> bool {
+    name.contains('_')
+        || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
+        || RESERVED_NAMES.contains(&name)
+}
+
 const X_FORWARDED_FOR: &str = "x-forwarded-for";
 const X_FORWARDED_PROTO: &str = "x-forwarded-proto";
 const X_FORWARDED_HOST: &str = "x-forwarded-host";
@@ -138,6 +153,7 @@ impl HeaderPolicy {
         for (key, value) in &client.headers {
             let lower = key.as_str();
             if DROPPED.contains(&lower)
+                || client_may_not_send(lower)
                 || listed_in_connection.iter().any(|c| c == lower)
                 || self.reserved.contains(key)
                 || (key == AUTHORIZATION && !self.forward_authorization)
@@ -253,6 +269,22 @@ pub fn percent_encode(s: &str, list_item: bool) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn reserved_client_headers() {
+        for name in [
+            "x_auth_subject",
+            "x-auth-roles",
+            "x-forwarded-port",
+            "x-real-ip",
+            "forwarded",
+        ] {
+            assert!(client_may_not_send(name), "{name}");
+        }
+        for name in ["cookie", "origin", "x-custom", "authorization"] {
+            assert!(!client_may_not_send(name), "{name}");
+        }
+    }
 
     #[test]
     fn claim_encoding() {

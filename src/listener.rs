@@ -23,10 +23,15 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 use crate::session::Session;
+
+/// Bytes an unauthenticated client may send beyond the first-frame limit
+/// (frame headers, a few pings).
+const PRE_AUTH_SLACK: usize = 1024;
 
 /// First pause after a failed accept; doubles up to [`MAX_ACCEPT_BACKOFF`].
 const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
@@ -154,12 +159,11 @@ fn upgrade(
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
-                let socket = WebSocketStream::from_raw_socket(
-                    TokioIo::new(upgraded),
-                    Role::Server,
-                    Some(proxy.ws_config),
-                )
-                .await;
+                // Room for the first frame, its header and a few pings before it.
+                let budget = proxy.session.max_auth_frame_bytes + PRE_AUTH_SLACK;
+                let io = Budgeted::new(TokioIo::new(upgraded), budget);
+                let socket =
+                    WebSocketStream::from_raw_socket(io, Role::Server, Some(proxy.ws_config)).await;
                 Session::new(proxy, crate::ids::connection_id(), client, socket)
                     .run()
                     .await;

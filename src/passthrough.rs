@@ -16,6 +16,7 @@ use crate::rescue::HttpError;
 /// Response headers that are hop-by-hop and never passed back.
 const HOP_BY_HOP: &[&str] = &[
     "connection",
+    "proxy-authenticate",
     "keep-alive",
     "proxy-connection",
     "te",
@@ -61,6 +62,16 @@ pub async fn forward(
     match sent {
         Ok(Ok(mut response)) => {
             let h = response.headers_mut();
+            let listed: Vec<http::HeaderName> = h
+                .get_all(http::header::CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
+                .collect();
+            for name in listed {
+                h.remove(name);
+            }
             for name in HOP_BY_HOP {
                 h.remove(*name);
             }

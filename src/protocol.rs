@@ -25,8 +25,25 @@ pub enum ClientFrame {
         /// The token, if present at the configured path.
         token: Option<String>,
     },
+    /// A frame of a type only the proxy may send upstream (the identity
+    /// notice, when it is on): never forwarded.
+    Reserved {
+        /// The client's `id`, echoed as `in_reply_to`.
+        id: Option<Value>,
+    },
     /// Anything else: application data.
     Data,
+}
+
+/// Longest client `id` echoed back as `in_reply_to`; a longer one is not echoed.
+const MAX_ECHOED_ID: usize = 128;
+
+/// Only the `type` of a frame, read without building the rest.
+#[derive(serde::Deserialize)]
+struct TypeOnly<'a> {
+    /// The frame type, borrowed when it has no escapes.
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
 /// The configured dialect, ready for matching.
@@ -48,6 +65,8 @@ pub struct Dialect {
     error: Option<String>,
     /// Upstream identity notice type.
     identity_refreshed: Option<String>,
+    /// Types a client may not send (the identity notice, when it is on).
+    reserved: Vec<String>,
     /// Path of the token inside a control frame.
     token_path: Vec<String>,
 }
@@ -60,13 +79,19 @@ fn non_empty(s: &str) -> Option<String> {
 }
 
 impl Dialect {
-    /// Builds the dialect from `[dialect]`.
-    pub fn new(config: &DialectConfig) -> Dialect {
+    /// Builds the dialect from `[dialect]`; with `reserve_notice`, clients may
+    /// not send frames of the identity notice's type.
+    pub fn new(config: &DialectConfig, reserve_notice: bool) -> Dialect {
         let auth: Vec<String> = config.auth.iter().filter_map(|s| non_empty(s)).collect();
         let reauth: Vec<String> = config.reauth.iter().filter_map(|s| non_empty(s)).collect();
+        let reserved: Vec<String> = non_empty(&config.identity_refreshed)
+            .filter(|_| reserve_notice)
+            .into_iter()
+            .collect();
         let mut needles: Vec<String> = auth
             .iter()
             .chain(reauth.iter())
+            .chain(reserved.iter())
             .map(|name| format!("\"{name}\""))
             .collect();
         needles.sort();
@@ -80,6 +105,7 @@ impl Dialect {
             token_expired: non_empty(&config.token_expired),
             error: non_empty(&config.error),
             identity_refreshed: non_empty(&config.identity_refreshed),
+            reserved,
             token_path: config.token_path.split('.').map(str::to_owned).collect(),
         }
     }
@@ -98,24 +124,43 @@ impl Dialect {
     }
 
     /// The cheap pre-check: false means the frame cannot be a control frame.
+    /// Only a `\u` escape can spell a letter, so without one every type name
+    /// must appear literally, quotes included.
     fn might_be_control(&self, text: &str) -> bool {
         let trimmed = text.trim_start();
         if !trimmed.starts_with('{') {
             return false;
         }
-        trimmed.contains('\\') || self.needles.iter().any(|n| trimmed.contains(n.as_str()))
+        trimmed.contains("\\u") || self.needles.iter().any(|n| trimmed.contains(n.as_str()))
     }
 
     fn classify(&self, text: &str, types: &[String]) -> ClientFrame {
+        // Read the type alone first; most frames that pass the pre-check are
+        // still data. A duplicate key makes this fail: then the full parse
+        // decides (the last value wins, as in JavaScript).
+        if let Ok(frame) = serde_json::from_str::<TypeOnly>(text) {
+            let known = |t: &str| types.iter().chain(self.reserved.iter()).any(|x| x == t);
+            if !frame.kind.as_deref().is_some_and(known) {
+                return ClientFrame::Data;
+            }
+        }
         let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
             return ClientFrame::Data;
         };
-        let is_control =
-            matches!(frame.get("type"), Some(Value::String(t)) if types.iter().any(|x| x == t));
-        if !is_control {
+        let Some(Value::String(kind)) = frame.remove("type") else {
+            return ClientFrame::Data;
+        };
+        let id = frame.remove("id").filter(|id| match id {
+            Value::Number(_) => true,
+            Value::String(s) => s.len() <= MAX_ECHOED_ID,
+            _ => false,
+        });
+        if self.reserved.iter().any(|r| *r == kind) {
+            return ClientFrame::Reserved { id };
+        }
+        if !types.iter().any(|t| *t == kind) {
             return ClientFrame::Data;
         }
-        let id = frame.remove("id");
         let mut at = &Value::Object(frame);
         for part in &self.token_path {
             at = match at.get(part) {
@@ -209,7 +254,12 @@ fn envelope(kind: &str, payload: Value) -> String {
 
 /// RFC 3339 text for unix seconds.
 pub fn rfc3339_unix(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(at) if write!(out, "{}", humantime::format_rfc3339_seconds(at)).is_ok() => out,
+        _ => "9999-12-31T23:59:59Z".to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -217,7 +267,7 @@ mod tests {
     use super::*;
 
     fn dialect() -> Dialect {
-        Dialect::new(&DialectConfig::default())
+        Dialect::new(&DialectConfig::default(), false)
     }
 
     #[test]
@@ -249,6 +299,44 @@ mod tests {
     fn escaped_type_is_still_control() {
         let d = dialect();
         let f = d.classify_later(r#"{"\u0074ype":"RE\u0041UTH","payload":{"token":"a"}}"#);
+        assert!(matches!(f, ClientFrame::Auth { .. }));
+    }
+
+    #[test]
+    fn reserved_notice_type_is_caught_when_on() {
+        let cfg = DialectConfig::default();
+        let frame =
+            r#"{"type":"identity_refreshed","id":"n","payload":{"claims":{"roles":["admin"]}}}"#;
+        assert_eq!(
+            Dialect::new(&cfg, false).classify_later(frame),
+            ClientFrame::Data
+        );
+        assert_eq!(
+            Dialect::new(&cfg, true).classify_later(frame),
+            ClientFrame::Reserved {
+                id: Some(json!("n"))
+            }
+        );
+    }
+
+    #[test]
+    fn long_ids_are_not_echoed() {
+        let d = dialect();
+        let long = "x".repeat(MAX_ECHOED_ID + 1);
+        let frame = json!({"type": "REAUTH", "id": long, "payload": {"token": "t"}}).to_string();
+        assert_eq!(
+            d.classify_later(&frame),
+            ClientFrame::Auth {
+                id: None,
+                token: Some("t".into())
+            }
+        );
+    }
+
+    #[test]
+    fn duplicate_type_keys_take_the_last() {
+        let d = dialect();
+        let f = d.classify_later(r#"{"type":"chat","type":"REAUTH","payload":{"token":"t"}}"#);
         assert!(matches!(f, ClientFrame::Auth { .. }));
     }
 
@@ -285,7 +373,7 @@ mod tests {
             authenticated: String::new(),
             ..DialectConfig::default()
         };
-        assert!(Dialect::new(&cfg)
+        assert!(Dialect::new(&cfg, false)
             .authenticated("a", 1, "c", None)
             .is_none());
     }

@@ -65,7 +65,7 @@ impl Proxy {
             session: config.session.clone(),
             upstream: config.upstream.clone(),
             verifier,
-            dialect: Dialect::new(&config.dialect),
+            dialect: Dialect::new(&config.dialect, config.session.upstream_notice),
             target,
             headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies),
             ws_config: ws_config(&config.websocket),

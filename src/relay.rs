@@ -58,6 +58,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         self.out.is_empty() && self.blocked_since.is_none()
     }
 
+    /// The socket under the WebSocket.
+    pub fn io_mut(&mut self) -> &mut S {
+        self.ws.get_mut()
+    }
+
+    /// Frames queued and not yet handed to the socket.
+    pub fn queued(&self) -> usize {
+        self.out.len()
+    }
+
     /// Since when writes have been refused, if they are.
     pub fn blocked_since(&self) -> Option<Instant> {
         self.blocked_since

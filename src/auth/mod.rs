@@ -96,6 +96,10 @@ pub struct Verifier {
     cache: Option<moka::sync::Cache<Arc<str>, Arc<Identity>>>,
 }
 
+/// The latest `exp` accepted: the end of year 9999 (an `exp` in
+/// milliseconds, a common issuer bug, is refused rather than trusted).
+const MAX_EXP: u64 = 253_402_300_799;
+
 /// How long a verified token stays in the cache at most (its `exp` still applies).
 const CACHE_TTL: Duration = Duration::from_secs(300);
 
@@ -285,7 +289,7 @@ impl Verifier {
         let exp = claims
             .get("exp")
             .and_then(Value::as_f64)
-            .filter(|e| *e >= 0.0)
+            .filter(|e| (0.0..=MAX_EXP as f64).contains(e))
             .map(|e| e as u64)
             .ok_or_else(|| AuthError::Claim("exp".into()))?;
         let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();

@@ -19,11 +19,12 @@ use crate::upstream::{UpstreamError, UpstreamSocket};
 
 /// The `Instant` at which a unix time (seconds) is reached.
 fn instant_of(unix: u64) -> Instant {
-    let at = UNIX_EPOCH + Duration::from_secs(unix);
-    let until = at
-        .duration_since(SystemTime::now())
+    let until = UNIX_EPOCH
+        .checked_add(Duration::from_secs(unix))
+        .and_then(|at| at.duration_since(SystemTime::now()).ok())
         .unwrap_or(Duration::ZERO);
-    Instant::now() + until
+    let now = Instant::now();
+    now.checked_add(until).unwrap_or(now + super::FAR_FUTURE)
 }
 
 impl Credentials {
@@ -48,7 +49,9 @@ impl<C: ClientIo> Session<C> {
         }
         let (id, token) = match self.proxy.dialect.classify_first(text) {
             ClientFrame::Auth { id, token } => (id, token),
-            ClientFrame::Data => return self.close(CloseCause::AuthRequired),
+            ClientFrame::Data | ClientFrame::Reserved { .. } => {
+                return self.close(CloseCause::AuthRequired)
+            }
         };
         let identity = match token.as_deref().map(|t| self.proxy.verifier.verify(t)) {
             Some(Ok(identity)) => identity,
@@ -59,6 +62,7 @@ impl<C: ClientIo> Session<C> {
             None => return self.close(CloseCause::InvalidToken),
         };
         tracing::info!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
+        self.client.io_mut().lift();
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
         };
@@ -239,7 +243,7 @@ impl<C: ClientIo> Session<C> {
         self.reply_error(code, message, id);
     }
 
-    fn reply_error(&mut self, code: &str, message: &str, id: Option<&Value>) {
+    pub(super) fn reply_error(&mut self, code: &str, message: &str, id: Option<&Value>) {
         if let Some(text) = self.proxy.dialect.error(code, message, id) {
             self.client.push(Message::text(text));
         }
@@ -328,7 +332,8 @@ impl<C: ClientIo> Session<C> {
         let max = self.proxy.session.max_missed_pongs;
         // A leg we are not reading (backpressure, suspension) cannot be heard:
         // it is pinged but its silence is not counted.
-        let reading_client = !relaying || self.upstream.as_ref().is_none_or(|u| u.accepts());
+        let reading_client = self.client_takes_answers()
+            && (!relaying || self.upstream.as_ref().is_none_or(|u| u.accepts()));
         let reading_upstream = relaying && self.client.accepts();
         if beat(&mut self.client, max, reading_client) {
             return self.close(CloseCause::PingTimeout);

@@ -27,6 +27,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Identity;
+use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
@@ -34,8 +35,14 @@ use crate::relay::{Held, Leg};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
 
+/// Frames queued for the client beyond which the client is not read.
+const MAX_CLIENT_BACKLOG: usize = 8;
+
+/// How far away the timer is set when no deadline applies.
+const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
+
 /// The client's side of the connection.
-pub type ClientSocket = WebSocketStream<TokioIo<Upgraded>>;
+pub type ClientSocket = WebSocketStream<Budgeted<TokioIo<Upgraded>>>;
 
 /// What a client leg can run on: hyper's upgraded socket in the proxy, an
 /// in-memory pipe in the timer unit tests.
@@ -124,7 +131,7 @@ pub struct Session<C = TokioIo<Upgraded>> {
     /// The client's upgrade request, until it is moved into the upstream connect attempt.
     request: Option<ClientRequest>,
     /// The client leg.
-    client: Leg<C>,
+    client: Leg<Budgeted<C>>,
     /// The upstream leg, once open.
     upstream: Option<Leg<tokio::net::TcpStream>>,
     /// The current phase.
@@ -143,6 +150,8 @@ pub struct Session<C = TokioIo<Upgraded>> {
     armed: Instant,
     /// Read the client first on the next poll (alternates, for fairness).
     client_first: bool,
+    /// The timer's target when no deadline applies (fixed, so the timer is not reset).
+    far_future: Instant,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -151,7 +160,7 @@ impl<C: ClientIo> Session<C> {
         proxy: Arc<Proxy>,
         id: String,
         request: ClientRequest,
-        socket: WebSocketStream<C>,
+        socket: WebSocketStream<Budgeted<C>>,
     ) -> Session<C> {
         let now = Instant::now();
         let s = &proxy.session;
@@ -175,6 +184,7 @@ impl<C: ClientIo> Session<C> {
             sleep: Box::pin(tokio::time::sleep_until(deadline)),
             armed: deadline,
             client_first: true,
+            far_future: now + FAR_FUTURE,
             proxy,
         }
     }
@@ -216,7 +226,7 @@ impl<C: ClientIo> Session<C> {
         .into_iter()
         .flatten()
         .min()
-        .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600))
+        .unwrap_or(self.far_future)
     }
 
     /// Points the one timer at the next deadline, touching it only when that changed.
@@ -254,8 +264,11 @@ impl<C: ClientIo> Session<C> {
         let upstream_accepts = self.upstream.as_ref().is_some_and(|u| u.accepts());
         let read_client = !self.client.read_done
             && match self.phase {
-                Phase::Authenticated | Phase::ReauthPending => upstream_accepts,
-                _ => true,
+                Phase::Closing { .. } => true,
+                Phase::Authenticated | Phase::ReauthPending => {
+                    upstream_accepts && self.client_takes_answers()
+                }
+                _ => self.client_takes_answers(),
             };
         let read_upstream = self.upstream.as_ref().is_some_and(|u| !u.read_done)
             && match self.phase {
@@ -315,6 +328,13 @@ impl<C: ClientIo> Session<C> {
         self.flow()
     }
 
+    /// Whether the client takes our answers: a client that sends control
+    /// frames but does not read the answers is not read further (its own
+    /// socket then fills), so answers never pile up in memory.
+    fn client_takes_answers(&self) -> bool {
+        self.client.queued() < MAX_CLIENT_BACKLOG
+    }
+
     /// Done once closing and both legs have finished.
     fn flow(&self) -> Flow {
         let Phase::Closing { .. } = self.phase else {
@@ -372,6 +392,10 @@ impl<C: ClientIo> Session<C> {
                 self.close(cause);
                 return self.flow();
             }
+            Some(Err(WsError::Io(e))) if Budgeted::<C>::is_over_budget(&e) => {
+                self.close(CloseCause::AuthFrameTooLarge);
+                return self.flow();
+            }
             Some(Err(WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_))) => {
                 self.close(CloseCause::ClientProtocolError);
                 return self.flow();
@@ -404,6 +428,11 @@ impl<C: ClientIo> Session<C> {
                 } else {
                     match self.proxy.dialect.classify_later(&text) {
                         ClientFrame::Auth { id, token } => self.on_reauth(id, token),
+                        ClientFrame::Reserved { id } => self.reply_error(
+                            "reserved_type",
+                            "this frame type is reserved for the proxy",
+                            id.as_ref(),
+                        ),
                         ClientFrame::Data => self.relay_to_upstream(Message::Text(text)),
                     }
                 }

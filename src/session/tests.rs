@@ -37,6 +37,7 @@ fn proxy(dir: &Path, upstream: &str, session: &str) -> Arc<Proxy> {
 /// Starts a session on an in-memory pipe and returns the client's end.
 async fn start(proxy: Arc<Proxy>) -> Client {
     let (client, server) = tokio::io::duplex(64 * 1024);
+    let server = crate::budget::Budgeted::new(server, 64 * 1024);
     let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
     let request = ClientRequest {
         peer: ([127, 0, 0, 1], 1).into(),
