@@ -155,10 +155,10 @@ impl Dialect {
             Value::String(s) => s.len() <= MAX_ECHOED_ID,
             _ => false,
         });
-        if self.reserved.iter().any(|r| *r == kind) {
+        if self.reserved.contains(&kind) {
             return ClientFrame::Reserved { id };
         }
-        if !types.iter().any(|t| *t == kind) {
+        if !types.contains(&kind) {
             return ClientFrame::Data;
         }
         let mut at = &Value::Object(frame);
