@@ -9,15 +9,18 @@
 # (echo, handshake, idle, reauth) and prints a markdown table of medians, also
 # written to FILE.md (JSON lines beside it). Everything it starts is stopped on
 # exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
+# --perf: perf-record wsguard during its first echo run (perf-*.data beside the
+# results). --keep: keep the temp dir with configs and logs.
 #
-# Environment: BENCH_TARGET_DIR (cargo target dir of the harness),
+# Environment: BENCH_TARGET_DIR (cargo target dir, default the workspace's target/),
 # WSGUARD_BIN (prebuilt wsguard; else `cargo build --release` at the repo root),
 # WSGUARD_TEMPLATE (config template, default bench/wsguard.toml),
 # BENCH_NGINX_WORKERS (default auto), BENCH_HAPROXY_THREADS (default auto),
 # BENCH_LOADGEN_THREADS / BENCH_ECHO_THREADS (default 1), BENCH_ISS_HS256 /
 # BENCH_ISS_ES256 (token `iss`, default bench-hs256 / bench-es256), BENCH_AUD
 # (token `aud`), BENCH_REAUTH_LEAD (seconds, default 10; 2 in --quick),
-# BENCH_IDLE_HOLD (default 15s).
+# BENCH_IDLE_HOLD (default 15s), BENCH_QUIET_WAIT (before each run wait up to
+# this long for the machine to be idle; default 30s, 0 in --quick).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -32,7 +35,7 @@ while [[ $# -gt 0 ]]; do
         --out) OUT=$2; shift ;;
         --perf) PERF=1 ;;
         --keep) KEEP=1 ;;
-        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+        -h|--help) sed -n "2,/^set -euo/p" "$0" | sed "$ d"; exit 0 ;;
         *) echo "unknown option $1" >&2; exit 64 ;;
     esac
     shift
@@ -55,9 +58,8 @@ NOFILE=$(ulimit -n)
 log "open files limit: $NOFILE"
 
 # ---------------------------------------------------------------- build
-if [[ -n ${BENCH_TARGET_DIR:-} ]]; then TARGET_DIR=$BENCH_TARGET_DIR
-elif [[ -d /work && -w /work ]]; then TARGET_DIR=/work/target-bench
-else TARGET_DIR=$ROOT/target-bench; fi
+# The workspace's own target dir: the harness and wsguard share release builds.
+TARGET_DIR=${BENCH_TARGET_DIR:-$ROOT/target}
 log "building harness (CARGO_TARGET_DIR=$TARGET_DIR)"
 (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build -q --release -p wsguard-bench)
 BIN=$TARGET_DIR/release
@@ -70,8 +72,8 @@ if [[ " $TARGETS " == *" wsguard "* ]]; then
     else
         if [[ -z ${WSGUARD_BIN:-} ]]; then
             log "building wsguard (cargo build --release)"
-            (cd "$ROOT" && cargo build -q --release)
-            WSGUARD_BIN=$ROOT/target/release/wsguard
+            (cd "$ROOT" && CARGO_TARGET_DIR=$TARGET_DIR cargo build -q --release -p wsguard)
+            WSGUARD_BIN=$TARGET_DIR/release/wsguard
         fi
         HAVE_WSGUARD=1
     fi
@@ -95,24 +97,34 @@ TMP=$(mktemp -d /tmp/wsguard-bench.XXXXXX)
 chmod 755 "$TMP"
 PIDS=()
 PERF_PID=""
+stop_pid() { # pid: TERM, wait up to 5 s, then KILL; forget it
+    local pid=$1 p keep=()
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [[ $p == "$pid" ]] || keep+=("$p"); done
+    PIDS=("${keep[@]}")
+}
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    [[ -n $PERF_PID ]] && kill -INT "$PERF_PID" 2>/dev/null
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-    done
+    [[ -n $PERF_PID ]] && kill -TERM "$PERF_PID" 2>/dev/null
+    for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
     if [[ $rc != 0 || $KEEP == 1 ]]; then log "logs kept in $TMP"; else rm -rf "$TMP"; fi
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-wait_port() { # port name logfile
+wait_port() { # port name logfile pid: the process must be up and listening
     for _ in $(seq 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+        kill -0 "$4" 2>/dev/null || break
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            sleep 0.2
+            kill -0 "$4" 2>/dev/null && return 0
+            break
+        fi
         sleep 0.1
     done
     tail -n 20 "$3" >&2 || true
@@ -127,77 +139,116 @@ fill() { # template output key=value...
 
 LOADGEN_THREADS=${BENCH_LOADGEN_THREADS:-1}
 ECHO_THREADS=${BENCH_ECHO_THREADS:-1}
-"$BIN/echo" --listen 127.0.0.1:0 --threads "$ECHO_THREADS" >"$TMP/echo.addr" 2>"$TMP/echo.log" &
-ECHO_PID=$!
-PIDS+=("$ECHO_PID")
-for _ in $(seq 100); do [[ -s $TMP/echo.addr ]] && break; sleep 0.1; done
-ECHO_ADDR=$(head -n 1 "$TMP/echo.addr")
-[[ -n $ECHO_ADDR ]] || die "echo upstream did not start"
-log "echo upstream on $ECHO_ADDR (pid $ECHO_PID)"
-
-mapfile -t PORTS < <("$BIN/benchtool" free-ports 3)
-NGINX_PORT=${PORTS[0]} HAPROXY_PORT=${PORTS[1]} WSGUARD_PORT=${PORTS[2]}
-declare -A URL WATCH
-URL[direct]="ws://$ECHO_ADDR/echo"
-WATCH[direct]="--watch-pid $ECHO_PID"
-UP="--upstream-pid $ECHO_PID"
-# `iss` of minted tokens per algorithm (set to "" to leave the claim out).
-ISS_HS256=${BENCH_ISS_HS256-bench-hs256}
-ISS_ES256=${BENCH_ISS_ES256-bench-es256}
 NGINX_WORKERS=${BENCH_NGINX_WORKERS:-auto}
 HAPROXY_THREADS=${BENCH_HAPROXY_THREADS:-auto}
 MAXCONN=$(( NOFILE / 2 - 100 ))
 [[ $MAXCONN -gt 100000 ]] && MAXCONN=100000
+# `iss` of minted tokens per algorithm (set to "" to leave the claim out).
+ISS_HS256=${BENCH_ISS_HS256-bench-hs256}
+ISS_ES256=${BENCH_ISS_ES256-bench-es256}
+REAUTH_LEAD=${BENCH_REAUTH_LEAD:-10}
+[[ $QUICK == 1 && -z ${BENCH_REAUTH_LEAD:-} ]] && REAUTH_LEAD=2
+ECHO_ADDR=127.0.0.1:0
+ECHO_PID="" NGINX_PID="" HAPROXY_PID="" WSG_PID=""
 
-for t in "${ACTIVE[@]}"; do
-    case $t in
-    nginx)
-        fill "$BENCH/nginx.conf" "$TMP/nginx.conf" "DIR=$TMP" "PORT=$NGINX_PORT" \
-            "UPSTREAM=$ECHO_ADDR" "WORKERS=$NGINX_WORKERS" "NOFILE=$NOFILE" \
-            "WORKER_CONNECTIONS=$(( NOFILE - 100 ))"
-        nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" >"$TMP/nginx.out" 2>&1 &
-        NGINX_PID=$!
-        PIDS+=("$NGINX_PID")
-        wait_port "$NGINX_PORT" nginx "$TMP/nginx-error.log"
-        sleep 0.3
+start_echo() { # first start picks a free port; restarts reuse it
+    : >"$TMP/echo.addr"
+    "$BIN/echo" --listen "$ECHO_ADDR" --threads "$ECHO_THREADS" >"$TMP/echo.addr" 2>>"$TMP/echo.log" &
+    ECHO_PID=$!
+    PIDS+=("$ECHO_PID")
+    for _ in $(seq 100); do [[ -s $TMP/echo.addr ]] && break; sleep 0.1; done
+    ECHO_ADDR=$(head -n 1 "$TMP/echo.addr")
+    [[ -n $ECHO_ADDR ]] || die "echo upstream did not start"
+}
+start_nginx() {
+    fill "$BENCH/nginx.conf" "$TMP/nginx.conf" "DIR=$TMP" "PORT=$NGINX_PORT" \
+        "UPSTREAM=$ECHO_ADDR" "WORKERS=$NGINX_WORKERS" "NOFILE=$NOFILE" \
+        "WORKER_CONNECTIONS=$(( NOFILE - 100 ))"
+    nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" >>"$TMP/nginx.out" 2>&1 &
+    NGINX_PID=$!
+    PIDS+=("$NGINX_PID")
+    wait_port "$NGINX_PORT" nginx "$TMP/nginx-error.log" "$NGINX_PID"
+    for _ in $(seq 50); do
         mapfile -t NGINX_WORKER_PIDS < <(pgrep -P "$NGINX_PID")
-        [[ ${#NGINX_WORKER_PIDS[@]} -gt 0 ]] || die "no nginx worker processes"
-        URL[nginx]="ws://127.0.0.1:$NGINX_PORT/echo"
-        WATCH[nginx]="$(printf -- '--watch-pid %s ' "${NGINX_WORKER_PIDS[@]}")$UP"
-        log "nginx $(nginx -v 2>&1 | sed 's|.*/||') on :$NGINX_PORT, worker_processes $NGINX_WORKERS = ${#NGINX_WORKER_PIDS[@]} workers"
-        ;;
-    haproxy)
-        nb="# nbthread: HAProxy default"
-        [[ $HAPROXY_THREADS != auto ]] && nb="nbthread $HAPROXY_THREADS"
-        fill "$BENCH/haproxy.cfg" "$TMP/haproxy.cfg" "PORT=$HAPROXY_PORT" "UPSTREAM=$ECHO_ADDR" \
-            "MAXCONN=$MAXCONN" "THREADS=$HAPROXY_THREADS" "NBTHREAD_LINE=$nb"
-        haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-        HAPROXY_PID=$!
-        PIDS+=("$HAPROXY_PID")
-        wait_port "$HAPROXY_PORT" haproxy "$TMP/haproxy.log"
-        URL[haproxy]="ws://127.0.0.1:$HAPROXY_PORT/echo"
-        WATCH[haproxy]="--watch-pid $HAPROXY_PID $UP"
-        log "haproxy $(haproxy -v | head -n 1 | awk '{print $3}') on :$HAPROXY_PORT, threads: $(ls /proc/"$HAPROXY_PID"/task | wc -l)"
-        ;;
-    wsguard)
-        BENCH_HS256_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-        export BENCH_HS256_SECRET
-        printf '%s' "$BENCH_HS256_SECRET" >"$TMP/hs256.secret"
-        openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
-            openssl pkcs8 -topk8 -nocrypt -out "$TMP/es256.key"
-        openssl ec -in "$TMP/es256.key" -pubout -out "$TMP/es256.pub" 2>/dev/null
-        REAUTH_LEAD=${BENCH_REAUTH_LEAD:-$([[ $QUICK == 1 ]] && echo 2 || echo 10)}
-        fill "$WSG_TEMPLATE" "$TMP/wsguard.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_PORT" \
-            "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
-            "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
-        RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard.toml" >"$TMP/wsguard.log" 2>&1 &
-        WSG_PID=$!
-        PIDS+=("$WSG_PID")
-        wait_port "$WSGUARD_PORT" wsguard "$TMP/wsguard.log"
-        URL[wsguard]="ws://127.0.0.1:$WSGUARD_PORT/echo"
-        WATCH[wsguard]="--watch-pid $WSG_PID $UP"
-        log "wsguard on :$WSGUARD_PORT (pid $WSG_PID, reauth_lead ${REAUTH_LEAD}s)"
-        ;;
+        [[ ${#NGINX_WORKER_PIDS[@]} -gt 0 ]] && return 0
+        sleep 0.1
+    done
+    die "no nginx worker processes"
+}
+start_haproxy() {
+    local nb="# nbthread: HAProxy default"
+    [[ $HAPROXY_THREADS != auto ]] && nb="nbthread $HAPROXY_THREADS"
+    fill "$BENCH/haproxy.cfg" "$TMP/haproxy.cfg" "PORT=$HAPROXY_PORT" "UPSTREAM=$ECHO_ADDR" \
+        "MAXCONN=$MAXCONN" "THREADS=$HAPROXY_THREADS" "NBTHREAD_LINE=$nb"
+    haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
+    HAPROXY_PID=$!
+    PIDS+=("$HAPROXY_PID")
+    wait_port "$HAPROXY_PORT" haproxy "$TMP/haproxy.log" "$HAPROXY_PID"
+}
+wsguard_keys() {
+    BENCH_HS256_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+    export BENCH_HS256_SECRET
+    printf '%s' "$BENCH_HS256_SECRET" >"$TMP/hs256.secret"
+    openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
+        openssl pkcs8 -topk8 -nocrypt -out "$TMP/es256.key"
+    openssl ec -in "$TMP/es256.key" -pubout -out "$TMP/es256.pub" 2>/dev/null
+}
+start_wsguard() {
+    fill "$WSG_TEMPLATE" "$TMP/wsguard.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_PORT" \
+        "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
+        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
+    RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard.toml" >>"$TMP/wsguard.log" 2>&1 &
+    WSG_PID=$!
+    PIDS+=("$WSG_PID")
+    wait_port "$WSGUARD_PORT" wsguard "$TMP/wsguard.log" "$WSG_PID"
+}
+start_target() {
+    case $1 in
+        direct) start_echo ;;
+        nginx) start_nginx ;;
+        haproxy) start_haproxy ;;
+        wsguard) start_wsguard ;;
+    esac
+}
+restart_target() { # fresh process, same port (for memory measurements)
+    case $1 in
+        direct) stop_pid "$ECHO_PID" ;;
+        nginx) stop_pid "$NGINX_PID" ;;
+        haproxy) stop_pid "$HAPROXY_PID" ;;
+        wsguard) stop_pid "$WSG_PID" ;;
+    esac
+    start_target "$1"
+}
+url_of() {
+    case $1 in
+        direct) echo "ws://$ECHO_ADDR/echo" ;;
+        nginx) echo "ws://127.0.0.1:$NGINX_PORT/echo" ;;
+        haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/echo" ;;
+        wsguard) echo "ws://127.0.0.1:$WSGUARD_PORT/echo" ;;
+    esac
+}
+watch_args() { # the measured process(es), and the echo upstream beside them
+    case $1 in
+        direct) echo "--watch-pid $ECHO_PID" ;;
+        nginx) echo "$(printf -- '--watch-pid %s ' "${NGINX_WORKER_PIDS[@]}")--upstream-pid $ECHO_PID" ;;
+        haproxy) echo "--watch-pid $HAPROXY_PID --upstream-pid $ECHO_PID" ;;
+        wsguard) echo "--watch-pid $WSG_PID --upstream-pid $ECHO_PID" ;;
+    esac
+}
+
+start_echo
+log "echo upstream on $ECHO_ADDR (pid $ECHO_PID)"
+# Ports for the proxies, picked after the echo upstream holds its own.
+mapfile -t PORTS < <("$BIN/benchtool" free-ports 3)
+NGINX_PORT=${PORTS[0]} HAPROXY_PORT=${PORTS[1]} WSGUARD_PORT=${PORTS[2]}
+[[ " ${ACTIVE[*]} " == *" wsguard "* ]] && wsguard_keys
+for t in "${ACTIVE[@]}"; do
+    [[ $t == direct ]] && continue
+    start_target "$t"
+    case $t in
+        nginx) log "nginx $(nginx -v 2>&1 | sed 's|.*/||') on :$NGINX_PORT, worker_processes $NGINX_WORKERS = ${#NGINX_WORKER_PIDS[@]} workers" ;;
+        haproxy) log "haproxy $(haproxy -v | head -n 1 | awk '{print $3}') on :$HAPROXY_PORT, threads: $(ls /proc/"$HAPROXY_PID"/task | wc -l)" ;;
+        wsguard) log "wsguard on :$WSGUARD_PORT (pid $WSG_PID, reauth_lead ${REAUTH_LEAD}s)" ;;
     esac
 done
 
@@ -222,10 +273,15 @@ auth_args() { # target alg
     echo "$a"
 }
 lg() { # target alg mode-args...
-    local t=$1 alg=$2 rc=0; shift 2
+    local t=$1 alg=$2 rc=0 q; shift 2
+    if [[ $QUIET_WAIT != 0 ]]; then
+        # Other work on this 2-core machine skews everything: wait for quiet.
+        q=$("$BIN/benchtool" wait-quiet --timeout "$QUIET_WAIT")
+        [[ $q == busy* ]] && log "machine still busy before $t $*: $q"
+    fi
     # shellcheck disable=SC2046 # word splitting of the option strings is intended
-    "$BIN/loadgen" --target "$t" --url "${URL[$t]}" --tag "round$ROUND" --json-out "$JSONL" \
-        --threads "$LOADGEN_THREADS" ${WATCH[$t]} $(auth_args "$t" "$alg") "$@" || rc=$?
+    "$BIN/loadgen" --target "$t" --url "$(url_of "$t")" --tag "round$ROUND" --json-out "$JSONL" \
+        --threads "$LOADGEN_THREADS" $(watch_args "$t") $(auth_args "$t" "$alg") "$@" || rc=$?
     if [[ $rc != 0 ]]; then
         FAILED_RUNS=$((FAILED_RUNS + 1))
         log "loadgen $t $* exited $rc (recorded in the results)"
@@ -236,32 +292,41 @@ rotate() { # print ACTIVE rotated by $1
     for ((i = 0; i < n; i++)); do printf '%s ' "${ACTIVE[(i + $1) % n]}"; done
 }
 
+QUIET_WAIT=${BENCH_QUIET_WAIT:-30s}
 if [[ $QUICK == 1 ]]; then
     ROUNDS=1
+    QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
     ECHO_CASES=("10 50 64")
     HS=(--concurrency 10 --total 200)
     IDLE=(--conns 100 --settle 1s --hold 2s)
-    REAUTH=(--conns 100 --expire-in "$(( ${REAUTH_LEAD:-2} + 4 ))s" --grace 10s)
+    REAUTH=(--conns 100 --expire-in "$(( REAUTH_LEAD + 4 ))s" --grace 10s)
 else
     ECHO_CASES=("100 2000 64" "1000 500 64")
     HS=(--concurrency 50 --total 5000)
     IDLE=(--conns 5000 --settle 5s --hold "${BENCH_IDLE_HOLD:-15s}")
-    REAUTH=(--conns 5000 --expire-in "$(( ${REAUTH_LEAD:-10} + 20 ))s" --grace 20s)
+    REAUTH=(--conns 5000 --expire-in "$(( REAUTH_LEAD + 20 ))s" --grace 20s)
 fi
 
 run_perf() { # start perf on wsguard for the first echo run when --perf
     [[ $PERF == 1 && -n ${WSG_PID:-} && -z $PERF_PID && ! -f $RESULTS_DIR/perf-$STAMP.data ]] || return 0
-    perf record -F 999 -g -p "$WSG_PID" -o "$RESULTS_DIR/perf-$STAMP.data" >/dev/null 2>&1 &
+    # shellcheck disable=SC2086 # BENCH_PERF_ARGS is a list of options
+    perf record ${BENCH_PERF_ARGS:--F 999 --call-graph dwarf,8192} -p "$WSG_PID" \
+        -o "$RESULTS_DIR/perf-$STAMP.data" >"$TMP/perf.log" 2>&1 &
     PERF_PID=$!
+    sleep 1 # let perf attach before the load starts
 }
 stop_perf() {
     [[ -n $PERF_PID ]] || return 0
-    kill -INT "$PERF_PID" 2>/dev/null || true
+    # SIGINT is ignored by background jobs of a script; perf also stops on TERM.
+    kill -TERM "$PERF_PID" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$PERF_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$PERF_PID" 2>/dev/null || true
     wait "$PERF_PID" 2>/dev/null || true
     PERF_PID=""
     log "perf profile: $RESULTS_DIR/perf-$STAMP.data (perf report -i ...)"
 }
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 T0=$SECONDS
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
@@ -284,7 +349,12 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
             lg "$t" none handshake "${HS[@]}"
         fi
     done
-    for t in "${ORDER[@]}"; do lg "$t" hs256 idle "${IDLE[@]}"; done
+    # Idle memory is measured on a freshly started process: allocators keep
+    # freed memory, so a process that already held many connections reads low.
+    for t in "${ORDER[@]}"; do
+        restart_target "$t"
+        lg "$t" hs256 idle "${IDLE[@]}"
+    done
     if [[ " ${ACTIVE[*]} " == *" wsguard "* ]]; then
         for alg in hs256 es256; do lg wsguard "$alg" reauth "${REAUTH[@]}"; done
     fi
@@ -300,7 +370,11 @@ done
     [[ -n ${NGINX_WORKER_PIDS:-} ]] && echo "- nginx $(nginx -v 2>&1 | sed 's|.*/||'): worker_processes $NGINX_WORKERS (${#NGINX_WORKER_PIDS[@]} workers)"
     [[ -n ${HAPROXY_PID:-} ]] && echo "- haproxy $(haproxy -v | head -n 1 | awk '{print $3}'): threads $HAPROXY_THREADS"
     [[ -n ${WSG_PID:-} ]] && echo "- wsguard: reauth_lead ${REAUTH_LEAD}s"
-    echo "- target CPU = utime+stime of the proxy (or of the echo server for direct), 10 ms resolution"
+    echo "- target CPU = utime+stime of the proxy (or of the echo server for direct), 10 ms resolution;" \
+        "other CPU % = CPU used during the window by processes other than target, echo and loadgen" \
+        "(% of one core; should be ~0 — if not, something else was running)"
+    echo "- load average at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- idle: each run on a freshly started target process"
     [[ $FAILED_RUNS -gt 0 ]] && echo "- WARNING: $FAILED_RUNS runs exited non-zero (see errors columns and $JSONL)"
     "$BIN/benchtool" table "$JSONL"
 } | tee "$OUT"

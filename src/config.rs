@@ -18,7 +18,7 @@ pub const DEFAULT_MAX_AUTH_FRAME_BYTES: usize = 16 * 1024;
 /// Default limit on one message on either leg.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
 /// Default read buffer per WebSocket (tungstenite's own default is 128 KiB).
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 4 * 1024;
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 1024;
 /// Default verification leeway, for clock skew only.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Default upstream connect (TCP + WebSocket handshake) timeout.
@@ -108,6 +108,8 @@ pub struct ListenerConfig {
     /// Time a client has to send its request head.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Runtime worker threads; absent = one per CPU the process may use.
+    pub worker_threads: Option<usize>,
 }
 
 impl Default for ListenerConfig {
@@ -116,6 +118,7 @@ impl Default for ListenerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             trusted_proxies: Vec::new(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            worker_threads: None,
         }
     }
 }
@@ -514,6 +517,12 @@ impl Config {
             check_header_name(&format!("upstream.claim_headers.{claim}"), name)?;
         }
         self.check_bounds()?;
+        if matches!(self.listener.worker_threads, Some(0) | Some(1025..)) {
+            return Err(ConfigError::invalid(
+                "listener.worker_threads",
+                "must be between 1 and 1024",
+            ));
+        }
         let s = &self.session;
         if s.auth_timeout.is_zero() {
             return Err(ConfigError::invalid(

@@ -209,8 +209,12 @@ impl HeaderPolicy {
                 out.insert(h.clone(), v);
             }
         }
+        if self.claim_headers.is_empty() {
+            return;
+        }
+        let all = identity.claims();
         for (claim, header) in &self.claim_headers {
-            if let Some(value) = identity.claims.get(claim) {
+            if let Some(value) = all.get(claim) {
                 out.insert(header.clone(), claim_value(value));
             }
         }

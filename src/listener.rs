@@ -164,9 +164,10 @@ fn upgrade(
                 let io = Budgeted::new(TokioIo::new(upgraded), budget);
                 let socket =
                     WebSocketStream::from_raw_socket(io, Role::Server, Some(proxy.ws_config)).await;
-                Session::new(proxy, crate::ids::connection_id(), client, socket)
-                    .run()
-                    .await;
+                // A task of its own: its future is only the session, not this
+                // upgrade step's state as well (idle memory per connection).
+                let session = Session::new(proxy, crate::ids::connection_id(), client, socket);
+                tokio::spawn(session.run());
             }
             Err(e) => tracing::debug!(error = %e, "upgrade failed"),
         }

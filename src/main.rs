@@ -85,14 +85,14 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo { listen } => runtime()?.block_on(wsguard::demo::run(listen, ctrl_c())),
+        Command::Demo { listen } => runtime(None)?.block_on(wsguard::demo::run(listen, ctrl_c())),
         Command::Run => {
             let path = cli
                 .config
                 .context("give --config FILE (or WSGUARD_CONFIG), or try `wsguard demo`")?;
             let config = Config::load(&path)?;
             let proxy = Proxy::new(&config)?;
-            runtime()?.block_on(async move {
+            runtime(config.listener.worker_threads)?.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.listener.bind)
                     .await
                     .with_context(|| {
@@ -112,10 +112,12 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
+fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n);
+    }
+    Ok(builder.enable_all().build()?)
 }
 
 async fn ctrl_c() {

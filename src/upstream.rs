@@ -3,16 +3,21 @@
 
 use std::time::Duration;
 
+use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::Uri;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{ConfigError, UpstreamConfig};
 
 /// An open upstream WebSocket.
-pub type UpstreamSocket = WebSocketStream<TcpStream>;
+pub type UpstreamSocket = WebSocketStream<TokioIo<Upgraded>>;
 
 /// Why the upstream WebSocket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -20,9 +25,15 @@ pub enum UpstreamError {
     /// TCP connect failed.
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
-    /// The WebSocket handshake failed or was refused.
+    /// The HTTP exchange of the handshake failed.
     #[error("handshake failed: {0}")]
-    Handshake(#[source] tokio_tungstenite::tungstenite::Error),
+    Http(#[source] hyper::Error),
+    /// The upstream answered the upgrade with another status.
+    #[error("handshake refused with status {0}")]
+    Refused(http::StatusCode),
+    /// The 101 answer is not a valid WebSocket handshake (accept key, upgrade, subprotocol).
+    #[error("invalid handshake answer: {0}")]
+    BadAnswer(&'static str),
     /// Connect plus handshake took longer than `upstream.connect_timeout`.
     #[error("timed out")]
     Timeout,
@@ -138,21 +149,63 @@ impl Target {
         config: WebSocketConfig,
         timeout: Duration,
     ) -> Result<UpstreamSocket, UpstreamError> {
-        let mut request = self
+        // tungstenite makes the handshake headers (Host, key, version); hyper
+        // carries the exchange, so that the socket's read buffer is the
+        // configured one (tungstenite's own client handshake leaves a fixed
+        // 4 KiB buffer behind on every connection).
+        let template = self
             .ws_url(path_and_query)
             .into_client_request()
             .map_err(|_| UpstreamError::Url)?;
+        let (parts, ()) = template.into_parts();
+        let mut request = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
+        *request.uri_mut() = self
+            .forwarded_path(path_and_query)
+            .parse()
+            .map_err(|_| UpstreamError::Url)?;
+        *request.headers_mut() = parts.headers;
         prepare(request.headers_mut());
+        let key = request
+            .headers()
+            .get(SEC_WEBSOCKET_KEY)
+            .map(|k| derive_accept_key(k.as_bytes()))
+            .ok_or(UpstreamError::Url)?;
+        let asked_protocol = request.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
         let attempt = async {
             let tcp = TcpStream::connect(&self.authority)
                 .await
                 .map_err(UpstreamError::Connect)?;
             let _ = tcp.set_nodelay(true);
-            let (socket, _response) =
-                tokio_tungstenite::client_async_with_config(request, tcp, Some(config))
-                    .await
-                    .map_err(UpstreamError::Handshake)?;
-            Ok(socket)
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+                .await
+                .map_err(UpstreamError::Http)?;
+            tokio::spawn(conn.with_upgrades());
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(UpstreamError::Http)?;
+            if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+                return Err(UpstreamError::Refused(response.status()));
+            }
+            let h = response.headers();
+            if h.get(SEC_WEBSOCKET_ACCEPT).and_then(|v| v.to_str().ok()) != Some(key.as_str()) {
+                return Err(UpstreamError::BadAnswer("wrong Sec-WebSocket-Accept"));
+            }
+            if !h
+                .get(UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.eq_ignore_ascii_case("websocket"))
+            {
+                return Err(UpstreamError::BadAnswer("no Upgrade: websocket"));
+            }
+            if h.get(SEC_WEBSOCKET_PROTOCOL) != asked_protocol.as_ref() {
+                return Err(UpstreamError::BadAnswer("subprotocol not agreed"));
+            }
+            let upgraded = hyper::upgrade::on(response)
+                .await
+                .map_err(UpstreamError::Http)?;
+            let io = TokioIo::new(upgraded);
+            Ok(WebSocketStream::from_raw_socket(io, Role::Client, Some(config)).await)
         };
         tokio::time::timeout(timeout, attempt)
             .await

@@ -1,6 +1,6 @@
 //! Reading CPU time and resident memory of other processes from /proc.
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 
 /// Clock ticks per second used by /proc/PID/stat (sysconf(_SC_CLK_TCK) is
 /// 100 on every Linux we run on).
@@ -65,6 +65,30 @@ pub fn self_ticks() -> Result<u64> {
     parse_stat_ticks(&text)
 }
 
+/// Busy CPU ticks of the whole machine (all cores) from /proc/stat.
+pub fn system_busy_ticks() -> Result<u64> {
+    let text = std::fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    parse_proc_stat_busy(&text)
+}
+
+/// user + nice + system + irq + softirq + steal of the aggregate `cpu` line
+/// (guest time is already part of user).
+pub fn parse_proc_stat_busy(text: &str) -> Result<u64> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| anyhow!("no cpu line in /proc/stat"))?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<u64>().context("cpu field"))
+        .collect::<Result<_>>()?;
+    if v.len() < 8 {
+        bail!("short cpu line in /proc/stat");
+    }
+    Ok(v[0] + v[1] + v[2] + v[5] + v[6] + v[7])
+}
+
 /// Convert a tick count into microseconds.
 pub fn ticks_to_us(ticks: u64) -> f64 {
     ticks as f64 * 1_000_000.0 / CLK_TCK
@@ -76,6 +100,8 @@ pub struct CpuSnapshot {
     pub watched: u64,
     pub upstream: u64,
     pub own: u64,
+    /// Busy ticks of the whole machine.
+    pub system: u64,
 }
 
 impl CpuSnapshot {
@@ -84,6 +110,7 @@ impl CpuSnapshot {
             watched: total_ticks(watched)?,
             upstream: total_ticks(upstream)?,
             own: self_ticks()?,
+            system: system_busy_ticks()?,
         })
     }
 
@@ -93,7 +120,22 @@ impl CpuSnapshot {
             watched: later.watched.saturating_sub(self.watched),
             upstream: later.upstream.saturating_sub(self.upstream),
             own: later.own.saturating_sub(self.own),
+            system: later.system.saturating_sub(self.system),
         }
+    }
+
+    /// CPU used by processes other than the watched ones, the upstream and
+    /// the load generator, in percent of one core over `secs` (noise gauge:
+    /// should be ~0 on a quiet machine). Call on a delta. `None` for windows
+    /// under 0.5 s, where the 10 ms tick makes it meaningless.
+    pub fn other_pct(&self, secs: f64) -> Option<f64> {
+        if secs < 0.5 {
+            return None;
+        }
+        let other = self
+            .system
+            .saturating_sub(self.watched + self.upstream + self.own);
+        Some((ticks_to_us(other) / 1e6 / secs * 100.0 * 100.0).round() / 100.0)
     }
 }
 
@@ -105,6 +147,12 @@ mod tests {
     fn stat_with_odd_comm() {
         let s = "42 (we ird) pr) S 1 42 42 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 1 2 3";
         assert_eq!(parse_stat_ticks(s).unwrap(), 22);
+    }
+
+    #[test]
+    fn proc_stat_busy() {
+        let s = "cpu  10 1 5 100 7 2 3 4 0 0\ncpu0 1 1 1 1 1 1 1 1 0 0\n";
+        assert_eq!(parse_proc_stat_busy(s).unwrap(), 25);
     }
 
     #[test]

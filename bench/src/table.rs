@@ -13,6 +13,7 @@ fn columns(mode: &str) -> &'static [(&'static str, &'static str)] {
             ("p99_us", "p99 µs"),
             ("p999_us", "p99.9 µs"),
             ("cpu_us_per_msg", "target CPU µs/msg"),
+            ("other_cpu_pct", "other CPU %"),
             ("errors", "errors"),
         ],
         "handshake" => &[
@@ -20,6 +21,7 @@ fn columns(mode: &str) -> &'static [(&'static str, &'static str)] {
             ("p50_us", "p50 µs"),
             ("p99_us", "p99 µs"),
             ("cpu_us_per_hs", "target CPU µs/hs"),
+            ("other_cpu_pct", "other CPU %"),
             ("errors", "errors"),
         ],
         "idle" => &[
@@ -28,6 +30,7 @@ fn columns(mode: &str) -> &'static [(&'static str, &'static str)] {
             ("rss_after_kib", "RSS after KiB"),
             ("cpu_pct", "idle CPU %"),
             ("frames_received", "frames rcvd"),
+            ("other_cpu_pct", "other CPU %"),
             ("errors", "errors"),
         ],
         "reauth" => &[
@@ -37,6 +40,7 @@ fn columns(mode: &str) -> &'static [(&'static str, &'static str)] {
             ("p50_us", "p50 µs"),
             ("p99_us", "p99 µs"),
             ("cpu_ms", "target CPU ms"),
+            ("other_cpu_pct", "other CPU %"),
             ("errors", "errors"),
         ],
         _ => &[("errors", "errors")],

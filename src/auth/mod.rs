@@ -64,12 +64,24 @@ pub struct Identity {
     pub iss: Option<String>,
     /// `exp`, unix seconds.
     pub exp: u64,
-    /// All verified claims.
-    pub claims: Map<String, Value>,
     /// The token's payload segment: unpadded base64url of the claims JSON.
+    /// The claims are kept only in this form (decoded on demand by
+    /// [`Identity::claims`]): an idle connection holds no parsed map.
     pub claims_b64: String,
     /// The name of the provider that verified it.
     pub provider: Arc<str>,
+}
+
+impl Identity {
+    /// All verified claims, decoded from the verified payload segment.
+    pub fn claims(&self) -> Map<String, Value> {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(self.claims_b64.trim_end_matches('='))
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())
+            .unwrap_or_default()
+    }
 }
 
 /// One configured issuer.
@@ -92,8 +104,8 @@ pub struct Verifier {
     providers: Vec<Provider>,
     /// Clock-skew allowance, seconds.
     leeway: u64,
-    /// Verified tokens by their text.
-    cache: Option<moka::sync::Cache<Arc<str>, Arc<Identity>>>,
+    /// Verified tokens by the SHA-256 of their text (32 bytes a token, not its length).
+    cache: Option<moka::sync::Cache<[u8; 32], Arc<Identity>>>,
 }
 
 /// The latest `exp` accepted: the end of year 9999 (an `exp` in
@@ -213,12 +225,13 @@ impl Verifier {
     /// outlive `exp`, so accepting an expired token would buy nothing.
     pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
         let now = unix_now();
+        let key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
         if let Some(cache) = &self.cache {
-            if let Some(identity) = cache.get(token) {
+            if let Some(identity) = cache.get(&key) {
                 if identity.exp > now {
                     return Ok(identity);
                 }
-                cache.invalidate(token);
+                cache.invalidate(&key);
                 return Err(AuthError::Expired);
             }
         }
@@ -227,7 +240,7 @@ impl Verifier {
             return Err(AuthError::Expired);
         }
         if let Some(cache) = &self.cache {
-            cache.insert(Arc::from(token), identity.clone());
+            cache.insert(key, identity.clone());
         }
         Ok(identity)
     }
@@ -297,7 +310,6 @@ impl Verifier {
             sub,
             iss: iss.map(str::to_owned),
             exp,
-            claims,
             claims_b64,
             provider: provider.name.clone(),
         })

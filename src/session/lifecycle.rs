@@ -56,12 +56,12 @@ impl<C: ClientIo> Session<C> {
         let identity = match token.as_deref().map(|t| self.proxy.verifier.verify(t)) {
             Some(Ok(identity)) => identity,
             Some(Err(e)) => {
-                tracing::info!(conn = %self.id, error = %e, "first token refused");
+                tracing::debug!(conn = %self.id, error = %e, "first token refused");
                 return self.close(CloseCause::InvalidToken);
             }
             None => return self.close(CloseCause::InvalidToken),
         };
-        tracing::info!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
+        tracing::debug!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
         self.client.io_mut().lift();
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
@@ -209,7 +209,7 @@ impl<C: ClientIo> Session<C> {
         let notice = if self.proxy.session.upstream_notice {
             self.proxy
                 .dialect
-                .identity_refreshed(&identity.sub, identity.exp, &identity.claims)
+                .identity_refreshed(&identity.sub, identity.exp, &identity.claims())
         } else {
             None
         };
@@ -318,7 +318,7 @@ impl<C: ClientIo> Session<C> {
         if let Some(text) = self.proxy.dialect.token_expired(creds.identity.exp, grace) {
             self.client.push(Message::text(text));
         }
-        tracing::info!(conn = %self.id, "token expired; connection suspended");
+        tracing::debug!(conn = %self.id, "token expired; connection suspended");
         self.phase = Phase::Suspended { until: now + grace };
     }
 

@@ -133,7 +133,7 @@ pub struct Session<C = TokioIo<Upgraded>> {
     /// The client leg.
     client: Leg<Budgeted<C>>,
     /// The upstream leg, once open.
-    upstream: Option<Leg<tokio::net::TcpStream>>,
+    upstream: Option<Leg<TokioIo<Upgraded>>>,
     /// The current phase.
     phase: Phase,
     /// The identity, once authenticated.
@@ -358,7 +358,7 @@ impl<C: ClientIo> Session<C> {
         if matches!(self.phase, Phase::Closing { .. }) {
             return;
         }
-        tracing::info!(conn = %self.id, reason = cause.reason(), "closing connection");
+        tracing::debug!(conn = %self.id, reason = cause.reason(), "closing connection");
         let frames = cause.frames(self.proxy.session.close_codes);
         if !self.client.read_done || !self.client.write_done {
             if let Some(f) = frames.client {

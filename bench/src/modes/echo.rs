@@ -100,6 +100,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &EchoArgs) 
     j.insert("size".into(), json!(args.size));
     j.insert("msgs".into(), json!(hist.len()));
     j.insert("elapsed_s".into(), json!(round2(elapsed)));
+    j.insert("other_cpu_pct".into(), json!(d.other_pct(elapsed)));
     j.insert("msgs_per_s".into(), json!(rate.round()));
     hist.fields("", &mut j);
     j.insert("cpu_us_per_msg".into(), json!(round2(cpu)));

@@ -103,6 +103,7 @@ pub async fn run(
     j.insert("total".into(), json!(args.total));
     j.insert("ok".into(), json!(hist.len()));
     j.insert("elapsed_s".into(), json!(round2(elapsed)));
+    j.insert("other_cpu_pct".into(), json!(d.other_pct(elapsed)));
     j.insert("hs_per_s".into(), json!(rate.round()));
     hist.fields("", &mut j);
     j.insert("cpu_us_per_hs".into(), json!(round2(cpu)));

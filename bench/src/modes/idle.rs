@@ -116,6 +116,7 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &IdleArgs) 
     j.insert("kib_per_conn".into(), json!(round2(kib_per_conn)));
     j.insert("hold_s".into(), json!(hold_s));
     j.insert("cpu_pct".into(), json!(round2(cpu_pct)));
+    j.insert("other_cpu_pct".into(), json!(d.other_pct(hold_s)));
     j.insert(
         "upstream_cpu_pct".into(),
         json!(round2(ticks_to_us(d.upstream) / 1e6 / hold_s * 100.0)),

@@ -96,11 +96,13 @@ pub async fn run(
         bail!("no connection could be opened ({})", errors.summary());
     }
     let before = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
+    let window = Instant::now();
     let mut times = Vec::with_capacity(opened);
     for h in handles {
         times.extend(h.await?);
     }
     let after = CpuSnapshot::take(&common.watch_pids, &common.upstream_pids)?;
+    let window_s = window.elapsed().as_secs_f64();
     if times.is_empty() {
         bail!("no connection re-authenticated ({})", errors.summary());
     }
@@ -130,6 +132,7 @@ pub async fn run(
     j.insert("auth_required_spread_ms".into(), json!(round2(spread_ms)));
     j.insert("all_reauth_ms".into(), json!(round2(all_ms)));
     hist.fields("", &mut j);
+    j.insert("other_cpu_pct".into(), json!(d.other_pct(window_s)));
     j.insert(
         "cpu_ms".into(),
         json!(round2(ticks_to_us(d.watched) / 1000.0)),
