@@ -591,3 +591,68 @@ async fn demo_serves_an_authenticated_round_trip() {
 
     child.kill().await.expect("kill the demo");
 }
+
+#[tokio::test]
+async fn trace_logs_carry_no_token_and_no_query_string() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("stderr.log");
+    let mut child = tokio::process::Command::new(BIN)
+        .env_remove("WSGUARD_CONFIG")
+        .env("RUST_LOG", "trace")
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsguard demo");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut url, mut token) = (None, None);
+    let read = async {
+        while let Some(line) = lines.next_line().await.expect("read stdout") {
+            if let Some(rest) = line.strip_prefix("proxy: ") {
+                url = Some(rest.trim().to_owned());
+            } else if let Some(rest) = line.strip_prefix("token: ") {
+                token = Some(rest.trim().to_owned());
+            }
+            if url.is_some() && token.is_some() {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(WAIT, read).await.expect("demo output");
+    let (url, token) = (url.expect("url"), token.expect("token"));
+    // The token travels in the first frame, in a REAUTH, and in the query.
+    let with_query = format!("{url}?room=sekrit-room-42&access_token={token}");
+    let (mut ws, _) = tokio_tungstenite::connect_async(with_query.as_str())
+        .await
+        .expect("connect");
+    ws.send(auth_frame(&token)).await.expect("send auth");
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
+    let reauth = json!({"type": "REAUTH", "payload": {"token": token}}).to_string();
+    ws.send(Message::text(reauth)).await.expect("send reauth");
+    // The upstream's welcome and the REAUTH's answer, in either order.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        seen.push(
+            recv_json(&mut ws).await["type"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    seen.sort();
+    assert_eq!(seen, ["AUTHENTICATED", "welcome"]);
+    child.kill().await.expect("kill the demo");
+    let logged = std::fs::read_to_string(&log).expect("read log");
+    assert!(
+        logged.contains("authenticated"),
+        "debug lines were not logged:\n{logged}"
+    );
+    let signature = token.rsplit('.').next().unwrap_or_default();
+    assert!(!logged.contains(signature), "the token reached the log");
+    assert!(
+        !logged.contains("sekrit-room-42"),
+        "the query string reached the log"
+    );
+}

@@ -439,3 +439,17 @@ async fn reauth_before_authenticated_is_refused_without_reordering() {
     // The REAUTH never reached the upstream.
     assert_eq!(next_any(&mut up).await, Message::text("after"));
 }
+
+#[tokio::test]
+async fn upstream_101_without_a_valid_accept_key_closes_1013() {
+    // A 101 with no Upgrade and no Sec-WebSocket-Accept is not a WebSocket handshake.
+    let proxy = proxy(refusing_upstream("101 Switching Protocols").await)
+        .start()
+        .await;
+    let mut ws = connect(&proxy, "/").await;
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    expect_first_close(&mut ws, 1013, "upstream unavailable").await;
+    assert_client_released(&mut ws).await;
+}
