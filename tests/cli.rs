@@ -527,15 +527,15 @@ fn token_refuses_a_malformed_claim() {
 
 // ---- demo -----------------------------------------------------------------
 
-#[tokio::test]
-async fn demo_serves_an_authenticated_round_trip() {
+/// Starts `wsguard demo` on a free port and reads its URL and token.
+async fn spawn_demo(rust_log: &str, stderr: Stdio) -> (tokio::process::Child, String, String) {
     let mut child = tokio::process::Command::new(BIN)
         .env_remove("WSGUARD_CONFIG")
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", rust_log)
         .args(["demo", "--listen", "127.0.0.1:0"])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .kill_on_drop(true)
         .spawn()
         .expect("spawn wsguard demo");
@@ -557,8 +557,16 @@ async fn demo_serves_an_authenticated_round_trip() {
     tokio::time::timeout(WAIT, read)
         .await
         .expect("demo did not print its url and token in time");
-    let url = url.expect("a `proxy: ` line");
-    let token = token.expect("a `token: ` line");
+    (
+        child,
+        url.expect("a `proxy: ` line"),
+        token.expect("a `token: ` line"),
+    )
+}
+
+#[tokio::test]
+async fn demo_serves_an_authenticated_round_trip() {
+    let (mut child, url, token) = spawn_demo("warn", Stdio::null()).await;
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
     assert!(!url.starts_with("ws://127.0.0.1:0/"), "{url}");
 
@@ -596,32 +604,8 @@ async fn demo_serves_an_authenticated_round_trip() {
 async fn trace_logs_carry_no_token_and_no_query_string() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("stderr.log");
-    let mut child = tokio::process::Command::new(BIN)
-        .env_remove("WSGUARD_CONFIG")
-        .env("RUST_LOG", "trace")
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn wsguard demo");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut url, mut token) = (None, None);
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(rest) = line.strip_prefix("proxy: ") {
-                url = Some(rest.trim().to_owned());
-            } else if let Some(rest) = line.strip_prefix("token: ") {
-                token = Some(rest.trim().to_owned());
-            }
-            if url.is_some() && token.is_some() {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read).await.expect("demo output");
-    let (url, token) = (url.expect("url"), token.expect("token"));
+    let stderr = Stdio::from(std::fs::File::create(&log).expect("log file"));
+    let (mut child, url, token) = spawn_demo("trace", stderr).await;
     // The token travels in the first frame, in a REAUTH, and in the query.
     let with_query = format!("{url}?room=sekrit-room-42&access_token={token}");
     let (mut ws, _) = tokio_tungstenite::connect_async(with_query.as_str())
