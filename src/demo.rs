@@ -52,16 +52,22 @@ pub async fn run(
         DEMO_TOKEN_TTL,
         &Default::default(),
     )?;
-    println!("wsguard demo");
-    println!("upstream: ws://{upstream_addr} (built-in echo server)");
-    println!("proxy: ws://{addr}/chat");
-    println!("token: {token}");
-    println!(
-        "(the token is for sub \"alice\" and expires in {}s; auth_required comes 60s before)",
+    // A closed standard output (a reader that went away) must not stop the demo.
+    let banner = format!(
+        "wsguard demo\n\
+         upstream: ws://{upstream_addr} (built-in echo server)\n\
+         proxy: ws://{addr}/chat\n\
+         token: {token}\n\
+         (the token is for sub \"alice\" and expires in {}s; auth_required comes 60s before)\n\
+         try: cargo run --example client -- ws://{addr}/chat {token}\n\
+         or:  websocat ws://{addr}/chat  then send {{\"type\":\"auth\",\"payload\":{{\"token\":\"<token>\"}}}}\n",
         DEMO_TOKEN_TTL.as_secs()
     );
-    println!("try: cargo run --example client -- ws://{addr}/chat {token}");
-    println!("or:  websocat ws://{addr}/chat  then send {{\"type\":\"auth\",\"payload\":{{\"token\":\"<token>\"}}}}");
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(banner.as_bytes()).and_then(|()| out.flush());
+    }
     crate::listener::run(
         listener,
         proxy,

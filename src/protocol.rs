@@ -174,11 +174,6 @@ impl Dialect {
         }
     }
 
-    /// Whether `AUTHENTICATED` is sent at all.
-    pub fn sends_authenticated(&self) -> bool {
-        self.authenticated.is_some()
-    }
-
     /// `AUTHENTICATED`, or `None` when switched off.
     pub fn authenticated(
         &self,

@@ -193,7 +193,7 @@ impl<C: ClientIo> Session<C> {
     pub async fn run(mut self) {
         tracing::debug!(conn = %self.id, "connection opened");
         loop {
-            self.arm_timer();
+            // poll_event points the timer at the next deadline itself.
             let event = poll_fn(|cx| self.poll_event(cx)).await;
             if let Flow::Done = self.handle(event) {
                 break;
