@@ -2,7 +2,7 @@
 # wsguard benchmark harness.
 #
 #   bench/run.sh [--install] [--quick] [--rounds N] [--targets "direct nginx haproxy wsguard"]
-#                [--out FILE.md] [--perf] [--keep]
+#                [--modes "echo handshake idle reauth"] [--out FILE.md] [--perf] [--keep]
 #
 # Starts an echo upstream, nginx, HAProxy and (when bench/wsguard.toml exists)
 # wsguard on free loopback ports, runs interleaved rounds of the loadgen modes
@@ -32,6 +32,7 @@ while [[ $# -gt 0 ]]; do
         --quick) QUICK=1 ;;
         --rounds) ROUNDS=$2; shift ;;
         --targets) TARGETS=$2; shift ;;
+        --modes) MODES=$2; shift ;;
         --out) OUT=$2; shift ;;
         --perf) PERF=1 ;;
         --keep) KEEP=1 ;;
@@ -293,6 +294,8 @@ rotate() { # print ACTIVE rotated by $1
 }
 
 QUIET_WAIT=${BENCH_QUIET_WAIT:-30s}
+MODES=" ${MODES:-echo handshake idle reauth} "
+mode_on() { [[ $MODES == *" $1 "* ]]; }
 if [[ $QUICK == 1 ]]; then
     ROUNDS=1
     QUIET_WAIT=${BENCH_QUIET_WAIT:-0}
@@ -331,7 +334,7 @@ T0=$SECONDS
 for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
     read -r -a ORDER <<<"$(rotate $((ROUND - 1)))"
-    for c in "${ECHO_CASES[@]}"; do
+    mode_on echo && for c in "${ECHO_CASES[@]}"; do
         read -r conns msgs size <<<"$c"
         for t in "${ORDER[@]}"; do
             [[ $t == wsguard && $ROUND == 1 ]] && run_perf
@@ -339,7 +342,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
             stop_perf
         done
     done
-    for t in "${ORDER[@]}"; do
+    mode_on handshake && for t in "${ORDER[@]}"; do
         if [[ $t == wsguard ]]; then
             for alg in hs256 es256; do
                 lg "$t" "$alg" handshake "${HS[@]}"
@@ -351,11 +354,11 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     done
     # Idle memory is measured on a freshly started process: allocators keep
     # freed memory, so a process that already held many connections reads low.
-    for t in "${ORDER[@]}"; do
+    mode_on idle && for t in "${ORDER[@]}"; do
         restart_target "$t"
         lg "$t" hs256 idle "${IDLE[@]}"
     done
-    if [[ " ${ACTIVE[*]} " == *" wsguard "* ]]; then
+    if mode_on reauth && [[ " ${ACTIVE[*]} " == *" wsguard "* ]]; then
         for alg in hs256 es256; do lg wsguard "$alg" reauth "${REAUTH[@]}"; done
     fi
 done

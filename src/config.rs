@@ -17,8 +17,9 @@ pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_AUTH_FRAME_BYTES: usize = 16 * 1024;
 /// Default limit on one message on either leg.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1024 * 1024;
-/// Default read buffer per WebSocket (tungstenite's own default is 128 KiB).
-pub const DEFAULT_READ_BUFFER_BYTES: usize = 1024;
+/// Default largest single read on a leg. Reads go into a buffer on the
+/// stack, so this costs no memory per idle connection.
+pub const DEFAULT_READ_BUFFER_BYTES: usize = 16 * 1024;
 /// Default verification leeway, for clock skew only.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 /// Default upstream connect (TCP + WebSocket handshake) timeout.
@@ -164,7 +165,7 @@ pub struct UpstreamConfig {
     /// Frames a client may send before the upstream connection is open.
     #[serde(default = "default_pending_frames")]
     pub pending_max_frames: usize,
-    /// Bytes a client may send before the upstream connection is open.
+    /// Bytes a client may send before the upstream connection is open (as sent: frame headers included).
     #[serde(default = "default_pending_bytes")]
     pub pending_max_bytes: usize,
 }
@@ -337,7 +338,7 @@ pub struct SessionConfig {
     pub reauth_min_interval: Duration,
     /// Frames held from the client while suspended.
     pub hold_max_frames: usize,
-    /// Bytes held from the client while suspended.
+    /// Bytes held from the client while suspended (as sent: frame headers included).
     pub hold_max_bytes: usize,
     /// Heartbeat ping interval on both legs; `0s` turns heartbeats off.
     #[serde(with = "humantime_serde")]
@@ -389,10 +390,8 @@ pub struct WebSocketLimits {
     pub max_message_bytes: usize,
     /// Largest single frame.
     pub max_frame_bytes: usize,
-    /// Read buffer per socket.
+    /// Largest single read on a leg (256 to 65536 bytes).
     pub read_buffer_bytes: usize,
-    /// Bytes gathered before a write; 0 writes every message at once.
-    pub write_buffer_bytes: usize,
 }
 
 impl Default for WebSocketLimits {
@@ -401,7 +400,6 @@ impl Default for WebSocketLimits {
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_frame_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             read_buffer_bytes: DEFAULT_READ_BUFFER_BYTES,
-            write_buffer_bytes: 0,
         }
     }
 }
@@ -567,10 +565,10 @@ impl Config {
                 "must be between 1 and websocket.max_message_bytes",
             ));
         }
-        if w.read_buffer_bytes < 256 {
+        if !(256..=crate::relay::MAX_READ).contains(&w.read_buffer_bytes) {
             return Err(ConfigError::invalid(
                 "websocket.read_buffer_bytes",
-                "must be at least 256",
+                "must be between 256 and 65536",
             ));
         }
         let d = &self.dialect;
@@ -635,7 +633,6 @@ impl Config {
             ("websocket.max_message_bytes", w.max_message_bytes),
             ("websocket.max_frame_bytes", w.max_frame_bytes),
             ("websocket.read_buffer_bytes", w.read_buffer_bytes),
-            ("websocket.write_buffer_bytes", w.write_buffer_bytes),
             ("session.hold_max_bytes", s.hold_max_bytes),
             (
                 "upstream.pending_max_bytes",

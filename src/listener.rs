@@ -20,8 +20,6 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
@@ -161,9 +159,7 @@ fn upgrade(
             Ok(upgraded) => {
                 // Room for the first frame, its header and a few pings before it.
                 let budget = proxy.session.max_auth_frame_bytes + PRE_AUTH_SLACK;
-                let io = Budgeted::new(TokioIo::new(upgraded), budget);
-                let socket =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(proxy.ws_config)).await;
+                let socket = Budgeted::new(TokioIo::new(upgraded), budget);
                 // A task of its own: its future is only the session, not this
                 // upgrade step's state as well (idle memory per connection).
                 let session = Session::new(proxy, crate::ids::connection_id(), client, socket);

@@ -9,13 +9,14 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::auth::Verifier;
 use crate::config::{Config, ConfigError, SessionConfig, WebSocketLimits};
 use crate::headers::HeaderPolicy;
 use crate::protocol::Dialect;
+use crate::relay::MAX_READ;
 use crate::upstream::Target;
+use crate::wire::Limits;
 
 /// The body type of forwarded HTTP requests and responses.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -34,21 +35,41 @@ pub struct Proxy {
     pub target: Target,
     /// Which headers go upstream.
     pub headers: HeaderPolicy,
-    /// Socket settings for both legs.
-    pub ws_config: WebSocketConfig,
+    /// Frame limits and read size of both legs.
+    pub wire: WireSettings,
     /// Client for plain HTTP pass-through.
     pub http: Client<HttpConnector, Body>,
 }
 
-/// tungstenite settings from `[websocket]`: small read buffers, eager
-/// writes, and a write buffer bounded to one message.
-pub fn ws_config(limits: &WebSocketLimits) -> WebSocketConfig {
-    WebSocketConfig::default()
-        .read_buffer_size(limits.read_buffer_bytes)
-        .write_buffer_size(limits.write_buffer_bytes)
-        .max_write_buffer_size(limits.write_buffer_bytes + limits.max_message_bytes + 64 * 1024)
-        .max_message_size(Some(limits.max_message_bytes))
-        .max_frame_size(Some(limits.max_frame_bytes))
+/// Frame limits and read size of both legs, from `[websocket]` and `[session]`.
+#[derive(Debug, Clone, Copy)]
+pub struct WireSettings {
+    /// The client leg: text messages up to `session.max_auth_frame_bytes` are
+    /// inspected (they may be control frames of the dialect).
+    pub client: Limits,
+    /// The upstream leg: nothing is inspected.
+    pub upstream: Limits,
+    /// Largest single read on either leg.
+    pub read_limit: usize,
+}
+
+impl WireSettings {
+    /// Settings from the configuration.
+    pub fn new(limits: &WebSocketLimits, session: &SessionConfig) -> WireSettings {
+        let upstream = Limits {
+            max_frame: limits.max_frame_bytes,
+            max_message: limits.max_message_bytes,
+            inspect_limit: 0,
+        };
+        WireSettings {
+            client: Limits {
+                inspect_limit: session.max_auth_frame_bytes,
+                ..upstream
+            },
+            upstream,
+            read_limit: limits.read_buffer_bytes.min(MAX_READ),
+        }
+    }
 }
 
 impl Proxy {
@@ -68,7 +89,7 @@ impl Proxy {
             dialect: Dialect::new(&config.dialect, config.session.upstream_notice),
             target,
             headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies),
-            ws_config: ws_config(&config.websocket),
+            wire: WireSettings::new(&config.websocket, &config.session),
             http,
         }))
     }

@@ -1,30 +1,90 @@
 //! One leg of a proxied connection (client or upstream): its socket, the
-//! frames waiting to be written to it, and what the heartbeat and the
+//! bytes waiting to be written to it, and what the heartbeat and the
 //! slow-consumer check need to know. Also the bounded queue that holds
-//! client frames while they may not go upstream.
+//! client bytes while they may not go upstream.
+//!
+//! The relay works on bytes, not messages ([`crate::wire`]): what one leg's
+//! decoder hands on as [`Inbound::Data`] is written to the other leg as it
+//! is. Reads go into a buffer on the stack, so a leg holds no read buffer
+//! between reads; the proxy's own frames (answers, notices, pings, close)
+//! wait in the leg until the relayed bytes reach a point where a frame may
+//! be inserted.
 //!
 //! Backpressure: a leg's queue is only fed while the leg accepts writes
 //! ([`Leg::accepts`]); the session stops reading the other leg otherwise, so
 //! a slow peer makes the fast one wait in its socket, not in our memory.
 
 use std::collections::VecDeque;
+use std::io;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use futures_util::{Sink, Stream};
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{Control, Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
+
+use crate::wire::{self, Boundary, Decoder, Inbound, Limits, Role, WireError};
+
+/// Largest single read (the stack buffer reads go into).
+pub const MAX_READ: usize = 64 * 1024;
+
+/// Why a leg's read side failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LegError {
+    /// The socket failed.
+    #[error("socket error: {0}")]
+    Io(#[source] io::Error),
+    /// The peer broke the WebSocket protocol or a size limit.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// One of the proxy's own frames, waiting for a point where it may be written.
+struct Own {
+    /// The encoded frame.
+    bytes: Bytes,
+    /// A control frame (may go between the fragments of a relayed message).
+    control: bool,
+}
+
+/// Bytes to write, and where the relayed stream stands after them.
+struct Chunk {
+    /// The bytes.
+    bytes: Bytes,
+    /// Where the stream ends after them.
+    end: Boundary,
+}
 
 /// One WebSocket leg.
 pub struct Leg<S> {
     /// The socket.
-    ws: WebSocketStream<S>,
-    /// Frames accepted for this leg, not yet handed to the socket.
-    out: VecDeque<Message>,
-    /// Frames were handed to the socket since its last completed flush.
+    io: S,
+    /// The proxy's role on this leg (masking of its own frames).
+    role: Role,
+    /// Frame decoder of what the peer sends.
+    decoder: Decoder,
+    /// Largest single read.
+    read_limit: usize,
+    /// Decoded, not yet taken by the session.
+    inbound: Vec<Inbound>,
+    /// Index of the next item of `inbound` to hand out.
+    next: usize,
+    /// A decoding error to report once `inbound` is taken.
+    failed: Option<WireError>,
+    /// Bytes to write, in order.
+    out: VecDeque<Chunk>,
+    /// Bytes of the first chunk already written.
+    written: usize,
+    /// Where the written stream ends (after the last fully written chunk).
+    written_end: Boundary,
+    /// Where the stream ends after everything in `out`.
+    tail: Boundary,
+    /// Own frames waiting for `tail` to reach a point where they may go.
+    own: VecDeque<Own>,
+    /// Bytes were written since the last completed flush.
     unflushed: bool,
     /// Since when the socket has refused our writes.
     blocked_since: Option<Instant>,
@@ -32,18 +92,28 @@ pub struct Leg<S> {
     pub heard: bool,
     /// Heartbeats in a row without a frame from the peer.
     pub missed: u32,
-    /// The read side has ended (close handshake done, or the socket is gone).
+    /// The read side has ended (close frame received, or the socket is gone).
     pub read_done: bool,
     /// The write side has failed or been closed by us.
     pub write_done: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
-    /// Wraps an open socket.
-    pub fn new(ws: WebSocketStream<S>) -> Self {
+    /// Wraps an open socket on which the proxy plays `role`.
+    pub fn new(io: S, role: Role, limits: Limits, read_limit: usize) -> Self {
         Leg {
-            ws,
+            io,
+            role,
+            decoder: Decoder::new(role, limits),
+            read_limit: read_limit.clamp(1, MAX_READ),
+            inbound: Vec::new(),
+            next: 0,
+            failed: None,
             out: VecDeque::new(),
+            written: 0,
+            written_end: Boundary::Message,
+            tail: Boundary::Message,
+            own: VecDeque::new(),
             unflushed: false,
             blocked_since: None,
             heard: false,
@@ -53,19 +123,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         }
     }
 
-    /// Whether the leg takes more frames now (nothing queued, nothing stuck).
+    /// Whether the leg takes more relayed bytes now (nothing queued, nothing stuck).
     pub fn accepts(&self) -> bool {
         self.out.is_empty() && self.blocked_since.is_none()
     }
 
-    /// The socket under the WebSocket.
+    /// The socket.
     pub fn io_mut(&mut self) -> &mut S {
-        self.ws.get_mut()
+        &mut self.io
     }
 
-    /// Frames queued and not yet handed to the socket.
+    /// The decoder of what the peer sends.
+    pub fn decoder_mut(&mut self) -> &mut Decoder {
+        &mut self.decoder
+    }
+
+    /// Pieces queued and not yet written (relayed chunks and own frames).
     pub fn queued(&self) -> usize {
-        self.out.len()
+        self.out.len() + self.own.len()
     }
 
     /// Since when writes have been refused, if they are.
@@ -75,80 +150,219 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
 
     /// Whether everything queued (a close frame included) has been written and flushed, or given up.
     pub fn flushed(&self) -> bool {
-        self.out.is_empty() && !self.unflushed
+        self.out.is_empty() && self.own.is_empty() && !self.unflushed
     }
 
-    /// Queues a frame. Ignored once the write side is done.
-    pub fn push(&mut self, message: Message) {
-        if !self.write_done {
-            self.out.push_back(message);
+    /// Whether the bytes relayed to this leg stop inside a frame.
+    pub fn in_frame(&self) -> bool {
+        self.tail == Boundary::InFrame
+    }
+
+    /// Queues relayed bytes. Once the write side is done, only the rest of a
+    /// frame already begun is taken (the close frame waits behind it).
+    pub fn forward(&mut self, bytes: Bytes, end: Boundary) {
+        if bytes.is_empty() || (self.write_done && self.tail != Boundary::InFrame) {
+            return;
         }
+        self.out.push_back(Chunk { bytes, end });
+        self.tail = end;
+        self.release_own();
     }
 
-    /// Queues a close frame after what is already queued; nothing is queued after it.
-    pub fn close(&mut self, frame: Option<CloseFrame>) {
-        if !self.write_done {
-            self.out.push_back(Message::Close(frame));
+    /// The relayed frame begun on this leg will never be completed (its
+    /// source ended): drop the frames waiting for it (a close frame among
+    /// them), and expect no close handshake, so that the socket is closed
+    /// once what is queued is written.
+    pub fn give_up_frame(&mut self) {
+        if self.tail == Boundary::InFrame && !self.own.is_empty() {
+            self.own.clear();
             self.write_done = true;
+            self.read_done = true;
         }
     }
 
-    /// Drives queued frames into the socket. Ready(Ok) once all are written and flushed.
-    pub fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WsError>> {
-        loop {
-            if self.out.is_empty() {
-                if !self.unflushed {
-                    self.blocked_since = None;
-                    return Poll::Ready(Ok(()));
-                }
-                return match Pin::new(&mut self.ws).poll_flush(cx) {
-                    Poll::Ready(result) => {
-                        self.unflushed = false;
-                        self.blocked_since = None;
-                        Poll::Ready(result)
-                    }
-                    Poll::Pending => self.blocked(),
-                };
+    /// Queues a text frame of the proxy's own.
+    pub fn push_text(&mut self, text: &str) {
+        self.push_own(OpCode::Data(Data::Text), text.as_bytes());
+    }
+
+    /// Queues a ping of the proxy's own.
+    pub fn push_ping(&mut self) {
+        self.push_own(OpCode::Control(Control::Ping), &[]);
+    }
+
+    fn push_own(&mut self, opcode: OpCode, payload: &[u8]) {
+        if self.write_done {
+            return;
+        }
+        self.own.push_back(Own {
+            bytes: wire::encode(self.role, opcode, payload),
+            control: matches!(opcode, OpCode::Control(_)),
+        });
+        self.release_own();
+    }
+
+    /// Moves own frames into the write queue while the relayed stream allows it.
+    fn release_own(&mut self) {
+        while let Some(front) = self.own.front() {
+            let allowed = match self.tail {
+                Boundary::Message => true,
+                Boundary::InMessage => front.control,
+                Boundary::InFrame => false,
+            };
+            if !allowed {
+                return;
             }
-            match Pin::new(&mut self.ws).poll_ready(cx) {
-                Poll::Ready(Ok(())) => {}
+            if let Some(own) = self.own.pop_front() {
+                self.out.push_back(Chunk {
+                    bytes: own.bytes,
+                    end: self.tail,
+                });
+            }
+        }
+    }
+
+    /// Queues a close frame after what is already queued; nothing of our own
+    /// is queued after it. Inside a relayed frame it waits for the frame's end.
+    pub fn close(&mut self, frame: Option<CloseFrame>) {
+        if self.write_done {
+            return;
+        }
+        self.own.push_back(Own {
+            bytes: wire::encode_close(self.role, frame.as_ref()),
+            control: true,
+        });
+        self.release_own();
+        self.write_done = true;
+    }
+
+    /// Drives queued bytes into the socket. Ready(Ok) once all are written and flushed.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let Some(front) = self.out.front() else {
+                if self.unflushed {
+                    match Pin::new(&mut self.io).poll_flush(cx) {
+                        Poll::Ready(result) => {
+                            self.unflushed = false;
+                            result?;
+                        }
+                        Poll::Pending => return self.blocked(),
+                    }
+                }
+                self.blocked_since = None;
+                if self.out.capacity() > 0 {
+                    // An idle leg keeps no queue memory.
+                    self.out = VecDeque::new();
+                }
+                return Poll::Ready(Ok(()));
+            };
+            match Pin::new(&mut self.io).poll_write(cx, &front.bytes[self.written..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => {
+                    self.unflushed = true;
+                    self.written += n;
+                    if self.written >= front.bytes.len() {
+                        self.written_end = front.end;
+                        self.written = 0;
+                        self.out.pop_front();
+                    }
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return self.blocked(),
             }
-            if let Some(message) = self.out.pop_front() {
-                Pin::new(&mut self.ws).start_send(message)?;
-                self.unflushed = true;
-            }
         }
     }
 
-    fn blocked(&mut self) -> Poll<Result<(), WsError>> {
+    fn blocked(&mut self) -> Poll<io::Result<()>> {
         if self.blocked_since.is_none() {
             self.blocked_since = Some(Instant::now());
         }
         Poll::Pending
     }
 
-    /// Reads the next frame; `None` when the read side has ended.
-    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, WsError>>> {
-        let polled = Pin::new(&mut self.ws).poll_next(cx);
-        match &polled {
-            Poll::Ready(Some(Ok(_))) => self.heard = true,
-            Poll::Ready(_) => self.read_done = true,
-            Poll::Pending => {}
+    /// Reads the next item; `None` when the read side has ended.
+    /// Pings are answered and a close frame is echoed here.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Inbound, LegError>>> {
+        loop {
+            if let Some(item) = self.inbound.get_mut(self.next) {
+                let item = std::mem::replace(item, Inbound::Pong(Bytes::new()));
+                self.next += 1;
+                if self.next == self.inbound.len() {
+                    self.inbound = Vec::new();
+                    self.next = 0;
+                }
+                self.heard = true;
+                self.react(&item);
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if let Some(e) = self.failed.take() {
+                self.read_done = true;
+                return Poll::Ready(Some(Err(LegError::Wire(e))));
+            }
+            if self.read_done {
+                return Poll::Ready(None);
+            }
+            let mut buf = [const { MaybeUninit::<u8>::uninit() }; MAX_READ];
+            let mut read = ReadBuf::uninit(&mut buf[..self.read_limit]);
+            match Pin::new(&mut self.io).poll_read(cx, &mut read) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => {
+                    self.read_done = true;
+                    return Poll::Ready(Some(Err(LegError::Io(e))));
+                }
+                Poll::Ready(Ok(())) => {}
+            }
+            let received = read.filled();
+            if received.is_empty() {
+                self.read_done = true;
+                return Poll::Ready(None);
+            }
+            if let Err(e) = self.decoder.feed(received, &mut self.inbound) {
+                self.failed = Some(e);
+            }
         }
-        polled
     }
 
-    /// Drops frames not yet handed to the socket (the peer is too slow to
-    /// take them and is about to be closed); what the socket holds stays.
+    /// What the leg does by itself on a received frame: pong a ping, echo a
+    /// close (the session passes the close on to the other leg).
+    fn react(&mut self, item: &Inbound) {
+        match item {
+            Inbound::Ping(payload) => {
+                let payload = payload.clone();
+                self.push_own(OpCode::Control(Control::Pong), &payload);
+            }
+            Inbound::Close(frame) => {
+                self.read_done = true;
+                // Echoed whole, as tungstenite does.
+                self.close(frame.clone());
+            }
+            _ => {}
+        }
+    }
+
+    /// Drops what is queued (the peer is too slow to take it and is about to
+    /// be closed), except a frame already partly written, which is kept
+    /// whole so that a close frame can follow it.
     pub fn discard_queued(&mut self) {
-        self.out.clear();
+        let mut must_keep = self.written > 0 || self.written_end == Boundary::InFrame;
+        let mut keep = 0;
+        for chunk in &self.out {
+            if !must_keep {
+                break;
+            }
+            keep += 1;
+            must_keep = chunk.end == Boundary::InFrame;
+        }
+        self.out.truncate(keep);
+        self.own.clear();
+        self.tail = self.out.back().map_or(self.written_end, |c| c.end);
     }
 
     /// Clears the queue and marks both sides done (the socket failed).
     pub fn abandon(&mut self) {
         self.out.clear();
+        self.own.clear();
+        self.written = 0;
         self.unflushed = false;
         self.blocked_since = None;
         self.write_done = true;
@@ -156,16 +370,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 }
 
-/// Frames held back from the upstream, bounded in count and bytes.
+/// Client bytes held back from the upstream, bounded in frames and bytes.
 #[derive(Debug)]
 pub struct Held {
-    /// The frames, oldest first.
-    frames: VecDeque<Message>,
-    /// Payload bytes held.
+    /// The pieces, oldest first, each with where the stream ends after it.
+    pieces: VecDeque<(Bytes, Boundary)>,
+    /// Bytes held (frame headers included).
     bytes: usize,
+    /// Frames held (begun in the held bytes).
+    frames: usize,
     /// Most frames allowed.
     max_frames: usize,
-    /// Most payload bytes allowed.
+    /// Most bytes allowed.
     max_bytes: usize,
 }
 
@@ -177,8 +393,9 @@ impl Held {
     /// An empty queue with its bounds.
     pub fn new(max_frames: usize, max_bytes: usize) -> Held {
         Held {
-            frames: VecDeque::new(),
+            pieces: VecDeque::new(),
             bytes: 0,
+            frames: 0,
             max_frames,
             max_bytes,
         }
@@ -190,21 +407,24 @@ impl Held {
         self.max_bytes = max_bytes;
     }
 
-    /// Holds a frame, or reports that the bounds would be exceeded.
-    pub fn push(&mut self, message: Message) -> Result<(), Overflow> {
-        let len = message.len();
-        if self.frames.len() >= self.max_frames || self.bytes + len > self.max_bytes {
+    /// Holds relayed bytes in which `frames` frames begin, or reports that
+    /// the bounds would be exceeded.
+    pub fn push(&mut self, bytes: Bytes, end: Boundary, frames: usize) -> Result<(), Overflow> {
+        let len = bytes.len();
+        if self.frames + frames > self.max_frames || self.bytes + len > self.max_bytes {
             return Err(Overflow);
         }
         self.bytes += len;
-        self.frames.push_back(message);
+        self.frames += frames;
+        self.pieces.push_back((bytes, end));
         Ok(())
     }
 
-    /// Takes every held frame, oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = Message> + '_ {
+    /// Takes everything held, oldest first.
+    pub fn drain(&mut self) -> impl Iterator<Item = (Bytes, Boundary)> + '_ {
         self.bytes = 0;
-        self.frames.drain(..)
+        self.frames = 0;
+        self.pieces.drain(..)
     }
 }
 
@@ -213,14 +433,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn held_is_bounded_by_frames_and_bytes() {
+    fn held_is_bounded_by_pieces_and_bytes() {
         let mut held = Held::new(2, 10);
-        assert_eq!(held.push(Message::text("12345")), Ok(()));
-        assert_eq!(held.push(Message::text("123456")), Err(Overflow));
-        assert_eq!(held.push(Message::text("1234")), Ok(()));
-        assert_eq!(held.push(Message::text("")), Err(Overflow));
-        let texts: Vec<Message> = held.drain().collect();
-        assert_eq!(texts, vec![Message::text("12345"), Message::text("1234")]);
-        assert_eq!(held.push(Message::text("1234567890")), Ok(()));
+        let piece = |s: &'static str| Bytes::from_static(s.as_bytes());
+        assert_eq!(held.push(piece("12345"), Boundary::Message, 1), Ok(()));
+        assert_eq!(
+            held.push(piece("123456"), Boundary::Message, 1),
+            Err(Overflow)
+        );
+        assert_eq!(held.push(piece("1234"), Boundary::InFrame, 1), Ok(()));
+        assert_eq!(held.push(piece("5"), Boundary::Message, 0), Ok(()));
+        assert_eq!(held.push(piece(""), Boundary::Message, 1), Err(Overflow));
+        let pieces: Vec<(Bytes, Boundary)> = held.drain().collect();
+        assert_eq!(
+            pieces,
+            vec![
+                (piece("12345"), Boundary::Message),
+                (piece("1234"), Boundary::InFrame),
+                (piece("5"), Boundary::Message)
+            ]
+        );
+        assert_eq!(held.push(piece("1234567890"), Boundary::Message, 2), Ok(()));
     }
 }

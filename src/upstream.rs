@@ -10,14 +10,11 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::Role;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{ConfigError, UpstreamConfig};
 
 /// An open upstream WebSocket.
-pub type UpstreamSocket = WebSocketStream<TokioIo<Upgraded>>;
+pub type UpstreamSocket = TokioIo<Upgraded>;
 
 /// Why the upstream WebSocket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +143,6 @@ impl Target {
         &self,
         path_and_query: &str,
         prepare: impl FnOnce(&mut http::HeaderMap),
-        config: WebSocketConfig,
         timeout: Duration,
     ) -> Result<UpstreamSocket, UpstreamError> {
         // tungstenite makes the handshake headers (Host, key, version); hyper
@@ -204,8 +200,7 @@ impl Target {
             let upgraded = hyper::upgrade::on(response)
                 .await
                 .map_err(UpstreamError::Http)?;
-            let io = TokioIo::new(upgraded);
-            Ok(WebSocketStream::from_raw_socket(io, Role::Client, Some(config)).await)
+            Ok(TokioIo::new(upgraded))
         };
         tokio::time::timeout(timeout, attempt)
             .await

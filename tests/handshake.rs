@@ -247,12 +247,13 @@ async fn too_many_frames_before_authenticated_close_buffer_full() {
 async fn pending_bytes_bound_is_inclusive() {
     let raw = RawUpstream::start().await;
     let proxy = proxy(raw.addr)
-        .upstream("pending_max_bytes = 100")
+        .upstream("pending_max_bytes = 112")
         .start()
         .await;
     let token = hs256("alice", 300);
 
-    // 60 + 40 bytes fit exactly.
+    // 60 + 40 bytes of payload fit exactly: 66 + 46 with the frame headers
+    // (2 bytes each, and the 4-byte masking key).
     let mut ws = connect(&proxy, "/").await;
     ws.send(auth_frame(&token)).await.expect("send auth");
     let tcp = raw.accept_tcp().await;
@@ -266,7 +267,7 @@ async fn pending_bytes_bound_is_inclusive() {
     assert_eq!(next_any(&mut up).await, Message::text("a".repeat(60)));
     assert_eq!(next_any(&mut up).await, Message::binary(vec![b'b'; 40]));
 
-    // 60 + 41 bytes do not.
+    // 60 + 41 bytes (113 with the headers) do not.
     let mut ws = connect(&proxy, "/").await;
     ws.send(auth_frame(&token)).await.expect("send auth");
     let _tcp = raw.accept_tcp().await;

@@ -7,7 +7,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use tokio::time::Instant;
-use tokio_tungstenite::tungstenite::Message;
 
 use super::{ClientIo, Credentials, Flow, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
@@ -16,6 +15,7 @@ use crate::protocol::ClientFrame;
 use crate::relay::Leg;
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
+use crate::wire::Role;
 
 /// The `Instant` at which a unix time (seconds) is reached.
 fn instant_of(unix: u64) -> Instant {
@@ -103,7 +103,6 @@ impl<C: ClientIo> Session<C> {
                 .connect(
                     &request.path_and_query,
                     prepare,
-                    proxy.ws_config,
                     proxy.upstream.connect_timeout,
                 )
                 .await
@@ -127,7 +126,8 @@ impl<C: ClientIo> Session<C> {
                 return self.close(CloseCause::UpstreamUnavailable);
             }
         };
-        let mut upstream = Leg::new(*socket);
+        let wire = self.proxy.wire;
+        let mut upstream = Leg::new(*socket, Role::Client, wire.upstream, wire.read_limit);
         if let Some(c) = &self.credentials {
             let id = &c.identity;
             if let Some(text) =
@@ -135,11 +135,11 @@ impl<C: ClientIo> Session<C> {
                     .dialect
                     .authenticated(&id.sub, id.exp, &self.id, reply_to.as_ref())
             {
-                self.client.push(Message::text(text));
+                self.client.push_text(&text);
             }
         }
-        for message in self.held.drain() {
-            upstream.push(message);
+        for (bytes, end) in self.held.drain() {
+            upstream.forward(bytes, end);
         }
         self.upstream = Some(upstream);
         let s = &self.proxy.session;
@@ -204,7 +204,7 @@ impl<C: ClientIo> Session<C> {
                 .dialect
                 .authenticated(&identity.sub, identity.exp, &self.id, id.as_ref())
         {
-            self.client.push(Message::text(text));
+            self.client.push_text(&text);
         }
         let notice = if self.proxy.session.upstream_notice {
             self.proxy
@@ -219,15 +219,15 @@ impl<C: ClientIo> Session<C> {
             Phase::Suspended { .. } => {
                 self.phase = Phase::Authenticated;
                 if let Some(up) = &mut self.upstream {
-                    for message in self.held.drain() {
-                        up.push(message);
+                    for (bytes, end) in self.held.drain() {
+                        up.forward(bytes, end);
                     }
                 }
             }
             _ => {}
         }
         if let (Some(text), Some(up)) = (notice, &mut self.upstream) {
-            up.push(Message::text(text));
+            up.push_text(&text);
         }
     }
 
@@ -245,7 +245,7 @@ impl<C: ClientIo> Session<C> {
 
     pub(super) fn reply_error(&mut self, code: &str, message: &str, id: Option<&Value>) {
         if let Some(text) = self.proxy.dialect.error(code, message, id) {
-            self.client.push(Message::text(text));
+            self.client.push_text(&text);
         }
     }
 
@@ -300,7 +300,7 @@ impl<C: ClientIo> Session<C> {
             .dialect
             .auth_required(creds.identity.exp, unix_now())
         {
-            self.client.push(Message::text(text));
+            self.client.push_text(&text);
         }
         self.phase = Phase::ReauthPending;
         self.maybe_suspend(now);
@@ -316,7 +316,7 @@ impl<C: ClientIo> Session<C> {
         }
         let grace = self.proxy.session.grace;
         if let Some(text) = self.proxy.dialect.token_expired(creds.identity.exp, grace) {
-            self.client.push(Message::text(text));
+            self.client.push_text(&text);
         }
         tracing::debug!(conn = %self.id, "token expired; connection suspended");
         self.phase = Phase::Suspended { until: now + grace };
@@ -361,6 +361,6 @@ where
     if leg.missed >= max_missed {
         return true;
     }
-    leg.push(Message::Ping(Default::default()));
+    leg.push_ping();
     false
 }

@@ -22,18 +22,16 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::time::{Instant, Sleep};
-use tokio_tungstenite::tungstenite::error::CapacityError;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
-use tokio_tungstenite::WebSocketStream;
 
 use crate::auth::Identity;
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
-use crate::relay::{Held, Leg};
+use crate::relay::{Held, Leg, LegError};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
+use crate::wire::{Boundary, Inbound, Role, WireError};
 
 /// Frames queued for the client beyond which the client is not read.
 const MAX_CLIENT_BACKLOG: usize = 8;
@@ -42,7 +40,7 @@ const MAX_CLIENT_BACKLOG: usize = 8;
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// The client's side of the connection.
-pub type ClientSocket = WebSocketStream<Budgeted<TokioIo<Upgraded>>>;
+pub type ClientSocket = Budgeted<TokioIo<Upgraded>>;
 
 /// What a client leg can run on: hyper's upgraded socket in the proxy, an
 /// in-memory pipe in the timer unit tests.
@@ -101,9 +99,9 @@ enum Event {
     /// The timer fired.
     Timer,
     /// The client leg produced a frame or ended.
-    Client(Option<Result<Message, WsError>>),
+    Client(Option<Result<Inbound, LegError>>),
     /// The upstream leg produced a frame or ended.
-    Upstream(Option<Result<Message, WsError>>),
+    Upstream(Option<Result<Inbound, LegError>>),
     /// The upstream connect attempt finished.
     Connected(Result<Box<UpstreamSocket>, UpstreamError>),
     /// Writing to the client failed.
@@ -160,7 +158,7 @@ impl<C: ClientIo> Session<C> {
         proxy: Arc<Proxy>,
         id: String,
         request: ClientRequest,
-        socket: WebSocketStream<Budgeted<C>>,
+        socket: Budgeted<C>,
     ) -> Session<C> {
         let now = Instant::now();
         let s = &proxy.session;
@@ -174,7 +172,12 @@ impl<C: ClientIo> Session<C> {
         Session {
             id,
             request: Some(request),
-            client: Leg::new(socket),
+            client: Leg::new(
+                socket,
+                Role::Server,
+                proxy.wire.client,
+                proxy.wire.read_limit,
+            ),
             upstream: None,
             phase: Phase::Authenticating { deadline },
             credentials: None,
@@ -248,6 +251,7 @@ impl<C: ClientIo> Session<C> {
                 return Poll::Ready(Event::UpstreamWriteFailed);
             }
         }
+        self.settle_frames();
         if let Flow::Done = self.flow() {
             return Poll::Ready(Event::Finished);
         }
@@ -335,6 +339,20 @@ impl<C: ClientIo> Session<C> {
         self.client.queued() < MAX_CLIENT_BACKLOG
     }
 
+    /// A leg waiting for the rest of a relayed frame whose source has ended
+    /// gives up on it (and on the frames queued behind it).
+    fn settle_frames(&mut self) {
+        let upstream_ended = self.upstream.as_ref().is_none_or(|u| u.read_done);
+        if upstream_ended {
+            self.client.give_up_frame();
+        }
+        if self.client.read_done {
+            if let Some(up) = &mut self.upstream {
+                up.give_up_frame();
+            }
+        }
+    }
+
     /// Done once closing and both legs have finished.
     fn flow(&self) -> Flow {
         let Phase::Closing { .. } = self.phase else {
@@ -380,11 +398,13 @@ impl<C: ClientIo> Session<C> {
         };
     }
 
-    fn on_client(&mut self, message: Option<Result<Message, WsError>>) -> Flow {
+    fn on_client(&mut self, item: Option<Result<Inbound, LegError>>) -> Flow {
         let closing = matches!(self.phase, Phase::Closing { .. });
-        let message = match message {
-            Some(Ok(m)) => m,
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+        let item = match item {
+            Some(Ok(item)) => item,
+            Some(Err(LegError::Wire(
+                WireError::MessageTooLong { .. } | WireError::FrameTooLong { .. },
+            ))) => {
                 let cause = match self.phase {
                     Phase::Authenticating { .. } => CloseCause::AuthFrameTooLarge,
                     _ => CloseCause::ClientMessageTooLarge,
@@ -392,15 +412,15 @@ impl<C: ClientIo> Session<C> {
                 self.close(cause);
                 return self.flow();
             }
-            Some(Err(WsError::Io(e))) if Budgeted::<C>::is_over_budget(&e) => {
+            Some(Err(LegError::Io(e))) if Budgeted::<C>::is_over_budget(&e) => {
                 self.close(CloseCause::AuthFrameTooLarge);
                 return self.flow();
             }
-            Some(Err(WsError::Protocol(_) | WsError::Utf8(_) | WsError::Capacity(_))) => {
+            Some(Err(LegError::Wire(_))) => {
                 self.close(CloseCause::ClientProtocolError);
                 return self.flow();
             }
-            Some(Err(_)) | None => {
+            Some(Err(LegError::Io(_))) | None => {
                 self.client.read_done = true;
                 self.client.write_done = true;
                 if !closing {
@@ -412,17 +432,16 @@ impl<C: ClientIo> Session<C> {
         if closing {
             return Flow::Continue;
         }
-        match message {
-            Message::Close(frame) => {
-                // tungstenite answers the client's close itself; pass it on upstream.
-                self.client.write_done = true;
+        match item {
+            Inbound::Close(frame) => {
+                // The leg has echoed the client's close; pass it on upstream.
                 if let Some(up) = &mut self.upstream {
                     up.close(frame);
                 }
                 self.enter_closing();
             }
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
-            Message::Text(text) => {
+            Inbound::Ping(_) | Inbound::Pong(_) => {}
+            Inbound::Text { text, raw } => {
                 if let Phase::Authenticating { .. } = self.phase {
                     self.on_first_frame(&text);
                 } else {
@@ -433,54 +452,68 @@ impl<C: ClientIo> Session<C> {
                             "this frame type is reserved for the proxy",
                             id.as_ref(),
                         ),
-                        ClientFrame::Data => self.relay_to_upstream(Message::Text(text)),
+                        ClientFrame::Data => self.relay_to_upstream(raw, Boundary::Message, 1),
                     }
                 }
             }
-            Message::Binary(data) => {
+            Inbound::Data {
+                raw,
+                text,
+                frames,
+                boundary,
+            } => {
                 if let Phase::Authenticating { .. } = self.phase {
-                    self.close(CloseCause::AuthRequired);
+                    // Text longer than the inspection limit is longer than an auth frame may be.
+                    self.close(if text {
+                        CloseCause::AuthFrameTooLarge
+                    } else {
+                        CloseCause::AuthRequired
+                    });
                 } else {
-                    self.relay_to_upstream(Message::Binary(data));
+                    self.relay_to_upstream(raw, boundary, frames);
                 }
             }
         }
         self.flow()
     }
 
-    /// Sends a client data frame upstream now, or holds it.
-    fn relay_to_upstream(&mut self, message: Message) {
+    /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
+    fn relay_to_upstream(&mut self, raw: bytes::Bytes, end: Boundary, frames: usize) {
         match (&self.phase, &mut self.upstream) {
-            (Phase::Authenticated | Phase::ReauthPending, Some(up)) => up.push(message),
+            (Phase::Authenticated | Phase::ReauthPending, Some(up)) => up.forward(raw, end),
             _ => {
-                if self.held.push(message).is_err() {
+                if self.held.push(raw, end, frames).is_err() {
                     self.close(CloseCause::BufferFull);
                 }
             }
         }
     }
 
-    fn on_upstream(&mut self, message: Option<Result<Message, WsError>>) -> Flow {
+    fn on_upstream(&mut self, item: Option<Result<Inbound, LegError>>) -> Flow {
         let closing = matches!(self.phase, Phase::Closing { .. });
-        match message {
-            Some(Ok(Message::Close(frame))) => {
-                if let Some(up) = &mut self.upstream {
-                    up.write_done = true;
-                }
+        match item {
+            Some(Ok(Inbound::Close(frame))) => {
                 if !closing {
                     self.client.close(frame);
                     self.enter_closing();
                 }
             }
-            Some(Ok(message @ (Message::Text(_) | Message::Binary(_)))) => {
+            Some(Ok(Inbound::Data { raw, boundary, .. })) => {
+                // While closing, only the rest of a frame already begun is relayed.
+                if !closing || self.client.in_frame() {
+                    self.client.forward(raw, boundary);
+                }
+            }
+            // Not inspected on this leg; relayed whole if it ever occurs.
+            Some(Ok(Inbound::Text { raw, .. })) => {
                 if !closing {
-                    self.client.push(message);
+                    self.client.forward(raw, Boundary::Message);
                 }
             }
             Some(Ok(_)) => {}
-            Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                self.close(CloseCause::UpstreamMessageTooLarge)
-            }
+            Some(Err(LegError::Wire(
+                WireError::MessageTooLong { .. } | WireError::FrameTooLong { .. },
+            ))) => self.close(CloseCause::UpstreamMessageTooLarge),
             Some(Err(_)) | None => {
                 if let Some(up) = &mut self.upstream {
                     up.abandon();

@@ -38,7 +38,6 @@ fn proxy(dir: &Path, upstream: &str, session: &str) -> Arc<Proxy> {
 async fn start(proxy: Arc<Proxy>) -> Client {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let server = crate::budget::Budgeted::new(server, 64 * 1024);
-    let server = WebSocketStream::from_raw_socket(server, Role::Server, None).await;
     let request = ClientRequest {
         peer: ([127, 0, 0, 1], 1).into(),
         headers: http::HeaderMap::new(),

@@ -1,0 +1,646 @@
+//! The WebSocket wire format (RFC 6455 §5) for the byte-level relay.
+//!
+//! Frames are not decoded into messages and re-encoded: a [`Decoder`] parses
+//! frame headers only, and hands on the bytes of data frames exactly as they
+//! arrived ([`Inbound::Data`]). A client's frames are masked, as frames to an
+//! upstream must be; an upstream's frames are unmasked, as frames to a client
+//! must be; so both directions pass through untouched. Only three things are
+//! looked into:
+//!
+//! - control frames (ping, pong, close), which belong to one leg;
+//! - small text messages when the decoder inspects text (the client leg: a
+//!   text message of at most `inspect_limit` bytes may be a control frame of
+//!   the dialect, so it is unmasked into its own buffer and checked for UTF-8);
+//! - headers, for the protocol rules and the size limits.
+//!
+//! Frame headers are parsed and written by tungstenite's [`FrameHeader`]; the
+//! proxy's own frames are encoded by [`encode`].
+
+use bytes::{Bytes, BytesMut};
+use std::io::Cursor;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Control, Data, OpCode};
+use tokio_tungstenite::tungstenite::protocol::frame::FrameHeader;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+
+/// Longest frame header (2 + 8 length + 4 mask).
+const MAX_HEADER: usize = 14;
+
+/// Longest control frame payload (RFC 6455 §5.5).
+const MAX_CONTROL_PAYLOAD: u64 = 125;
+
+/// Which end of the WebSocket the proxy is on a leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The proxy is the server (client leg): the peer's frames must be masked, ours are not.
+    Server,
+    /// The proxy is the client (upstream leg): the peer's frames must be unmasked, ours are masked.
+    Client,
+}
+
+/// Where a run of relayed bytes ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boundary {
+    /// Inside a frame: nothing else may be written to the peer until the frame's rest.
+    InFrame,
+    /// Between frames of a fragmented message: only control frames may come next.
+    InMessage,
+    /// Between messages: anything may come next.
+    Message,
+}
+
+/// What the decoder found in the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Inbound {
+    /// A whole text message small enough to inspect.
+    Text {
+        /// The payload, unmasked and valid UTF-8.
+        text: String,
+        /// The message's frames exactly as received, to relay unchanged.
+        raw: Bytes,
+    },
+    /// Bytes of data frames, headers included, exactly as received.
+    Data {
+        /// The bytes.
+        raw: Bytes,
+        /// The message these bytes start in is a text message.
+        text: bool,
+        /// Frames that begin in these bytes.
+        frames: usize,
+        /// Where the bytes end.
+        boundary: Boundary,
+    },
+    /// A ping, with its (unmasked) payload.
+    Ping(Bytes),
+    /// A pong.
+    Pong(Bytes),
+    /// A close frame (`None` when it carried no code).
+    Close(Option<CloseFrame>),
+}
+
+/// Why a stream of frames was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum WireError {
+    /// A rule of RFC 6455 was broken.
+    #[error("protocol error: {0}")]
+    Protocol(&'static str),
+    /// A text message or close reason is not UTF-8.
+    #[error("invalid UTF-8 in a text message or close reason")]
+    Utf8,
+    /// A frame is larger than the frame limit.
+    #[error("frame of {size} bytes over the limit of {max}")]
+    FrameTooLong {
+        /// Announced payload size.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+    /// A message is larger than the message limit.
+    #[error("message of {size} bytes over the limit of {max}")]
+    MessageTooLong {
+        /// Size so far.
+        size: u64,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Size limits and inspection of one leg's decoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest frame payload.
+    pub max_frame: usize,
+    /// Largest message (all fragments).
+    pub max_message: usize,
+    /// Text messages up to this many bytes are inspected ([`Inbound::Text`]); 0 = none.
+    pub inspect_limit: usize,
+}
+
+/// The frame being received.
+#[derive(Debug)]
+struct FrameState {
+    /// Its opcode.
+    opcode: OpCode,
+    /// Last frame of its message.
+    fin: bool,
+    /// Its masking key, if masked.
+    mask: Option<[u8; 4]>,
+    /// Payload bytes still to come.
+    remaining: u64,
+    /// Payload bytes seen (the mask's phase).
+    seen: usize,
+    /// What happens to the payload.
+    kind: FrameKind,
+}
+
+/// What happens to a frame's payload.
+#[derive(Debug)]
+enum FrameKind {
+    /// Relayed as it comes.
+    Pass,
+    /// Collected into the inspected message.
+    Collect,
+    /// A control frame: collected here (at most 125 bytes).
+    Control(Vec<u8>),
+}
+
+/// An inspected text message being collected.
+#[derive(Debug, Default)]
+struct Collected {
+    /// Its frames as received.
+    raw: Vec<u8>,
+    /// Its payload, unmasked.
+    text: Vec<u8>,
+}
+
+/// The data message being received (between its first and final frame).
+#[derive(Debug)]
+struct MessageState {
+    /// A text message.
+    text: bool,
+    /// Payload bytes announced so far.
+    len: u64,
+    /// Collected for inspection, while it is small enough.
+    collected: Option<Collected>,
+}
+
+/// An incremental frame decoder for one leg. It keeps only a partial header
+/// (at most 14 bytes) and an inspected message being collected; everything
+/// else is handed out by [`Decoder::feed`] as soon as it arrives.
+#[derive(Debug)]
+pub struct Decoder {
+    /// The peer's frames must be masked (we are the server).
+    expect_masked: bool,
+    /// Limits and inspection.
+    limits: Limits,
+    /// A header split across reads.
+    head: [u8; MAX_HEADER],
+    /// Bytes in `head`.
+    head_len: usize,
+    /// The frame being received.
+    frame: Option<FrameState>,
+    /// The data message being received.
+    message: Option<MessageState>,
+}
+
+/// Relayed bytes gathered during one [`Decoder::feed`].
+struct Run {
+    /// The bytes.
+    bytes: BytesMut,
+    /// The message they start in is text.
+    text: bool,
+    /// Frame headers among the bytes.
+    frames: usize,
+}
+
+impl Decoder {
+    /// A decoder for a leg on which the proxy plays `role`.
+    pub fn new(role: Role, limits: Limits) -> Decoder {
+        Decoder {
+            expect_masked: role == Role::Server,
+            limits,
+            head: [0; MAX_HEADER],
+            head_len: 0,
+            frame: None,
+            message: None,
+        }
+    }
+
+    /// Changes the inspection limit (from the next message on).
+    pub fn set_inspect_limit(&mut self, limit: usize) {
+        self.limits.inspect_limit = limit;
+    }
+
+    /// Bytes held between reads (a partial header and a collected message).
+    pub fn held_bytes(&self) -> usize {
+        let collected = self
+            .message
+            .as_ref()
+            .and_then(|m| m.collected.as_ref())
+            .map_or(0, |c| c.raw.len() + c.text.len());
+        let control = match &self.frame {
+            Some(FrameState {
+                kind: FrameKind::Control(p),
+                ..
+            }) => p.len(),
+            _ => 0,
+        };
+        self.head_len + collected + control
+    }
+
+    /// Where the bytes decoded so far end.
+    pub fn boundary(&self) -> Boundary {
+        if self.frame.is_some() || self.head_len > 0 {
+            Boundary::InFrame
+        } else if self.message.is_some() {
+            Boundary::InMessage
+        } else {
+            Boundary::Message
+        }
+    }
+
+    /// Decodes received bytes, appending what they hold to `out` in order.
+    /// After an error the decoder must not be fed again.
+    /// Bytes relayed before a bad frame are handed out before the error.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Inbound>) -> Result<(), WireError> {
+        let mut run: Option<Run> = None;
+        let result = self.decode(input, &mut run, out);
+        if let Some(run) = run.take() {
+            self.emit(run, out);
+        }
+        result
+    }
+
+    fn decode(
+        &mut self,
+        mut input: &[u8],
+        run: &mut Option<Run>,
+        out: &mut Vec<Inbound>,
+    ) -> Result<(), WireError> {
+        while !input.is_empty() {
+            if self.frame.is_none() {
+                let Some(consumed) = self.header(input, run, out)? else {
+                    break;
+                };
+                input = &input[consumed..];
+                if self.frame.as_ref().is_some_and(|f| f.remaining > 0) {
+                    continue;
+                }
+            } else {
+                let consumed = self.payload(input, run);
+                input = &input[consumed..];
+            }
+            if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
+                self.end_frame(run, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a header from `input` (completing one split across reads).
+    /// Returns the input bytes used, or `None` when all were taken into the
+    /// partial header.
+    fn header(
+        &mut self,
+        input: &[u8],
+        run: &mut Option<Run>,
+        out: &mut Vec<Inbound>,
+    ) -> Result<Option<usize>, WireError> {
+        let mut raw = [0u8; MAX_HEADER];
+        let (parsed, raw_len, consumed) = if self.head_len == 0 {
+            let mut cursor = Cursor::new(input);
+            match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => {
+                    let n = cursor.position() as usize;
+                    raw[..n].copy_from_slice(&input[..n]);
+                    (parsed, n, n)
+                }
+                Ok(None) => {
+                    // parse needs at most MAX_HEADER bytes, so fewer are here.
+                    let n = input.len().min(MAX_HEADER);
+                    self.head[..n].copy_from_slice(&input[..n]);
+                    self.head_len = n;
+                    return Ok(None);
+                }
+                Err(_) => return Err(WireError::Protocol("invalid frame header")),
+            }
+        } else {
+            let old = self.head_len;
+            let take = input.len().min(MAX_HEADER - old);
+            self.head[old..old + take].copy_from_slice(&input[..take]);
+            let mut cursor = Cursor::new(&self.head[..old + take]);
+            match FrameHeader::parse(&mut cursor) {
+                Ok(Some(parsed)) => {
+                    let n = cursor.position() as usize;
+                    raw[..n].copy_from_slice(&self.head[..n]);
+                    self.head_len = 0;
+                    (parsed, n, n - old)
+                }
+                Ok(None) => {
+                    self.head_len = old + take;
+                    return Ok(None);
+                }
+                Err(_) => return Err(WireError::Protocol("invalid frame header")),
+            }
+        };
+        let (header, len) = parsed;
+        self.start_frame(header, len, &raw[..raw_len], run, out)?;
+        Ok(Some(consumed))
+    }
+
+    /// Checks a header against the rules and limits and starts its frame.
+    fn start_frame(
+        &mut self,
+        header: FrameHeader,
+        len: u64,
+        header_bytes: &[u8],
+        run: &mut Option<Run>,
+        out: &mut Vec<Inbound>,
+    ) -> Result<(), WireError> {
+        if header.rsv1 || header.rsv2 || header.rsv3 {
+            return Err(WireError::Protocol("reserved bits set"));
+        }
+        if header.mask.is_some() != self.expect_masked {
+            return Err(WireError::Protocol(if self.expect_masked {
+                "client frame not masked"
+            } else {
+                "server frame masked"
+            }));
+        }
+        let kind = match header.opcode {
+            OpCode::Control(Control::Reserved(_)) | OpCode::Data(Data::Reserved(_)) => {
+                return Err(WireError::Protocol("reserved opcode"))
+            }
+            OpCode::Control(_) => {
+                if !header.is_final {
+                    return Err(WireError::Protocol("fragmented control frame"));
+                }
+                if len > MAX_CONTROL_PAYLOAD {
+                    return Err(WireError::Protocol("control frame too long"));
+                }
+                // Relayed bytes before a control frame go out first.
+                if let Some(r) = run.take() {
+                    self.emit(r, out);
+                }
+                FrameKind::Control(Vec::with_capacity(len as usize))
+            }
+            OpCode::Data(data) => {
+                let kind = self.start_data(data, len, run)?;
+                if let (Data::Text, FrameKind::Collect) = (data, &kind) {
+                    // Relayed bytes before an inspected message go out first.
+                    if let Some(r) = run.take() {
+                        self.emit_at(r, Boundary::Message, out);
+                    }
+                }
+                kind
+            }
+        };
+        if let FrameKind::Pass = kind {
+            push_run(run, header_bytes, self.message_is_text()).frames += 1;
+        } else if let FrameKind::Collect = kind {
+            if let Some(c) = self.collected_mut() {
+                c.raw.extend_from_slice(header_bytes);
+            }
+        }
+        self.frame = Some(FrameState {
+            opcode: header.opcode,
+            fin: header.is_final,
+            mask: header.mask,
+            remaining: len,
+            seen: 0,
+            kind,
+        });
+        Ok(())
+    }
+
+    /// Checks a data frame's place in its message and decides whether it is collected.
+    fn start_data(
+        &mut self,
+        data: Data,
+        len: u64,
+        run: &mut Option<Run>,
+    ) -> Result<FrameKind, WireError> {
+        if len > self.limits.max_frame as u64 {
+            return Err(WireError::FrameTooLong {
+                size: len,
+                max: self.limits.max_frame,
+            });
+        }
+        let inspect = self.limits.inspect_limit as u64;
+        match data {
+            Data::Continue => {
+                let Some(message) = self.message.as_mut() else {
+                    return Err(WireError::Protocol("continuation without a message"));
+                };
+                message.len += len;
+                if message.len > self.limits.max_message as u64 {
+                    return Err(WireError::MessageTooLong {
+                        size: message.len,
+                        max: self.limits.max_message,
+                    });
+                }
+                if message.collected.is_some() && message.len > inspect {
+                    // Too long to be a control frame after all: relay what was collected.
+                    if let Some(c) = message.collected.take() {
+                        let text = message.text;
+                        // Counted as one frame: it was one piece of the message so far.
+                        push_run(run, &c.raw, text).frames += 1;
+                    }
+                }
+                Ok(if message.collected.is_some() {
+                    FrameKind::Collect
+                } else {
+                    FrameKind::Pass
+                })
+            }
+            Data::Text | Data::Binary => {
+                if self.message.is_some() {
+                    return Err(WireError::Protocol("new message inside a fragmented one"));
+                }
+                if len > self.limits.max_message as u64 {
+                    return Err(WireError::MessageTooLong {
+                        size: len,
+                        max: self.limits.max_message,
+                    });
+                }
+                let text = data == Data::Text;
+                let collect = text && inspect > 0 && len <= inspect;
+                self.message = Some(MessageState {
+                    text,
+                    len,
+                    collected: collect.then(Collected::default),
+                });
+                Ok(if collect {
+                    FrameKind::Collect
+                } else {
+                    FrameKind::Pass
+                })
+            }
+            Data::Reserved(_) => Err(WireError::Protocol("reserved opcode")),
+        }
+    }
+
+    /// Takes payload bytes of the current frame; returns how many were used.
+    fn payload(&mut self, input: &[u8], run: &mut Option<Run>) -> usize {
+        let text = self.message_is_text();
+        let Some(frame) = self.frame.as_mut() else {
+            return 0;
+        };
+        let n = (frame.remaining.min(input.len() as u64)) as usize;
+        let bytes = &input[..n];
+        match &mut frame.kind {
+            FrameKind::Pass => {
+                push_run(run, bytes, text);
+            }
+            FrameKind::Control(payload) => {
+                let start = payload.len();
+                payload.extend_from_slice(bytes);
+                if let Some(mask) = frame.mask {
+                    unmask(&mut payload[start..], mask, frame.seen);
+                }
+            }
+            FrameKind::Collect => {
+                if let Some(c) = self.message.as_mut().and_then(|m| m.collected.as_mut()) {
+                    c.raw.extend_from_slice(bytes);
+                    let start = c.text.len();
+                    c.text.extend_from_slice(bytes);
+                    if let Some(mask) = frame.mask {
+                        unmask(&mut c.text[start..], mask, frame.seen);
+                    }
+                }
+            }
+        }
+        frame.remaining -= n as u64;
+        frame.seen += n;
+        n
+    }
+
+    /// Finishes the current frame (all its payload has arrived).
+    fn end_frame(
+        &mut self,
+        run: &mut Option<Run>,
+        out: &mut Vec<Inbound>,
+    ) -> Result<(), WireError> {
+        let Some(frame) = self.frame.take() else {
+            return Ok(());
+        };
+        match frame.kind {
+            FrameKind::Control(payload) => {
+                let payload = Bytes::from(payload);
+                out.push(match frame.opcode {
+                    OpCode::Control(Control::Ping) => Inbound::Ping(payload),
+                    OpCode::Control(Control::Pong) => Inbound::Pong(payload),
+                    _ => Inbound::Close(parse_close(&payload)?),
+                });
+            }
+            FrameKind::Pass => {
+                if frame.fin {
+                    self.message = None;
+                }
+            }
+            FrameKind::Collect => {
+                if frame.fin {
+                    if let Some(c) = self.message.take().and_then(|m| m.collected) {
+                        let text = String::from_utf8(c.text).map_err(|_| WireError::Utf8)?;
+                        if let Some(r) = run.take() {
+                            self.emit(r, out);
+                        }
+                        out.push(Inbound::Text {
+                            text,
+                            raw: Bytes::from(c.raw),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands out relayed bytes gathered so far, ending where decoding is now.
+    fn emit(&self, run: Run, out: &mut Vec<Inbound>) {
+        self.emit_at(run, self.boundary(), out);
+    }
+
+    /// Hands out relayed bytes gathered so far, ending at `boundary`.
+    fn emit_at(&self, run: Run, boundary: Boundary, out: &mut Vec<Inbound>) {
+        if run.bytes.is_empty() {
+            return;
+        }
+        out.push(Inbound::Data {
+            raw: run.bytes.freeze(),
+            text: run.text,
+            frames: run.frames,
+            boundary,
+        });
+    }
+
+    fn message_is_text(&self) -> bool {
+        self.message.as_ref().is_some_and(|m| m.text)
+    }
+
+    fn collected_mut(&mut self) -> Option<&mut Collected> {
+        self.message.as_mut().and_then(|m| m.collected.as_mut())
+    }
+}
+
+/// Appends relayed bytes to the run, starting one if needed.
+fn push_run<'a>(run: &'a mut Option<Run>, bytes: &[u8], text: bool) -> &'a mut Run {
+    let run = run.get_or_insert_with(|| Run {
+        bytes: BytesMut::new(),
+        text,
+        frames: 0,
+    });
+    run.bytes.extend_from_slice(bytes);
+    run
+}
+
+/// Reads a close frame's payload: empty, or a code and a UTF-8 reason.
+fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, WireError> {
+    match payload {
+        [] => Ok(None),
+        [_] => Err(WireError::Protocol("close frame with a 1-byte payload")),
+        [hi, lo, reason @ ..] => {
+            let code = CloseCode::from(u16::from_be_bytes([*hi, *lo]));
+            if !code.is_allowed() {
+                return Err(WireError::Protocol("close code not allowed"));
+            }
+            let reason = std::str::from_utf8(reason).map_err(|_| WireError::Utf8)?;
+            Ok(Some(CloseFrame {
+                code,
+                reason: reason.to_owned().into(),
+            }))
+        }
+    }
+}
+
+/// XORs `buf` with the masking key, `offset` bytes into the payload.
+pub fn unmask(buf: &mut [u8], mask: [u8; 4], offset: usize) {
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte ^= mask[(offset + i) & 3];
+    }
+}
+
+/// One of the proxy's own frames, ready to write: unmasked as a server,
+/// masked with a fresh random key as a client.
+pub fn encode(role: Role, opcode: OpCode, payload: &[u8]) -> Bytes {
+    let mask = (role == Role::Client).then(rand::random::<[u8; 4]>);
+    let header = FrameHeader {
+        is_final: true,
+        rsv1: false,
+        rsv2: false,
+        rsv3: false,
+        opcode,
+        mask,
+    };
+    let len = payload.len() as u64;
+    let mut out = Vec::with_capacity(header.len(len) + payload.len());
+    // Writing into a Vec cannot fail.
+    let _ = header.format(len, &mut out);
+    let start = out.len();
+    out.extend_from_slice(payload);
+    if let Some(mask) = mask {
+        unmask(&mut out[start..], mask, 0);
+    }
+    Bytes::from(out)
+}
+
+/// A close frame of the proxy's own.
+pub fn encode_close(role: Role, frame: Option<&CloseFrame>) -> Bytes {
+    let mut payload = Vec::new();
+    if let Some(f) = frame {
+        payload.extend_from_slice(&u16::from(f.code).to_be_bytes());
+        // A close payload is at most 125 bytes; cut the reason on a char boundary.
+        let mut reason: &str = &f.reason;
+        while reason.len() > 123 {
+            let mut cut = 123.min(reason.len() - 1);
+            while !reason.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            reason = &reason[..cut];
+        }
+        payload.extend_from_slice(reason.as_bytes());
+    }
+    encode(role, OpCode::Control(Control::Close), &payload)
+}
+
+#[cfg(test)]
+mod tests;
