@@ -19,3 +19,4 @@ pub mod rescue;
 pub mod session;
 pub mod token;
 pub mod upstream;
+pub mod workers;
