@@ -109,7 +109,10 @@ pub struct ListenerConfig {
     /// Time a client has to send its request head.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
-    /// Runtime worker threads; absent = one per CPU the process may use.
+    /// Number of workers: independent single-threaded event loops
+    /// (nginx-style) that all accept from the listening socket; a connection
+    /// stays on the worker that accepted it. Absent = one per CPU the process
+    /// may use.
     pub worker_threads: Option<usize>,
 }
 

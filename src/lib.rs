@@ -20,3 +20,4 @@ pub mod session;
 pub mod token;
 pub mod upstream;
 pub mod wire;
+pub mod workers;

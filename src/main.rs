@@ -85,39 +85,35 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Demo { listen } => runtime(None)?.block_on(wsguard::demo::run(listen, ctrl_c())),
+        Command::Demo { listen } => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(wsguard::demo::run(listen, ctrl_c())),
         Command::Run => {
             let path = cli
                 .config
                 .context("give --config FILE (or WSGUARD_CONFIG), or try `wsguard demo`")?;
             let config = Config::load(&path)?;
             let proxy = Proxy::new(&config)?;
-            runtime(config.listener.worker_threads)?.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.listener.bind)
-                    .await
-                    .with_context(|| {
-                        format!("listener.bind: cannot bind {}", config.listener.bind)
-                    })?;
-                tracing::info!(addr = %listener.local_addr()?, "wsguard listening");
-                wsguard::listener::run(
-                    listener,
-                    proxy,
-                    config.listener.header_read_timeout,
-                    ctrl_c(),
-                )
-                .await;
-                Ok(())
-            })
+            let bind = config.listener.bind;
+            let listener = wsguard::workers::bind(bind)
+                .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
+            let workers = config
+                .listener
+                .worker_threads
+                .unwrap_or_else(wsguard::workers::default_count);
+            tracing::info!(addr = %listener.local_addr()?, workers, "wsguard listening");
+            // ctrl-c is awaited on this thread and broadcast to the workers.
+            wsguard::workers::serve(
+                listener,
+                proxy,
+                config.listener.header_read_timeout,
+                workers,
+                ctrl_c(),
+            )?;
+            Ok(())
         }
     }
-}
-
-fn runtime(workers: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = workers {
-        builder.worker_threads(n);
-    }
-    Ok(builder.enable_all().build()?)
 }
 
 async fn ctrl_c() {

@@ -640,3 +640,84 @@ async fn trace_logs_carry_no_token_and_no_query_string() {
         "the query string reached the log"
     );
 }
+
+// ---- run ------------------------------------------------------------------
+
+/// `wsguard --config FILE` serves on its workers and exits cleanly on ctrl-c.
+#[cfg(unix)]
+#[tokio::test]
+async fn run_serves_on_workers_and_stops_on_ctrl_c() {
+    let upstream = Upstream::start(true).await;
+    let config = config_file(&format!(
+        r#"
+[listener]
+bind = "127.0.0.1:0"
+worker_threads = 2
+
+[upstream]
+url = "ws://{}"
+
+[[auth.providers]]
+name = "test"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+"#,
+        upstream.addr
+    ));
+    let mut child = tokio::process::Command::new(BIN)
+        .env_remove("WSGUARD_CONFIG")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .arg("--config")
+        .arg(&config.path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn wsguard");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let listening = tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            if line.contains("wsguard listening") {
+                return line;
+            }
+        }
+        panic!("wsguard exited before listening");
+    })
+    .await
+    .expect("no `wsguard listening` line in time");
+    assert!(listening.contains("workers=2"), "{listening}");
+    let addr = listening
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("addr="))
+        .unwrap_or_else(|| panic!("no addr= in {listening}"));
+
+    let url = format!("ws://{addr}/chat");
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url.as_str()))
+        .await
+        .expect("connect timed out")
+        .expect("connect");
+    ws.send(auth_frame(&hs256("alice", 300)))
+        .await
+        .expect("send auth");
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
+    ws.send(Message::text("over a worker")).await.expect("send");
+    assert_eq!(recv(&mut ws).await, Message::text("over a worker"));
+
+    let pid = child.id().expect("pid").to_string();
+    let killed = Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("wsguard did not exit after SIGINT")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+    // The log ends with the process.
+    while let Ok(Some(_)) = lines.next_line().await {}
+}

@@ -1,0 +1,198 @@
+//! nginx-style workers: `N` OS threads, each running its own single-threaded
+//! tokio runtime and [`crate::listener::run`] on a clone of one listening
+//! socket. The kernel hands each new connection to one worker's `accept`;
+//! the connection (its HTTP serving, session task and upstream socket) then
+//! lives on that worker only. There is no work stealing and no cross-thread
+//! wake-up on the relay path.
+//!
+//! Shutdown: [`serve`] awaits the one shutdown future on the calling thread
+//! and broadcasts it to every worker; a worker that ends for any other reason
+//! (a setup error, a panic) stops the others too.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::proxy::Proxy;
+
+/// Pending connections the kernel queues before `accept` (the value tokio's
+/// own `TcpListener::bind` uses; the kernel caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: i32 = 1024;
+
+/// The workers' thread names are this prefix and the worker's index.
+pub const THREAD_NAME_PREFIX: &str = "wsguard-worker-";
+
+/// Binds a listening TCP socket as tokio's `TcpListener::bind` would
+/// (`SO_REUSEADDR` on Unix, a backlog of [`LISTEN_BACKLOG`]), without a
+/// runtime. `std::net::TcpListener::bind` would queue only 128 connections.
+pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// One worker per CPU the process may use (1 when that cannot be told).
+pub fn default_count() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// Serves connections from `listener` on `workers` independent
+/// single-threaded event loops until `shutdown` completes.
+///
+/// Starts threads named `wsguard-worker-0` … `wsguard-worker-{workers-1}`,
+/// each with a current-thread tokio runtime running [`crate::listener::run`]
+/// on its own clone of `listener`. `shutdown` is awaited on the calling
+/// thread (in a small current-thread runtime of its own, so it may use
+/// timers and signals, e.g. `tokio::signal::ctrl_c()`). Returns once every
+/// worker's accept loop has returned and its thread has been joined; the
+/// connections still open are dropped with their worker's runtime.
+///
+/// Errors: `workers` is 0, a listener clone or a runtime could not be made,
+/// or a worker panicked. Blocks the calling thread, so it must not be called
+/// from inside an async runtime.
+pub fn serve(
+    listener: std::net::TcpListener,
+    proxy: Arc<Proxy>,
+    header_read_timeout: Duration,
+    workers: usize,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    if workers == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "at least one worker is needed",
+        ));
+    }
+    let control = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = watch::channel(false);
+    let stop = StopOnDrop(stop);
+    let mut threads = Vec::with_capacity(workers);
+    for index in 0..workers {
+        let started = listener.try_clone().and_then(|listener| {
+            let worker = Worker {
+                index,
+                listener,
+                proxy: proxy.clone(),
+                header_read_timeout,
+                stop: StopOnDrop(stop.0.clone()),
+                stopped: stopped.clone(),
+            };
+            std::thread::Builder::new()
+                .name(format!("{THREAD_NAME_PREFIX}{index}"))
+                .spawn(move || worker.run())
+        });
+        match started {
+            Ok(thread) => threads.push(thread),
+            Err(e) => {
+                stop.stop();
+                let _ = join(threads);
+                return Err(e);
+            }
+        }
+    }
+    drop(listener);
+    let mut any_stopped = stopped;
+    control.block_on(async {
+        tokio::select! {
+            () = shutdown => {}
+            // A worker ended on its own (setup error or panic).
+            _ = any_stopped.wait_for(|stop| *stop) => {}
+        }
+    });
+    stop.stop();
+    drop(control);
+    join(threads)
+}
+
+/// Joins every worker thread; the first error (or panic) is the result.
+fn join(threads: Vec<JoinHandle<io::Result<()>>>) -> io::Result<()> {
+    let mut result = Ok(());
+    for (index, thread) in threads.into_iter().enumerate() {
+        let ended = thread.join().unwrap_or_else(|_| {
+            Err(io::Error::other(format!(
+                "{THREAD_NAME_PREFIX}{index} panicked"
+            )))
+        });
+        if let (Ok(()), Err(e)) = (&result, ended) {
+            result = Err(e);
+        }
+    }
+    result
+}
+
+/// Broadcasts the stop to every worker when told to, or when dropped
+/// (a worker's copy is dropped however its thread ends, panics included).
+struct StopOnDrop(
+    /// The channel every worker (and `serve`) watches.
+    watch::Sender<bool>,
+);
+
+impl StopOnDrop {
+    fn stop(&self) {
+        self.0.send_replace(true);
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What one worker thread owns.
+struct Worker {
+    /// Its number, from 0 (also in its thread name).
+    index: usize,
+    /// Its clone of the shared listening socket.
+    listener: std::net::TcpListener,
+    /// The shared proxy state.
+    proxy: Arc<Proxy>,
+    /// Passed to [`crate::listener::run`].
+    header_read_timeout: Duration,
+    /// Stops the other workers when this one ends, however it ends.
+    stop: StopOnDrop,
+    /// Becomes `true` when the workers are to stop.
+    stopped: watch::Receiver<bool>,
+}
+
+impl Worker {
+    /// The thread's body: a current-thread runtime running the accept loop
+    /// until the stop is broadcast.
+    fn run(self) -> io::Result<()> {
+        let Worker {
+            index,
+            listener,
+            proxy,
+            header_read_timeout,
+            stop: _stop,
+            mut stopped,
+        } = self;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            listener.set_nonblocking(true)?;
+            let listener = tokio::net::TcpListener::from_std(listener)?;
+            tracing::debug!(worker = index, "worker accepting");
+            crate::listener::run(listener, proxy, header_read_timeout, async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+            Ok(())
+        })
+    }
+}
