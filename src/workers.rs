@@ -25,7 +25,7 @@ use crate::proxy::Proxy;
 pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// The workers' thread names are this prefix and the worker's index.
-pub const THREAD_NAME_PREFIX: &str = "wsguard-worker-";
+pub const THREAD_NAME_PREFIX: &str = "wsguard-w";
 
 /// Binds a listening TCP socket as tokio's `TcpListener::bind` would
 /// (`SO_REUSEADDR` on Unix, a backlog of [`LISTEN_BACKLOG`]), without a
@@ -51,7 +51,7 @@ pub fn default_count() -> usize {
 /// Serves connections from `listener` on `workers` independent
 /// single-threaded event loops until `shutdown` completes.
 ///
-/// Starts threads named `wsguard-worker-0` … `wsguard-worker-{workers-1}`,
+/// Starts threads named `wsguard-w0` … `wsguard-w{workers-1}` (short enough for the 15 characters Linux shows),
 /// each with a current-thread tokio runtime running [`crate::listener::run`]
 /// on its own clone of `listener`. `shutdown` is awaited on the calling
 /// thread (in a small current-thread runtime of its own, so it may use
