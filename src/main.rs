@@ -96,16 +96,20 @@ fn main() -> anyhow::Result<()> {
             let config = Config::load(&path)?;
             let proxy = Proxy::new(&config)?;
             let bind = config.listener.bind;
-            let listener = wsguard::workers::bind(bind)
-                .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
             let workers = config
                 .listener
                 .worker_threads
                 .unwrap_or_else(wsguard::workers::default_count);
-            tracing::info!(addr = %listener.local_addr()?, workers, "wsguard listening");
+            let listeners = wsguard::workers::bind(bind, workers)
+                .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
+            let addr = listeners
+                .first()
+                .context("no listening socket was bound")?
+                .local_addr()?;
+            tracing::info!(addr = %addr, workers, "wsguard listening");
             // ctrl-c is awaited on this thread and broadcast to the workers.
             wsguard::workers::serve(
-                listener,
+                listeners,
                 proxy,
                 config.listener.header_read_timeout,
                 workers,

@@ -27,20 +27,34 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 /// The workers' thread names are this prefix and the worker's index.
 pub const THREAD_NAME_PREFIX: &str = "wsguard-w";
 
-/// Binds a listening TCP socket as tokio's `TcpListener::bind` would
-/// (`SO_REUSEADDR` on Unix, a backlog of [`LISTEN_BACKLOG`]), without a
-/// runtime. `std::net::TcpListener::bind` would queue only 128 connections.
-pub fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(LISTEN_BACKLOG)?;
-    Ok(socket.into())
+/// Binds `count` listening TCP sockets to `addr`, one per worker, with
+/// `SO_REUSEPORT` so that the kernel spreads new connections evenly over
+/// the workers (one shared socket would give each connection to whichever
+/// worker wakes first, which can load one worker with most of them). Each
+/// socket is bound as tokio's `TcpListener::bind` would (`SO_REUSEADDR`, a
+/// backlog of [`LISTEN_BACKLOG`]; `std::net::TcpListener::bind` would queue
+/// only 128). With port 0 the first socket picks the port and the others
+/// join it.
+pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count.max(1));
+    let mut addr = addr;
+    for _ in 0..count.max(1) {
+        let socket = socket2::Socket::new(
+            socket2::Domain::for_address(addr),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )?;
+        #[cfg(unix)]
+        socket.set_reuse_address(true)?;
+        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+        socket.set_reuse_port(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(LISTEN_BACKLOG)?;
+        let listener: std::net::TcpListener = socket.into();
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
 }
 
 /// One worker per CPU the process may use (1 when that cannot be told).
@@ -48,22 +62,24 @@ pub fn default_count() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// Serves connections from `listener` on `workers` independent
-/// single-threaded event loops until `shutdown` completes.
+/// Serves connections from `listeners` on `workers` independent
+/// single-threaded event loops until `shutdown` completes. Worker `i` accepts
+/// from `listeners[i]` (see [`bind`]); workers beyond the listeners given
+/// share a clone of the first.
 ///
 /// Starts threads named `wsguard-w0` … `wsguard-w{workers-1}` (short enough for the 15 characters Linux shows),
 /// each with a current-thread tokio runtime running [`crate::listener::run`]
-/// on its own clone of `listener`. `shutdown` is awaited on the calling
+/// on its listening socket. `shutdown` is awaited on the calling
 /// thread (in a small current-thread runtime of its own, so it may use
 /// timers and signals, e.g. `tokio::signal::ctrl_c()`). Returns once every
 /// worker's accept loop has returned and its thread has been joined; the
 /// connections still open are dropped with their worker's runtime.
 ///
-/// Errors: `workers` is 0, a listener clone or a runtime could not be made,
+/// Errors: `workers` is 0, no listener is given, a listener clone or a runtime could not be made,
 /// or a worker panicked. Blocks the calling thread, so it must not be called
 /// from inside an async runtime.
 pub fn serve(
-    listener: std::net::TcpListener,
+    listeners: Vec<std::net::TcpListener>,
     proxy: Arc<Proxy>,
     header_read_timeout: Duration,
     workers: usize,
@@ -75,6 +91,13 @@ pub fn serve(
             "at least one worker is needed",
         ));
     }
+    let mut own = listeners.into_iter();
+    let Some(first) = own.next() else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "at least one listening socket is needed",
+        ));
+    };
     let control = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -82,7 +105,11 @@ pub fn serve(
     let stop = StopOnDrop(stop);
     let mut threads = Vec::with_capacity(workers);
     for index in 0..workers {
-        let started = listener.try_clone().and_then(|listener| {
+        let socket = match index {
+            0 => first.try_clone(),
+            _ => own.next().map_or_else(|| first.try_clone(), Ok),
+        };
+        let started = socket.and_then(|listener| {
             let worker = Worker {
                 index,
                 listener,
@@ -104,7 +131,7 @@ pub fn serve(
             }
         }
     }
-    drop(listener);
+    drop(first);
     let mut any_stopped = stopped;
     control.block_on(async {
         tokio::select! {
@@ -157,7 +184,7 @@ impl Drop for StopOnDrop {
 struct Worker {
     /// Its number, from 0 (also in its thread name).
     index: usize,
-    /// Its clone of the shared listening socket.
+    /// Its listening socket.
     listener: std::net::TcpListener,
     /// The shared proxy state.
     proxy: Arc<Proxy>,

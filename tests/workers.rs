@@ -68,16 +68,24 @@ fn shared_proxy(upstream: SocketAddr) -> (Arc<wsguard::proxy::Proxy>, tempfile::
     (shared, dir)
 }
 
-/// Starts `serve` with `workers` workers in front of `upstream`.
+/// Starts `serve` with `workers` workers in front of `upstream`, each on its
+/// own SO_REUSEPORT socket as `wsguard run` binds them.
 fn serve(upstream: SocketAddr, workers: usize) -> Served {
+    let listeners = wsguard::workers::bind(([127, 0, 0, 1], 0).into(), workers).expect("bind");
+    let addr = listeners[0].local_addr().expect("addr");
+    assert!(listeners.iter().all(|l| l.local_addr().ok() == Some(addr)));
+    serve_on(upstream, listeners, workers)
+}
+
+/// Starts `serve` on the given listening sockets.
+fn serve_on(upstream: SocketAddr, listeners: Vec<std::net::TcpListener>, workers: usize) -> Served {
     let (shared, dir) = shared_proxy(upstream);
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
+    let addr = listeners[0].local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
     let (done, ended) = mpsc::channel();
     std::thread::spawn(move || {
         let result =
-            wsguard::workers::serve(listener, shared, Duration::from_secs(5), workers, async {
+            wsguard::workers::serve(listeners, shared, Duration::from_secs(5), workers, async {
                 let _ = stopped.await;
             });
         let _ = done.send(result);
@@ -204,11 +212,23 @@ async fn idle_workers_stop_on_shutdown() {
     served.shut_down().expect("serve");
 }
 
+#[tokio::test]
+async fn workers_beyond_the_sockets_given_share_the_first() {
+    let upstream = Upstream::start(true).await;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let mut served = serve_on(upstream.addr, vec![listener], 2);
+    for _ in 0..4 {
+        let response = bad_upgrade(served.addr).await;
+        assert!(response.starts_with("HTTP/1.1 400"), "{response}");
+    }
+    served.shut_down().expect("serve");
+}
+
 #[test]
 fn zero_workers_is_an_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let (shared, _dir) = shared_proxy(listener.local_addr().expect("addr"));
-    let e = wsguard::workers::serve(listener, shared, Duration::from_secs(5), 0, async {})
+    let e = wsguard::workers::serve(vec![listener], shared, Duration::from_secs(5), 0, async {})
         .expect_err("0 workers");
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
