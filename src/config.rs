@@ -26,6 +26,10 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default lead before `exp` at which `auth_required` is sent.
 pub const DEFAULT_REAUTH_LEAD: Duration = Duration::from_secs(60);
+/// Default spread of `auth_required` notices: each connection's notice
+/// comes up to this much earlier than `reauth_lead`, picked at random, so
+/// that tokens expiring in the same second do not all refresh at once.
+pub const DEFAULT_REAUTH_JITTER: Duration = Duration::from_secs(1);
 /// Default grace after `exp` during which a REAUTH still resumes the connection.
 pub const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 /// Default minimum interval between REAUTH attempts on one connection.
@@ -331,6 +335,10 @@ pub struct SessionConfig {
     /// `auth_required` is sent this long before `exp`.
     #[serde(with = "humantime_serde")]
     pub reauth_lead: Duration,
+    /// Up to this much earlier still, at random per connection and token
+    /// (spreads the notices of tokens that expire together).
+    #[serde(with = "humantime_serde")]
+    pub reauth_jitter: Duration,
     /// After `exp`, how long a REAUTH may still resume the suspended connection.
     #[serde(with = "humantime_serde")]
     pub grace: Duration,
@@ -369,6 +377,7 @@ impl Default for SessionConfig {
             auth_timeout: DEFAULT_AUTH_TIMEOUT,
             max_auth_frame_bytes: DEFAULT_MAX_AUTH_FRAME_BYTES,
             reauth_lead: DEFAULT_REAUTH_LEAD,
+            reauth_jitter: DEFAULT_REAUTH_JITTER,
             grace: DEFAULT_GRACE,
             max_reauth_failures: 3,
             reauth_min_interval: DEFAULT_REAUTH_MIN_INTERVAL,
@@ -616,6 +625,7 @@ impl Config {
             ("auth.leeway", self.auth.leeway),
             ("session.auth_timeout", s.auth_timeout),
             ("session.reauth_lead", s.reauth_lead),
+            ("session.reauth_jitter", s.reauth_jitter),
             ("session.grace", s.grace),
             ("session.reauth_min_interval", s.reauth_min_interval),
             ("session.ping_interval", s.ping_interval),

@@ -39,6 +39,9 @@ pub struct Proxy {
     pub wire: WireSettings,
     /// Client for plain HTTP pass-through.
     pub http: Client<HttpConnector, Body>,
+    /// When the proxy was built: the origin of the heartbeat grid shared by
+    /// all connections (see `session::beat_after`).
+    pub epoch: tokio::time::Instant,
 }
 
 /// Frame limits and read size of both legs, from `[websocket]` and `[session]`.
@@ -91,6 +94,7 @@ impl Proxy {
             headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies),
             wire: WireSettings::new(&config.websocket, &config.session),
             http,
+            epoch: tokio::time::Instant::now(),
         }))
     }
 }

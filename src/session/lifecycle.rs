@@ -28,8 +28,11 @@ fn instant_of(unix: u64) -> Instant {
 }
 
 impl Credentials {
-    fn new(identity: Arc<Identity>, lead: Duration) -> Credentials {
+    /// Clocks for a verified token: `auth_required` is due `lead` before
+    /// `exp`, plus a random part of `jitter`.
+    fn new(identity: Arc<Identity>, lead: Duration, jitter: Duration) -> Credentials {
         let expires_at = instant_of(identity.exp);
+        let lead = lead + jitter.mul_f64(rand::random::<f64>());
         let notice_at = expires_at.checked_sub(lead).unwrap_or_else(Instant::now);
         Credentials {
             identity,
@@ -67,7 +70,8 @@ impl<C: ClientIo> Session<C> {
             return self.close(CloseCause::AuthRequired);
         };
         let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
-        self.credentials = Some(Credentials::new(identity, self.proxy.session.reauth_lead));
+        let s = &self.proxy.session;
+        self.credentials = Some(Credentials::new(identity, s.reauth_lead, s.reauth_jitter));
         self.phase = Phase::Connecting {
             attempt,
             reply_to: id,
@@ -196,7 +200,8 @@ impl<C: ClientIo> Session<C> {
         let last_attempt = creds.last_attempt;
         // auth_required is sent once per token: the same exp again is not a new one.
         let same_exp = identity.exp == creds.identity.exp;
-        *creds = Credentials::new(identity.clone(), self.proxy.session.reauth_lead);
+        let s = &self.proxy.session;
+        *creds = Credentials::new(identity.clone(), s.reauth_lead, s.reauth_jitter);
         creds.last_attempt = last_attempt;
         tracing::debug!(conn = %self.id, "reauthenticated");
         if let Some(text) =
@@ -324,7 +329,12 @@ impl<C: ClientIo> Session<C> {
 
     /// Pings both legs; closes a leg that stayed silent too long.
     fn heartbeat(&mut self, now: Instant) {
-        self.next_ping = Some(now + self.proxy.session.ping_interval);
+        let interval = self.proxy.session.ping_interval;
+        self.next_ping = Some(super::beat_after(
+            self.proxy.epoch,
+            now + interval,
+            interval,
+        ));
         let relaying = matches!(self.phase, Phase::Authenticated | Phase::ReauthPending);
         if matches!(self.phase, Phase::Closing { .. }) {
             return;

@@ -36,6 +36,25 @@ use crate::wire::{Boundary, Inbound, Role, WireError};
 /// Frames queued for the client beyond which the client is not read.
 const MAX_CLIENT_BACKLOG: usize = 8;
 
+/// Heartbeats fall on a grid shared by all connections, of this fraction of
+/// `ping_interval` ...
+const BEAT_GRID_DIVISOR: u32 = 16;
+/// ... but at most this coarse.
+const MAX_BEAT_GRID: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The first point of the heartbeat grid at or after `at`. With the grid,
+/// one timer wake-up of a worker serves every connection whose heartbeat
+/// falls on that point, instead of one wake-up per connection; a heartbeat
+/// comes at most 1/16 of the interval (and at most 1 s) late.
+pub(crate) fn beat_after(epoch: Instant, at: Instant, interval: std::time::Duration) -> Instant {
+    let grid = (interval / BEAT_GRID_DIVISOR)
+        .clamp(std::time::Duration::from_millis(1), MAX_BEAT_GRID)
+        .as_nanos();
+    let offset = at.saturating_duration_since(epoch).as_nanos();
+    u64::try_from(offset.div_ceil(grid) * grid)
+        .map_or(at, |nanos| epoch + std::time::Duration::from_nanos(nanos))
+}
+
 /// How far away the timer is set when no deadline applies.
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
@@ -163,7 +182,8 @@ impl<C: ClientIo> Session<C> {
         let now = Instant::now();
         let s = &proxy.session;
         let deadline = now + s.auth_timeout;
-        let next_ping = (!s.ping_interval.is_zero()).then(|| now + s.ping_interval);
+        let next_ping = (!s.ping_interval.is_zero())
+            .then(|| beat_after(proxy.epoch, now + s.ping_interval, s.ping_interval));
         let lifetime_end = s.max_connection_lifetime.map(|d| now + d);
         let held = Held::new(
             proxy.upstream.pending_max_frames,

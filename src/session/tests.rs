@@ -23,12 +23,18 @@ const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
 type Client = WebSocketStream<DuplexStream>;
 
 fn proxy(dir: &Path, upstream: &str, session: &str) -> Arc<Proxy> {
+    // Notices exactly `reauth_lead` before exp, unless a test asks for jitter.
+    let jitter = if session.contains("reauth_jitter") {
+        ""
+    } else {
+        "reauth_jitter = \"0s\"\n"
+    };
     let secret = dir.join("secret");
     std::fs::write(&secret, SECRET).expect("write secret");
     let text = format!(
         "[upstream]\nurl = \"ws://{upstream}\"\n[auth]\n[[auth.providers]]\nname = \"t\"\n\
          algorithms = [\"HS256\"]\n[[auth.providers.keys]]\nkind = \"hmac\"\nsecret_file = \"{}\"\n\
-         [session]\n{session}\n",
+         [session]\n{jitter}{session}\n",
         secret.display()
     );
     Proxy::new(&Config::parse(&text).expect("config")).expect("proxy")
@@ -218,4 +224,82 @@ async fn lifetime_limit_closes_on_time() {
     );
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
+}
+
+#[tokio::test]
+async fn auth_required_notices_spread_over_the_jitter() {
+    // exp is whole seconds, 99 to 100 s away: each notice is due 60 s + a
+    // random part of 20 s before it, so between 19 s and 40 s from now.
+    let session = "reauth_lead = \"60s\"\nreauth_jitter = \"20s\"\nping_interval = \"0s\"";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let addr = upstream().await;
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let mut client = start(proxy(dir.path(), &addr, session)).await;
+        let auth = serde_json::json!({"type": "auth", "payload": {"token": token("alice", 100)}});
+        client
+            .send(Message::text(auth.to_string()))
+            .await
+            .expect("send");
+        assert_eq!(next_type(&mut client).await.0, "AUTHENTICATED");
+        clients.push(client);
+    }
+    tokio::time::pause();
+    let step = Duration::from_millis(100);
+    let mut elapsed = Duration::ZERO;
+    let mut due: Vec<Option<Duration>> = vec![None; clients.len()];
+    while due.iter().any(Option::is_none) {
+        assert!(
+            elapsed <= Duration::from_secs(41),
+            "notices missing: {due:?}"
+        );
+        for (client, at) in clients.iter_mut().zip(due.iter_mut()) {
+            if let Some(frame) = ready_frame(client).await {
+                assert!(at.is_none(), "two frames");
+                assert_eq!(type_of(frame).0, "auth_required");
+                *at = Some(elapsed);
+            }
+        }
+        tokio::time::sleep(step).await;
+        elapsed += step;
+    }
+    let due: Vec<Duration> = due.into_iter().flatten().collect();
+    for at in &due {
+        assert!(
+            *at >= Duration::from_secs(18) && *at <= Duration::from_secs(41),
+            "{due:?}"
+        );
+    }
+    let (first, last) = (due.iter().min(), due.iter().max());
+    assert!(
+        last.zip(first)
+            .is_some_and(|(l, f)| *l - *f > Duration::from_millis(300)),
+        "4 notices within 300 ms: not spread ({due:?})"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn heartbeats_fall_on_the_shared_grid() {
+    use super::beat_after;
+    use tokio::time::Instant;
+    let epoch = Instant::now();
+    let interval = Duration::from_secs(15);
+    // Grid of 15 s / 16 = 937.5 ms.
+    let grid = Duration::from_micros(937_500);
+    for offset_ms in [0u64, 1, 937, 938, 5_000, 59_999] {
+        let at = epoch + Duration::from_millis(offset_ms);
+        let beat = beat_after(epoch, at, interval);
+        assert!(beat >= at, "{offset_ms}: before its time");
+        assert!(beat - at < grid, "{offset_ms}: more than a grid step late");
+        let steps = (beat - epoch).as_nanos() % grid.as_nanos();
+        assert_eq!(steps, 0, "{offset_ms}: off the grid");
+    }
+    // Short intervals get a fine grid, long ones at most 1 s.
+    let at = epoch + Duration::from_millis(1);
+    assert!(beat_after(epoch, at, Duration::from_millis(160)) - at < Duration::from_millis(10));
+    let at = epoch + Duration::from_millis(10);
+    assert_eq!(
+        beat_after(epoch, at, Duration::from_secs(3600)),
+        epoch + Duration::from_secs(1)
+    );
 }

@@ -99,9 +99,14 @@ impl ProxyBuilder {
     /// The configuration text this builder makes.
     pub fn toml(&self, secret_file: &str) -> String {
         let auth = self.auth.clone().unwrap_or_else(|| DEFAULT_AUTH.to_owned());
+        // Notices exactly `reauth_lead` before exp, unless a test asks for jitter.
+        let mut session = self.session.clone();
+        if !session.contains("reauth_jitter") {
+            session.push_str("\nreauth_jitter = \"0s\"");
+        }
         format!(
             "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n",
-            self.listener, self.upstream, self.upstream_extra, auth, self.session, self.websocket, self.dialect
+            self.listener, self.upstream, self.upstream_extra, auth, session, self.websocket, self.dialect
         )
         .replace("@KEYS@", &keys_dir())
         .replace("@SECRET_FILE@", secret_file)
