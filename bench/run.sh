@@ -9,8 +9,8 @@
 # (echo, handshake, idle, reauth) and prints a markdown table of medians, also
 # written to FILE.md (JSON lines beside it). Everything it starts is stopped on
 # exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
-# --perf: perf-record wsguard during its first echo run (perf-*.data beside the
-# results). --keep: keep the temp dir with configs and logs.
+# --perf: perf-record wsguard during its first run of the first mode selected
+# (echo, or handshake with HS256 tokens; perf-*.data beside the results). --keep: keep the temp dir with configs and logs.
 #
 # Environment: BENCH_TARGET_DIR (cargo target dir, default the workspace's target/),
 # WSGUARD_BIN (prebuilt wsguard; else `cargo build --release` at the repo root),
@@ -345,7 +345,9 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     mode_on handshake && for t in "${ORDER[@]}"; do
         if [[ $t == wsguard ]]; then
             for alg in hs256 es256; do
+                [[ $ROUND == 1 ]] && run_perf
                 lg "$t" "$alg" handshake "${HS[@]}"
+                stop_perf
                 lg "$t" "$alg" handshake "${HS[@]}" --shared-token
             done
         else
