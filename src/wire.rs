@@ -28,6 +28,11 @@ const MAX_HEADER: usize = 14;
 /// Longest control frame payload (RFC 6455 §5.5).
 const MAX_CONTROL_PAYLOAD: u64 = 125;
 
+/// Most frames an inspected message is collected in: past them it is relayed
+/// uninspected, so that the headers held stay bounded (empty fragments have
+/// headers but add nothing to the message's length).
+const MAX_INSPECTED_FRAMES: usize = 8;
+
 /// Which end of the WebSocket the proxy is on a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -150,6 +155,8 @@ struct Collected {
     raw: Vec<u8>,
     /// Its payload, unmasked.
     text: Vec<u8>,
+    /// Frames in `raw`.
+    frames: usize,
 }
 
 /// The data message being received (between its first and final frame).
@@ -227,9 +234,10 @@ impl Decoder {
         self.head_len + collected + control
     }
 
-    /// Where the bytes decoded so far end.
+    /// Where the bytes decoded so far end. A partial header held back has
+    /// not been handed out: the bytes handed out end before it.
     pub fn boundary(&self) -> Boundary {
-        if self.frame.is_some() || self.head_len > 0 {
+        if self.frame.is_some() {
             Boundary::InFrame
         } else if self.message.is_some() {
             Boundary::InMessage
@@ -379,6 +387,7 @@ impl Decoder {
         } else if let FrameKind::Collect = kind {
             if let Some(c) = self.collected_mut() {
                 c.raw.extend_from_slice(header_bytes);
+                c.frames += 1;
             }
         }
         self.frame = Some(FrameState {
@@ -418,12 +427,16 @@ impl Decoder {
                         max: self.limits.max_message,
                     });
                 }
-                if message.collected.is_some() && message.len > inspect {
-                    // Too long to be a control frame after all: relay what was collected.
+                let too_many = message
+                    .collected
+                    .as_ref()
+                    .is_some_and(|c| c.frames >= MAX_INSPECTED_FRAMES);
+                if message.collected.is_some() && (message.len > inspect || too_many) {
+                    // Too long (or in too many pieces) to be a control frame after
+                    // all: relay what was collected.
                     if let Some(c) = message.collected.take() {
                         let text = message.text;
-                        // Counted as one frame: it was one piece of the message so far.
-                        push_run(run, &c.raw, text).frames += 1;
+                        push_run(run, &c.raw, text).frames += c.frames;
                     }
                 }
                 Ok(if message.collected.is_some() {
