@@ -223,10 +223,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 
     /// Queues a close frame after what is already queued; nothing of our own
-    /// is queued after it. Inside a relayed frame it waits for the frame's end.
+    /// is queued after it. Inside a relayed frame it waits for the frame's
+    /// end. Inside a relayed fragmented message, our own text frames waiting
+    /// for the message's end are dropped: the message is not relayed further
+    /// once closing, so they could never go, and the close must.
     pub fn close(&mut self, frame: Option<CloseFrame>) {
         if self.write_done {
             return;
+        }
+        if self.tail != Boundary::Message {
+            self.own.retain(|own| own.control);
         }
         self.own.push_back(Own {
             bytes: wire::encode_close(self.role, frame.as_ref()),

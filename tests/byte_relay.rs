@@ -86,6 +86,31 @@ async fn a_notice_due_inside_a_fragmented_message_waits_for_its_end() {
 }
 
 #[tokio::test]
+async fn a_close_inside_a_fragmented_message_is_not_held_by_a_waiting_notice() {
+    let raw = RawUpstream::start().await;
+    // A close_timeout far longer than the test waits: the echo must come
+    // because it can, not because time ran out.
+    let proxy = proxy(raw.addr)
+        .session("reauth_lead = \"3s\"\nping_interval = \"0s\"\nclose_timeout = \"30s\"")
+        .start()
+        .await;
+    let (mut ws, mut up) = raw_pair_ttl(&proxy, &raw, 4).await;
+    let mut frames = fragments(Data::Text, &[b"first half, ", b"never sent"]);
+    frames.truncate(1);
+    send_all(&mut up, frames).await;
+    // auth_required is now due, and waits for the message's end.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ws.send(Message::Close(close_frame(4000, "bye")))
+        .await
+        .expect("close");
+    let closed = tokio::time::timeout(Duration::from_secs(5), expect_close(&mut ws)).await;
+    assert_eq!(
+        closed.expect("the close echo waited behind the notice"),
+        (4000, "bye".to_owned())
+    );
+}
+
+#[tokio::test]
 async fn a_client_close_inside_a_relayed_frame_follows_the_frame() {
     let raw = RawUpstream::start().await;
     let proxy = proxy(raw.addr)
