@@ -1,8 +1,8 @@
-//! A read budget on a client socket until it has authenticated. tungstenite
-//! reserves room for a frame as soon as its header announces the length, and
-//! reads up to the general message limit; the budget bounds what an
-//! unauthenticated client can make the proxy read and buffer to about the
-//! first-frame limit, whatever the frame header claims.
+//! A read budget on a client socket until it has authenticated. The frame
+//! decoder refuses a first message whose header announces more than the
+//! first-frame limit at once; the budget bounds everything else an
+//! unauthenticated client can make the proxy read (pings, many small
+//! frames) to about the first-frame limit in all.
 
 use std::io;
 use std::pin::Pin;

@@ -133,11 +133,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         &mut self.io
     }
 
-    /// The decoder of what the peer sends.
-    pub fn decoder_mut(&mut self) -> &mut Decoder {
-        &mut self.decoder
-    }
-
     /// Pieces queued and not yet written (relayed chunks and own frames).
     pub fn queued(&self) -> usize {
         self.out.len() + self.own.len()

@@ -212,11 +212,6 @@ impl Decoder {
         }
     }
 
-    /// Changes the inspection limit (from the next message on).
-    pub fn set_inspect_limit(&mut self, limit: usize) {
-        self.limits.inspect_limit = limit;
-    }
-
     /// Bytes held between reads (a partial header and a collected message).
     pub fn held_bytes(&self) -> usize {
         let collected = self
