@@ -50,18 +50,7 @@ async fn messages_larger_than_a_read_pass_through_intact_both_ways() {
         Message::text(big_text.clone()),
         Message::text("small"),
     ];
-    for m in messages.clone() {
-        ws.send(m).await.expect("client send");
-    }
-    for m in &messages {
-        assert_eq!(&up.recv().await, m);
-    }
-    for m in messages.clone() {
-        up.send(m);
-    }
-    for m in &messages {
-        assert_eq!(&recv(&mut ws).await, m);
-    }
+    relayed_both_ways(&mut ws, &mut up, &messages).await;
 }
 
 #[tokio::test]

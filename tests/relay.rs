@@ -52,18 +52,7 @@ async fn text_and_binary_are_relayed_unchanged_both_ways() {
         Message::binary(Vec::new()),
         Message::text(r#"{"type":"chat","payload":{"token":"not-a-control-frame"}}"#),
     ];
-    for m in messages.clone() {
-        ws.send(m).await.expect("client send");
-    }
-    for m in &messages {
-        assert_eq!(&up.recv().await, m);
-    }
-    for m in messages.clone() {
-        up.send(m);
-    }
-    for m in &messages {
-        assert_eq!(&recv(&mut ws).await, m);
-    }
+    relayed_both_ways(&mut ws, &mut up, &messages).await;
 }
 
 #[tokio::test]

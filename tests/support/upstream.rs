@@ -180,3 +180,20 @@ async fn serve(tcp: tokio::net::TcpStream, echo: bool, conn_tx: mpsc::UnboundedS
         }
     }
 }
+
+/// Sends `messages` from the client and checks that the upstream receives
+/// them unchanged and in order, then the same from the upstream to the client.
+pub async fn relayed_both_ways(ws: &mut super::Ws, up: &mut UpConn, messages: &[Message]) {
+    for m in messages {
+        ws.send(m.clone()).await.expect("client send");
+    }
+    for m in messages {
+        assert_eq!(&up.recv().await, m);
+    }
+    for m in messages {
+        up.send(m.clone());
+    }
+    for m in messages {
+        assert_eq!(&super::recv(ws).await, m);
+    }
+}
