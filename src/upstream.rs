@@ -155,8 +155,8 @@ impl Target {
             .map_err(|_| UpstreamError::Url)?;
         let (parts, ()) = template.into_parts();
         let mut request = http::Request::new(http_body_util::Empty::<bytes::Bytes>::new());
-        *request.uri_mut() = self
-            .forwarded_path(path_and_query)
+        // The path of `upstream.url` comes first, then the client's.
+        *request.uri_mut() = format!("{}{}", self.ws_prefix, self.forwarded_path(path_and_query))
             .parse()
             .map_err(|_| UpstreamError::Url)?;
         *request.headers_mut() = parts.headers;
