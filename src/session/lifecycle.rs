@@ -330,9 +330,12 @@ impl<C: ClientIo> Session<C> {
     /// Pings both legs; closes a leg that stayed silent too long.
     fn heartbeat(&mut self, now: Instant) {
         let interval = self.proxy.session.ping_interval;
+        // From the beat that was due (already on the grid), so that the
+        // grid's rounding does not add up beat after beat; never in the past.
+        let due = self.next_ping.unwrap_or(now);
         self.next_ping = Some(super::beat_after(
             self.proxy.epoch,
-            now + interval,
+            (due + interval).max(now),
             interval,
         ));
         let relaying = matches!(self.phase, Phase::Authenticated | Phase::ReauthPending);
