@@ -55,7 +55,13 @@ pub async fn run(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, pause = ?backoff, "accept failed");
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => {
+                            tracing::info!("listener stopped");
+                            return;
+                        }
+                    }
                     backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
                 }
             },

@@ -35,26 +35,45 @@ pub const THREAD_NAME_PREFIX: &str = "wsguard-w";
 /// backlog of [`LISTEN_BACKLOG`]; `std::net::TcpListener::bind` would queue
 /// only 128). With port 0 the first socket picks the port and the others
 /// join it.
+///
+/// `SO_REUSEPORT` would also let a second wsguard (or anything else of the
+/// same user setting it) silently share a fixed port and take part of the
+/// connections; so the address is first bound once without it, which fails
+/// with `AddrInUse` while anyone listens there.
 pub fn bind(addr: SocketAddr, count: usize) -> io::Result<Vec<std::net::TcpListener>> {
+    if addr.port() != 0 {
+        drop(tcp_socket(addr, false)?);
+    }
     let mut listeners: Vec<std::net::TcpListener> = Vec::with_capacity(count.max(1));
     let mut addr = addr;
     for _ in 0..count.max(1) {
-        let socket = socket2::Socket::new(
-            socket2::Domain::for_address(addr),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )?;
-        #[cfg(unix)]
-        socket.set_reuse_address(true)?;
-        #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
-        socket.set_reuse_port(true)?;
-        socket.bind(&addr.into())?;
+        let socket = tcp_socket(addr, true)?;
         socket.listen(LISTEN_BACKLOG)?;
         let listener: std::net::TcpListener = socket.into();
         addr = listener.local_addr()?;
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// A TCP socket bound to `addr` with `SO_REUSEADDR` (as tokio binds) and,
+/// when asked, `SO_REUSEPORT`.
+fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    #[cfg(not(all(unix, not(any(target_os = "solaris", target_os = "illumos")))))]
+    let _ = reuse_port;
+    socket.bind(&addr.into())?;
+    Ok(socket)
 }
 
 /// One worker per CPU the process may use (1 when that cannot be told).

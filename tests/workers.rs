@@ -232,3 +232,20 @@ fn zero_workers_is_an_error() {
         .expect_err("0 workers");
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
+
+/// SO_REUSEPORT must not let a second instance silently share a fixed port
+/// (and take part of its connections): binding a port in use fails, and
+/// binding it again works once the first instance is gone.
+#[test]
+fn a_second_instance_cannot_share_the_port() {
+    let first = wsguard::workers::bind(([127, 0, 0, 1], 0).into(), 2).expect("bind");
+    let addr = first[0].local_addr().expect("addr");
+    let second = wsguard::workers::bind(addr, 2);
+    assert_eq!(
+        second.map(|l| l.len()).map_err(|e| e.kind()),
+        Err(std::io::ErrorKind::AddrInUse)
+    );
+    drop(first);
+    let again = wsguard::workers::bind(addr, 2).expect("bind again");
+    assert_eq!(again.len(), 2);
+}
