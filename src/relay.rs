@@ -56,6 +56,8 @@ struct Chunk {
     bytes: Bytes,
     /// Where the stream ends after them.
     end: Boundary,
+    /// One of the proxy's own frames.
+    own: bool,
 }
 
 /// One WebSocket leg.
@@ -74,6 +76,9 @@ pub struct Leg<S> {
     next: usize,
     /// A decoding error to report once `inbound` is taken.
     failed: Option<WireError>,
+    /// Received bytes not decoded yet (a read of many control frames is
+    /// decoded a few at a time); empty, and without memory, otherwise.
+    undecoded: Vec<u8>,
     /// Bytes to write, in order.
     out: VecDeque<Chunk>,
     /// Bytes of the first chunk already written.
@@ -84,6 +89,8 @@ pub struct Leg<S> {
     tail: Boundary,
     /// Own frames waiting for `tail` to reach a point where they may go.
     own: VecDeque<Own>,
+    /// Own frames moved into `out` and not completely written yet.
+    own_in_out: usize,
     /// Bytes were written since the last completed flush.
     unflushed: bool,
     /// Since when the socket has refused our writes.
@@ -109,11 +116,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             inbound: Vec::new(),
             next: 0,
             failed: None,
+            undecoded: Vec::new(),
             out: VecDeque::new(),
             written: 0,
             written_end: Boundary::Message,
             tail: Boundary::Message,
             own: VecDeque::new(),
+            own_in_out: 0,
             unflushed: false,
             blocked_since: None,
             heard: false,
@@ -133,9 +142,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         &mut self.io
     }
 
-    /// Pieces queued and not yet written (relayed chunks and own frames).
-    pub fn queued(&self) -> usize {
-        self.out.len() + self.own.len()
+    /// Own frames (answers, notices, pings, pongs) not completely written yet.
+    pub fn own_unsent(&self) -> usize {
+        self.own.len() + self.own_in_out
     }
 
     /// Since when writes have been refused, if they are.
@@ -153,13 +162,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         self.tail == Boundary::InFrame
     }
 
-    /// Queues relayed bytes. Once the write side is done, only the rest of a
-    /// frame already begun is taken (the close frame waits behind it).
-    pub fn forward(&mut self, bytes: Bytes, end: Boundary) {
-        if bytes.is_empty() || (self.write_done && self.tail != Boundary::InFrame) {
+    /// Where the bytes relayed to this leg stop.
+    pub fn tail(&self) -> Boundary {
+        self.tail
+    }
+
+    /// Queues relayed bytes that begin where the stream stands at `start`
+    /// and end at `end`. Once the write side is done, only the rest of a
+    /// frame already begun is taken (the close frame waits behind it);
+    /// anything else is dropped.
+    pub fn forward(&mut self, bytes: Bytes, start: Boundary, end: Boundary) {
+        let rest_of_frame = start == Boundary::InFrame && self.tail == Boundary::InFrame;
+        if bytes.is_empty() || (self.write_done && !rest_of_frame) {
             return;
         }
-        self.out.push_back(Chunk { bytes, end });
+        self.out.push_back(Chunk {
+            bytes,
+            end,
+            own: false,
+        });
         self.tail = end;
         self.release_own();
     }
@@ -209,9 +230,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                 return;
             }
             if let Some(own) = self.own.pop_front() {
+                self.own_in_out += 1;
                 self.out.push_back(Chunk {
                     bytes: own.bytes,
                     end: self.tail,
+                    own: true,
                 });
             }
         }
@@ -265,6 +288,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                     if self.written >= front.bytes.len() {
                         self.written_end = front.end;
                         self.written = 0;
+                        if front.own {
+                            self.own_in_out -= 1;
+                        }
                         self.out.pop_front();
                     }
                 }
@@ -303,6 +329,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             if self.read_done {
                 return Poll::Ready(None);
             }
+            if !self.undecoded.is_empty() {
+                let undecoded = std::mem::take(&mut self.undecoded);
+                self.decode(&undecoded);
+                continue;
+            }
             let mut buf = [const { MaybeUninit::<u8>::uninit() }; MAX_READ];
             let mut read = ReadBuf::uninit(&mut buf[..self.read_limit]);
             match Pin::new(&mut self.io).poll_read(cx, &mut read) {
@@ -318,9 +349,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                 self.read_done = true;
                 return Poll::Ready(None);
             }
-            if let Err(e) = self.decoder.feed(received, &mut self.inbound) {
-                self.failed = Some(e);
+            self.decode(received);
+        }
+    }
+
+    /// Decodes received bytes into `inbound`, a bounded number of control
+    /// frames at a time; keeps what is left for the next call.
+    fn decode(&mut self, received: &[u8]) {
+        match self.decoder.feed_some(received, &mut self.inbound) {
+            Ok(used) if used < received.len() => {
+                self.undecoded = received[used..].to_vec();
             }
+            Ok(_) => {}
+            Err(e) => self.failed = Some(e),
         }
     }
 
@@ -356,6 +397,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         }
         self.out.truncate(keep);
         self.own.clear();
+        self.own_in_out = self.out.iter().filter(|c| c.own).count();
         self.tail = self.out.back().map_or(self.written_end, |c| c.end);
     }
 
@@ -363,6 +405,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     pub fn abandon(&mut self) {
         self.out.clear();
         self.own.clear();
+        self.own_in_out = 0;
         self.written = 0;
         self.unflushed = false;
         self.blocked_since = None;
@@ -374,8 +417,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
 /// Client bytes held back from the upstream, bounded in frames and bytes.
 #[derive(Debug)]
 pub struct Held {
-    /// The pieces, oldest first, each with where the stream ends after it.
-    pieces: VecDeque<(Bytes, Boundary)>,
+    /// The pieces, oldest first.
+    pieces: VecDeque<Piece>,
     /// Bytes held (frame headers included).
     bytes: usize,
     /// Frames held (begun in the held bytes).
@@ -384,6 +427,17 @@ pub struct Held {
     max_frames: usize,
     /// Most bytes allowed.
     max_bytes: usize,
+}
+
+/// Held bytes, with where the stream stands before and after them.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Piece {
+    /// The bytes.
+    pub bytes: Bytes,
+    /// Where the stream stands before them.
+    pub start: Boundary,
+    /// Where the stream stands after them.
+    pub end: Boundary,
 }
 
 /// The holding queue is full.
@@ -410,19 +464,19 @@ impl Held {
 
     /// Holds relayed bytes in which `frames` frames begin, or reports that
     /// the bounds would be exceeded.
-    pub fn push(&mut self, bytes: Bytes, end: Boundary, frames: usize) -> Result<(), Overflow> {
-        let len = bytes.len();
+    pub fn push(&mut self, piece: Piece, frames: usize) -> Result<(), Overflow> {
+        let len = piece.bytes.len();
         if self.frames + frames > self.max_frames || self.bytes + len > self.max_bytes {
             return Err(Overflow);
         }
         self.bytes += len;
         self.frames += frames;
-        self.pieces.push_back((bytes, end));
+        self.pieces.push_back(piece);
         Ok(())
     }
 
     /// Takes everything held, oldest first.
-    pub fn drain(&mut self) -> impl Iterator<Item = (Bytes, Boundary)> + '_ {
+    pub fn drain(&mut self) -> impl Iterator<Item = Piece> + '_ {
         self.bytes = 0;
         self.frames = 0;
         self.pieces.drain(..)
@@ -436,24 +490,28 @@ mod tests {
     #[test]
     fn held_is_bounded_by_pieces_and_bytes() {
         let mut held = Held::new(2, 10);
-        let piece = |s: &'static str| Bytes::from_static(s.as_bytes());
-        assert_eq!(held.push(piece("12345"), Boundary::Message, 1), Ok(()));
+        let piece = |s: &'static str, end| Piece {
+            bytes: Bytes::from_static(s.as_bytes()),
+            start: Boundary::Message,
+            end,
+        };
+        assert_eq!(held.push(piece("12345", Boundary::Message), 1), Ok(()));
         assert_eq!(
-            held.push(piece("123456"), Boundary::Message, 1),
+            held.push(piece("123456", Boundary::Message), 1),
             Err(Overflow)
         );
-        assert_eq!(held.push(piece("1234"), Boundary::InFrame, 1), Ok(()));
-        assert_eq!(held.push(piece("5"), Boundary::Message, 0), Ok(()));
-        assert_eq!(held.push(piece(""), Boundary::Message, 1), Err(Overflow));
-        let pieces: Vec<(Bytes, Boundary)> = held.drain().collect();
+        assert_eq!(held.push(piece("1234", Boundary::InFrame), 1), Ok(()));
+        assert_eq!(held.push(piece("5", Boundary::Message), 0), Ok(()));
+        assert_eq!(held.push(piece("", Boundary::Message), 1), Err(Overflow));
+        let pieces: Vec<Piece> = held.drain().collect();
         assert_eq!(
             pieces,
             vec![
-                (piece("12345"), Boundary::Message),
-                (piece("1234"), Boundary::InFrame),
-                (piece("5"), Boundary::Message)
+                piece("12345", Boundary::Message),
+                piece("1234", Boundary::InFrame),
+                piece("5", Boundary::Message)
             ]
         );
-        assert_eq!(held.push(piece("1234567890"), Boundary::Message, 2), Ok(()));
+        assert_eq!(held.push(piece("1234567890", Boundary::Message), 2), Ok(()));
     }
 }

@@ -33,6 +33,11 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// headers but add nothing to the message's length).
 const MAX_INSPECTED_FRAMES: usize = 8;
 
+/// Most control frames decoded by one [`Decoder::feed_some`]: a read full of
+/// tiny pings stops there, so that what one read produces stays bounded (the
+/// rest of the input waits until these are answered).
+pub const MAX_CONTROL_PER_FEED: usize = 16;
+
 /// Which end of the WebSocket the proxy is on a leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
@@ -62,11 +67,20 @@ pub enum Inbound {
         text: String,
         /// The message's frames exactly as received, to relay unchanged.
         raw: Bytes,
+        /// Frames in `raw`.
+        frames: usize,
     },
-    /// Bytes of data frames, headers included, exactly as received.
+    /// Bytes of data frames, headers included, exactly as received. One
+    /// item never reaches past the end of the frame it starts inside, nor
+    /// past the end of the message it starts inside, so that the rest of a
+    /// frame or message can be relayed on its own (see [`Inbound::Data::start`]).
     Data {
         /// The bytes.
         raw: Bytes,
+        /// Where the stream stood before these bytes: `InFrame` means they
+        /// are the rest (or more) of one frame and nothing else; `InMessage`,
+        /// continuation frames of one message and nothing else.
+        start: Boundary,
         /// The message these bytes start in is a text message.
         text: bool,
         /// Frames that begin in these bytes.
@@ -193,6 +207,8 @@ pub struct Decoder {
 struct Run {
     /// The bytes.
     bytes: BytesMut,
+    /// Where the stream stood before them.
+    start: Boundary,
     /// The message they start in is text.
     text: bool,
     /// Frame headers among the bytes.
@@ -241,10 +257,23 @@ impl Decoder {
         }
     }
 
-    /// Decodes received bytes, appending what they hold to `out` in order.
+    /// Decodes all of `input`, appending what it holds to `out` in order.
     /// After an error the decoder must not be fed again.
     /// Bytes relayed before a bad frame are handed out before the error.
-    pub fn feed(&mut self, input: &[u8], out: &mut Vec<Inbound>) -> Result<(), WireError> {
+    pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Inbound>) -> Result<(), WireError> {
+        while !input.is_empty() {
+            let used = self.feed_some(input, out)?;
+            input = &input[used..];
+        }
+        Ok(())
+    }
+
+    /// Decodes `input` up to the [`MAX_CONTROL_PER_FEED`]th control frame
+    /// (or all of it), appending what it holds to `out` in order; returns
+    /// the bytes used. The rest must be fed again later.
+    /// After an error the decoder must not be fed again.
+    /// Bytes relayed before a bad frame are handed out before the error.
+    pub fn feed_some(&mut self, input: &[u8], out: &mut Vec<Inbound>) -> Result<usize, WireError> {
         let mut run: Option<Run> = None;
         let result = self.decode(input, &mut run, out);
         if let Some(run) = run.take() {
@@ -255,13 +284,21 @@ impl Decoder {
 
     fn decode(
         &mut self,
-        mut input: &[u8],
+        input: &[u8],
         run: &mut Option<Run>,
         out: &mut Vec<Inbound>,
-    ) -> Result<(), WireError> {
+    ) -> Result<usize, WireError> {
+        let total = input.len();
+        let mut input = input;
+        let mut controls = 0;
         while !input.is_empty() {
+            if controls >= MAX_CONTROL_PER_FEED {
+                break;
+            }
             if self.frame.is_none() {
                 let Some(consumed) = self.header(input, run, out)? else {
+                    // All of it went into the partial header.
+                    input = &[];
                     break;
                 };
                 input = &input[consumed..];
@@ -273,10 +310,17 @@ impl Decoder {
                 input = &input[consumed..];
             }
             if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
+                if self
+                    .frame
+                    .as_ref()
+                    .is_some_and(|f| matches!(f.kind, FrameKind::Control(_)))
+                {
+                    controls += 1;
+                }
                 self.end_frame(run, out)?;
             }
         }
-        Ok(())
+        Ok(total - input.len())
     }
 
     /// Reads a header from `input` (completing one split across reads).
@@ -342,6 +386,16 @@ impl Decoder {
         if header.rsv1 || header.rsv2 || header.rsv3 {
             return Err(WireError::Protocol("reserved bits set"));
         }
+        // An item ends where the frame, or the message, it started inside ends.
+        let before = self.boundary();
+        let new_message = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+        if run.as_ref().is_some_and(|r| {
+            r.start == Boundary::InFrame || (r.start == Boundary::InMessage && new_message)
+        }) {
+            if let Some(r) = run.take() {
+                self.emit_at(r, before, out);
+            }
+        }
         if header.mask.is_some() != self.expect_masked {
             return Err(WireError::Protocol(if self.expect_masked {
                 "client frame not masked"
@@ -378,7 +432,7 @@ impl Decoder {
             }
         };
         if let FrameKind::Pass = kind {
-            push_run(run, header_bytes, self.message_is_text()).frames += 1;
+            push_run(run, header_bytes, self.message_is_text(), before).frames += 1;
         } else if let FrameKind::Collect = kind {
             if let Some(c) = self.collected_mut() {
                 c.raw.extend_from_slice(header_bytes);
@@ -431,7 +485,7 @@ impl Decoder {
                     // all: relay what was collected.
                     if let Some(c) = message.collected.take() {
                         let text = message.text;
-                        push_run(run, &c.raw, text).frames += c.frames;
+                        push_run(run, &c.raw, text, Boundary::Message).frames += c.frames;
                     }
                 }
                 Ok(if message.collected.is_some() {
@@ -477,7 +531,7 @@ impl Decoder {
         let bytes = &input[..n];
         match &mut frame.kind {
             FrameKind::Pass => {
-                push_run(run, bytes, text);
+                push_run(run, bytes, text, Boundary::InFrame);
             }
             FrameKind::Control(payload) => {
                 let start = payload.len();
@@ -535,6 +589,7 @@ impl Decoder {
                         out.push(Inbound::Text {
                             text,
                             raw: Bytes::from(c.raw),
+                            frames: c.frames,
                         });
                     }
                 }
@@ -555,6 +610,7 @@ impl Decoder {
         }
         out.push(Inbound::Data {
             raw: run.bytes.freeze(),
+            start: run.start,
             text: run.text,
             frames: run.frames,
             boundary,
@@ -570,10 +626,16 @@ impl Decoder {
     }
 }
 
-/// Appends relayed bytes to the run, starting one if needed.
-fn push_run<'a>(run: &'a mut Option<Run>, bytes: &[u8], text: bool) -> &'a mut Run {
+/// Appends relayed bytes to the run, starting one (at `start`) if needed.
+fn push_run<'a>(
+    run: &'a mut Option<Run>,
+    bytes: &[u8],
+    text: bool,
+    start: Boundary,
+) -> &'a mut Run {
     let run = run.get_or_insert_with(|| Run {
         bytes: BytesMut::new(),
+        start,
         text,
         frames: 0,
     });

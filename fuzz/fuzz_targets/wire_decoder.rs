@@ -111,7 +111,7 @@ fuzz_target!(|input: &[u8]| {
     for ev in &out {
         match ev {
             Inbound::Data { raw, .. } => relayed.extend_from_slice(raw),
-            Inbound::Text { text, raw } => {
+            Inbound::Text { text, raw, .. } => {
                 assert!(text.len() <= inspect);
                 relayed.extend_from_slice(raw);
             }

@@ -142,8 +142,8 @@ impl<C: ClientIo> Session<C> {
                 self.client.push_text(&text);
             }
         }
-        for (bytes, end) in self.held.drain() {
-            upstream.forward(bytes, end);
+        for piece in self.held.drain() {
+            upstream.forward(piece.bytes, piece.start, piece.end);
         }
         self.upstream = Some(upstream);
         let s = &self.proxy.session;
@@ -224,8 +224,8 @@ impl<C: ClientIo> Session<C> {
             Phase::Suspended { .. } => {
                 self.phase = Phase::Authenticated;
                 if let Some(up) = &mut self.upstream {
-                    for (bytes, end) in self.held.drain() {
-                        up.forward(bytes, end);
+                    for piece in self.held.drain() {
+                        up.forward(piece.bytes, piece.start, piece.end);
                     }
                 }
             }
@@ -338,21 +338,18 @@ impl<C: ClientIo> Session<C> {
             (due + interval).max(now),
             interval,
         ));
-        let relaying = matches!(self.phase, Phase::Authenticated | Phase::ReauthPending);
         if matches!(self.phase, Phase::Closing { .. }) {
             return;
         }
         let max = self.proxy.session.max_missed_pongs;
         // A leg we are not reading (backpressure, suspension) cannot be heard:
         // it is pinged but its silence is not counted.
-        let reading_client = self.client_takes_answers()
-            && (!relaying || self.upstream.as_ref().is_none_or(|u| u.accepts()));
-        let reading_upstream = relaying && self.client.accepts();
-        if beat(&mut self.client, max, reading_client) {
+        let reads = self.reads();
+        if beat(&mut self.client, max, reads.client) {
             return self.close(CloseCause::PingTimeout);
         }
         if let Some(up) = &mut self.upstream {
-            if beat(up, max, reading_upstream) {
+            if beat(up, max, reads.upstream) {
                 up.abandon();
                 self.close(CloseCause::UpstreamGone);
             }
@@ -361,19 +358,27 @@ impl<C: ClientIo> Session<C> {
 }
 
 /// One heartbeat on a leg; true when the leg missed too many.
+///
+/// While own frames of the leg are still unsent (they wait behind a relayed
+/// frame, or the socket is full: the slow-consumer timeout covers that),
+/// the last ping may not have reached the peer: its silence is not counted
+/// and no other ping is queued behind it.
 fn beat<S>(leg: &mut Leg<S>, max_missed: u32, reading: bool) -> bool
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let stuck = leg.own_unsent() > 0;
     if leg.heard {
         leg.missed = 0;
-    } else if reading {
+    } else if reading && !stuck {
         leg.missed += 1;
     }
     leg.heard = false;
     if leg.missed >= max_missed {
         return true;
     }
-    leg.push_ping();
+    if !stuck {
+        leg.push_ping();
+    }
     false
 }

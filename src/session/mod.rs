@@ -28,13 +28,15 @@ use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
-use crate::relay::{Held, Leg, LegError};
+use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
 use crate::wire::{Boundary, Inbound, Role, WireError};
 
-/// Frames queued for the client beyond which the client is not read.
-const MAX_CLIENT_BACKLOG: usize = 8;
+/// Own frames (answers, pongs, notices) waiting on a leg beyond which its
+/// peer is not read: a peer that sends pings or requests but does not read
+/// the answers fills its own socket, not our memory.
+const MAX_OWN_BACKLOG: usize = 8;
 
 /// Heartbeats fall on a grid shared by all connections, of this fraction of
 /// `ping_interval` ...
@@ -129,6 +131,14 @@ enum Event {
     UpstreamWriteFailed,
     /// Closing, and both legs have finished reading and writing.
     Finished,
+}
+
+/// Which legs may be read now (backpressure and phase; see [`Session::reads`]).
+struct Reads {
+    /// The client leg.
+    client: bool,
+    /// The upstream leg.
+    upstream: bool,
 }
 
 /// Whether the connection goes on.
@@ -285,21 +295,9 @@ impl<C: ClientIo> Session<C> {
                 return Poll::Ready(Event::Connected(result));
             }
         }
-        let upstream_accepts = self.upstream.as_ref().is_some_and(|u| u.accepts());
-        let read_client = !self.client.read_done
-            && match self.phase {
-                Phase::Closing { .. } => true,
-                Phase::Authenticated | Phase::ReauthPending => {
-                    upstream_accepts && self.client_takes_answers()
-                }
-                _ => self.client_takes_answers(),
-            };
-        let read_upstream = self.upstream.as_ref().is_some_and(|u| !u.read_done)
-            && match self.phase {
-                Phase::Authenticated | Phase::ReauthPending => self.client.accepts(),
-                Phase::Closing { .. } => true,
-                _ => false,
-            };
+        let reads = self.reads();
+        let read_client = reads.client && !self.client.read_done;
+        let read_upstream = reads.upstream && self.upstream.as_ref().is_some_and(|u| !u.read_done);
         self.client_first = !self.client_first;
         if self.client_first {
             if read_client {
@@ -352,11 +350,46 @@ impl<C: ClientIo> Session<C> {
         self.flow()
     }
 
-    /// Whether the client takes our answers: a client that sends control
-    /// frames but does not read the answers is not read further (its own
-    /// socket then fills), so answers never pile up in memory.
-    fn client_takes_answers(&self) -> bool {
-        self.client.queued() < MAX_CLIENT_BACKLOG
+    /// Which legs may be read now. A leg is read only while what reading it
+    /// may queue has room: the other leg takes relayed bytes (backpressure)
+    /// and its own answers are not piling up. Per phase:
+    /// - relaying: both ways;
+    /// - authenticating, connecting, suspended: the client (its frames are
+    ///   inspected or held); the upstream only while suspended inside a
+    ///   message it began relaying before `exp`, to finish that message (the
+    ///   proxy's notices and answers wait for its end);
+    /// - closing: what arrives is dropped, except the rest of a frame already
+    ///   begun on the other leg, which is relayed with backpressure.
+    fn reads(&self) -> Reads {
+        let up = self.upstream.as_ref();
+        let client = &self.client;
+        // A leg whose write side is closed takes only the rest of a frame.
+        let takes = |leg_accepts: bool, write_done: bool, in_frame: bool| {
+            leg_accepts || (write_done && !in_frame)
+        };
+        let client_read = client.own_unsent() < MAX_OWN_BACKLOG
+            && match self.phase {
+                Phase::Authenticated | Phase::ReauthPending => up.is_some_and(|u| u.accepts()),
+                Phase::Closing { .. } => {
+                    up.is_none_or(|u| takes(u.accepts(), u.write_done, u.in_frame()))
+                }
+                Phase::Authenticating { .. }
+                | Phase::Connecting { .. }
+                | Phase::Suspended { .. } => true,
+            };
+        let upstream_read = up.is_some_and(|u| u.own_unsent() < MAX_OWN_BACKLOG)
+            && match self.phase {
+                Phase::Authenticated | Phase::ReauthPending => client.accepts(),
+                Phase::Suspended { .. } => client.tail() != Boundary::Message && client.accepts(),
+                Phase::Closing { .. } => {
+                    takes(client.accepts(), client.write_done, client.in_frame())
+                }
+                Phase::Authenticating { .. } | Phase::Connecting { .. } => false,
+            };
+        Reads {
+            client: client_read,
+            upstream: upstream_read,
+        }
     }
 
     /// A leg waiting for the rest of a relayed frame whose source has ended
@@ -450,7 +483,21 @@ impl<C: ClientIo> Session<C> {
             }
         };
         if closing {
-            return Flow::Continue;
+            // Only the rest of a frame already begun upstream is relayed
+            // (the upstream leg takes nothing else once its close is queued).
+            if let (
+                Inbound::Data {
+                    raw,
+                    start,
+                    boundary,
+                    ..
+                },
+                Some(up),
+            ) = (item, &mut self.upstream)
+            {
+                up.forward(raw, start, boundary);
+            }
+            return self.flow();
         }
         match item {
             Inbound::Close(frame) => {
@@ -461,7 +508,7 @@ impl<C: ClientIo> Session<C> {
                 self.enter_closing();
             }
             Inbound::Ping(_) | Inbound::Pong(_) => {}
-            Inbound::Text { text, raw } => {
+            Inbound::Text { text, raw, frames } => {
                 if let Phase::Authenticating { .. } = self.phase {
                     self.on_first_frame(&text);
                 } else {
@@ -472,12 +519,20 @@ impl<C: ClientIo> Session<C> {
                             "this frame type is reserved for the proxy",
                             id.as_ref(),
                         ),
-                        ClientFrame::Data => self.relay_to_upstream(raw, Boundary::Message, 1),
+                        ClientFrame::Data => {
+                            let piece = Piece {
+                                bytes: raw,
+                                start: Boundary::Message,
+                                end: Boundary::Message,
+                            };
+                            self.relay_to_upstream(piece, frames);
+                        }
                     }
                 }
             }
             Inbound::Data {
                 raw,
+                start,
                 text,
                 frames,
                 boundary,
@@ -490,7 +545,12 @@ impl<C: ClientIo> Session<C> {
                         CloseCause::AuthRequired
                     });
                 } else {
-                    self.relay_to_upstream(raw, boundary, frames);
+                    let piece = Piece {
+                        bytes: raw,
+                        start,
+                        end: boundary,
+                    };
+                    self.relay_to_upstream(piece, frames);
                 }
             }
         }
@@ -498,11 +558,13 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
-    fn relay_to_upstream(&mut self, raw: bytes::Bytes, end: Boundary, frames: usize) {
+    fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
         match (&self.phase, &mut self.upstream) {
-            (Phase::Authenticated | Phase::ReauthPending, Some(up)) => up.forward(raw, end),
+            (Phase::Authenticated | Phase::ReauthPending, Some(up)) => {
+                up.forward(piece.bytes, piece.start, piece.end)
+            }
             _ => {
-                if self.held.push(raw, end, frames).is_err() {
+                if self.held.push(piece, frames).is_err() {
                     self.close(CloseCause::BufferFull);
                 }
             }
@@ -518,17 +580,19 @@ impl<C: ClientIo> Session<C> {
                     self.enter_closing();
                 }
             }
-            Some(Ok(Inbound::Data { raw, boundary, .. })) => {
-                // While closing, only the rest of a frame already begun is relayed.
-                if !closing || self.client.in_frame() {
-                    self.client.forward(raw, boundary);
-                }
-            }
+            // While closing, the client leg takes only the rest of a frame
+            // already begun; while suspended, the upstream is read only to
+            // finish a message begun before `exp` (see `reads`).
+            Some(Ok(Inbound::Data {
+                raw,
+                start,
+                boundary,
+                ..
+            })) => self.client.forward(raw, start, boundary),
             // Not inspected on this leg; relayed whole if it ever occurs.
             Some(Ok(Inbound::Text { raw, .. })) => {
-                if !closing {
-                    self.client.forward(raw, Boundary::Message);
-                }
+                self.client
+                    .forward(raw, Boundary::Message, Boundary::Message)
             }
             Some(Ok(_)) => {}
             Some(Err(LegError::Wire(

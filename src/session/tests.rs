@@ -303,3 +303,25 @@ async fn heartbeats_fall_on_the_shared_grid() {
         epoch + Duration::from_secs(1)
     );
 }
+
+/// Heartbeats keep their interval: each is scheduled from the beat that was
+/// due, so the grid's rounding does not add up (15 s apart, not 15.9 s).
+#[tokio::test]
+async fn heartbeats_do_not_drift() {
+    let (mut client, _dir) = authenticated("ping_interval = \"15s\"", 3600).await;
+    let mut at = Vec::new();
+    while at.len() < 6 {
+        match client.next().await {
+            Some(Ok(Message::Ping(_))) => at.push(tokio::time::Instant::now()),
+            Some(Ok(_)) => {}
+            other => panic!("the client leg ended: {other:?}"),
+        }
+    }
+    for pair in at.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap.abs_diff(Duration::from_secs(15)) <= Duration::from_millis(1),
+            "heartbeats {gap:?} apart"
+        );
+    }
+}

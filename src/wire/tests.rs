@@ -84,7 +84,7 @@ fn normalize(out: &[Inbound]) -> Vec<Ev> {
     for ev in out {
         match ev {
             Inbound::Data { raw, .. } => push_ev(&mut log, Ev::Bytes(raw.to_vec())),
-            Inbound::Text { text, raw } => {
+            Inbound::Text { text, raw, .. } => {
                 push_ev(&mut log, Ev::Bytes(raw.to_vec()));
                 log.push(Ev::Text(text.clone()));
             }
@@ -282,12 +282,27 @@ fn check(case: &Case, role: Role, inspect: usize, chunks: &[usize]) -> Result<()
     for ev in &out {
         if let Inbound::Data {
             raw,
+            start,
             text,
             frames,
             boundary,
         } = ev
         {
+            prop_assert_eq!(*start, b.boundary_at(offset), "start at {}", offset);
             let first = b.spans.partition_point(|s| s.end <= offset);
+            // An item begun inside a frame is that frame's rest only; one
+            // begun inside a message holds no frame of another message.
+            let range = offset..offset + raw.len();
+            let begun = |s: &&Span| range.contains(&s.start);
+            match start {
+                Boundary::InFrame => prop_assert_eq!(*frames, 0, "frames after {}", offset),
+                Boundary::InMessage => {
+                    for (i, s) in b.spans.iter().enumerate().filter(|(_, s)| begun(s)) {
+                        prop_assert!(i > 0 && !b.spans[i - 1].fin, "new message at {}", s.start);
+                    }
+                }
+                Boundary::Message => {}
+            }
             prop_assert_eq!(*text, b.spans[first].text, "text flag at {}", offset);
             let starts = b
                 .spans
@@ -296,7 +311,12 @@ fn check(case: &Case, role: Role, inspect: usize, chunks: &[usize]) -> Result<()
             prop_assert_eq!(*frames, starts.count(), "frames at {}", offset);
             offset += raw.len();
             prop_assert_eq!(*boundary, b.boundary_at(offset), "boundary at {}", offset);
-        } else if let Inbound::Text { raw, .. } = ev {
+        } else if let Inbound::Text { raw, frames, .. } = ev {
+            let starts = b
+                .spans
+                .iter()
+                .filter(|s| (offset..offset + raw.len()).contains(&s.start));
+            prop_assert_eq!(*frames, starts.count(), "text frames at {}", offset);
             offset += raw.len();
         }
     }
@@ -433,7 +453,8 @@ fn own_frames_decode_back() {
         out,
         vec![Inbound::Text {
             text: "hello".into(),
-            raw: frame
+            raw: frame,
+            frames: 1
         }]
     );
 }
@@ -707,4 +728,69 @@ fn empty_fragments_are_not_held_without_bound() {
         .sum();
     assert_eq!(frames, 10_002);
     assert_eq!(decoder.boundary(), Boundary::Message);
+}
+
+/// The rest of a frame (or of a fragmented message) comes as an item of its
+/// own, so that a closing leg can take exactly that rest and nothing after it.
+#[test]
+fn the_rest_of_a_frame_or_message_is_an_item_of_its_own() {
+    let mut decoder = Decoder::new(Role::Client, limits(0));
+    let mut out = Vec::new();
+    let big = frame(FIN | BIN, None, &[7; 300]);
+    decoder.feed(&big[..100], &mut out).unwrap();
+    out.clear();
+    // The rest of the frame, a whole frame and the first fragment of a
+    // message, then (next read) its last fragment and a new message.
+    let input = [
+        &big[100..],
+        &frame(FIN | BIN, None, b"x")[..],
+        &frame(TEXT, None, b"a")[..],
+    ]
+    .concat();
+    decoder.feed(&input, &mut out).unwrap();
+    let input = [
+        &frame(FIN | CONT, None, b"b")[..],
+        &frame(FIN | BIN, None, b"y")[..],
+    ]
+    .concat();
+    decoder.feed(&input, &mut out).unwrap();
+    let items: Vec<(Boundary, usize, usize, Boundary)> = (out.iter())
+        .map(|ev| match ev {
+            Inbound::Data {
+                raw,
+                start,
+                frames,
+                boundary,
+                ..
+            } => (*start, raw.len(), *frames, *boundary),
+            other => panic!("not data: {other:?}"),
+        })
+        .collect();
+    use Boundary::*;
+    assert_eq!(
+        items,
+        vec![
+            (InFrame, big.len() - 100, 0, Message),
+            (Message, 6, 2, InMessage),
+            (InMessage, 3, 1, Message),
+            (Message, 3, 1, Message),
+        ]
+    );
+}
+
+/// A read full of tiny pings is decoded a bounded number at a time.
+#[test]
+fn control_frames_per_feed_are_bounded() {
+    let ping = frame(FIN | PING, MASK, b"");
+    let input: Vec<u8> = [ping.repeat(100), frame(FIN | TEXT, MASK, b"hi")].concat();
+    let mut decoder = Decoder::new(Role::Server, limits(64));
+    let mut out = Vec::new();
+    let used = decoder.feed_some(&input, &mut out).unwrap();
+    assert_eq!(used, MAX_CONTROL_PER_FEED * ping.len());
+    assert_eq!(out.len(), MAX_CONTROL_PER_FEED);
+    assert!(out.iter().all(|ev| *ev == Inbound::Ping(Bytes::new())));
+    out.clear();
+    decoder.feed(&input[used..], &mut out).unwrap();
+    assert_eq!(out.len(), 100 - MAX_CONTROL_PER_FEED + 1);
+    assert!(matches!(out.last(), Some(Inbound::Text { text, .. }) if text == "hi"));
 }
