@@ -355,9 +355,10 @@ impl<C: ClientIo> Session<C> {
     /// and its own answers are not piling up. Per phase:
     /// - relaying: both ways;
     /// - authenticating, connecting, suspended: the client (its frames are
-    ///   inspected or held); the upstream only while suspended inside a
-    ///   message it began relaying before `exp`, to finish that message (the
-    ///   proxy's notices and answers wait for its end);
+    ///   inspected or held);
+    /// - suspended: a message begun before `exp` is finished in either
+    ///   direction (the proxy's notices and answers wait for its end); the
+    ///   upstream is read only for that;
     /// - closing: what arrives is dropped, except the rest of a frame already
     ///   begun on the other leg, which is relayed with backpressure.
     fn reads(&self) -> Reads {
@@ -373,9 +374,11 @@ impl<C: ClientIo> Session<C> {
                 Phase::Closing { .. } => {
                     up.is_none_or(|u| takes(u.accepts(), u.write_done, u.in_frame()))
                 }
-                Phase::Authenticating { .. }
-                | Phase::Connecting { .. }
-                | Phase::Suspended { .. } => true,
+                // Held, or relayed to finish a message begun before `exp`.
+                Phase::Suspended { .. } => {
+                    up.is_none_or(|u| u.tail() == Boundary::Message || u.accepts())
+                }
+                Phase::Authenticating { .. } | Phase::Connecting { .. } => true,
             };
         let upstream_read = up.is_some_and(|u| u.own_unsent() < MAX_OWN_BACKLOG)
             && match self.phase {
@@ -561,6 +564,12 @@ impl<C: ClientIo> Session<C> {
     fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
         match (&self.phase, &mut self.upstream) {
             (Phase::Authenticated | Phase::ReauthPending, Some(up)) => {
+                up.forward(piece.bytes, piece.start, piece.end)
+            }
+            // Suspended: the rest of a message begun before `exp` goes on.
+            (Phase::Suspended { .. }, Some(up))
+                if piece.start != Boundary::Message && up.tail() != Boundary::Message =>
+            {
                 up.forward(piece.bytes, piece.start, piece.end)
             }
             _ => {
