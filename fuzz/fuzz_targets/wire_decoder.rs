@@ -10,7 +10,7 @@ use std::io::{Read, Write};
 use tungstenite::error::{Error, ProtocolError};
 use tungstenite::protocol::{Role as TgRole, WebSocket, WebSocketConfig};
 use tungstenite::Message;
-use wsguard::wire::{Decoder, Inbound, Limits, Role};
+use wsguard::wire::{Boundary, Decoder, Inbound, Limits, Role};
 
 const MAX_FRAME: usize = 1 << 16;
 const MAX_MESSAGE: usize = 1 << 18;
@@ -105,13 +105,27 @@ fuzz_target!(|input: &[u8]| {
         assert!(decoder.held_bytes() <= 14 + 125 + 2 * inspect + 8 * 14);
     }
 
-    // Relayed bytes are the input's, in order.
+    // Relayed bytes are the input's, in order; each item starts where the
+    // previous one ended, and one begun inside a frame holds no new frame.
     let mut relayed = Vec::new();
     let mut decoded_control = Vec::new();
+    let mut at = Boundary::Message;
     for ev in &out {
         match ev {
-            Inbound::Data { raw, .. } => relayed.extend_from_slice(raw),
+            Inbound::Data {
+                raw,
+                start,
+                frames,
+                boundary,
+                ..
+            } => {
+                assert_eq!(*start, at, "item does not start where the last ended");
+                assert!(*start != Boundary::InFrame || *frames == 0);
+                at = *boundary;
+                relayed.extend_from_slice(raw);
+            }
             Inbound::Text { text, raw, .. } => {
+                assert_eq!(at, Boundary::Message, "inspected text inside a message");
                 assert!(text.len() <= inspect);
                 relayed.extend_from_slice(raw);
             }
