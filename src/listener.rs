@@ -1,11 +1,12 @@
-//! Accepting connections: the accept loop (with backoff), HTTP/1 serving
-//! with upgrades, and the WebSocket handshake that hands an upgraded socket
-//! to its [`Session`]. Non-upgrade requests go to [`crate::passthrough`].
+//! Accepting connections: the accept loop (with backoff), HTTP/1 serving,
+//! and the WebSocket handshake after which the same task runs the
+//! connection's [`Session`] on the socket hyper hands back. Non-upgrade
+//! requests go to [`crate::passthrough`].
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use http::header::{
@@ -73,34 +74,78 @@ pub async fn run(
     }
 }
 
+/// The upgrade request a connection answered with 101, if any.
+type Upgrade = Arc<Mutex<Option<ClientRequest>>>;
+
+/// Serves one TCP connection: HTTP/1 until it ends, or until a WebSocket
+/// upgrade, after which hyper hands the socket back (its manual upgrade:
+/// `without_shutdown` and `into_parts`) and the same task runs the session
+/// on it. No task, channel or boxed socket is added per connection for the
+/// upgrade.
 async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
     header_read_timeout: Duration,
 ) {
-    let service = service_fn(move |request| {
-        let proxy = proxy.clone();
-        async move { Ok::<_, Infallible>(route(request, peer, proxy).await) }
-    });
-    let served = http1::Builder::new()
+    let upgrade = Upgrade::default();
+    let service = {
+        let (proxy, upgrade) = (proxy.clone(), upgrade.clone());
+        service_fn(move |request| {
+            let (proxy, upgrade) = (proxy.clone(), upgrade.clone());
+            // Boxed: hyper's manual upgrade needs an `Unpin` response future.
+            Box::pin(
+                async move { Ok::<_, Infallible>(route(request, peer, proxy, &upgrade).await) },
+            )
+        })
+    };
+    let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .serve_connection(TokioIo::new(tcp), service)
-        .with_upgrades()
-        .await;
-    if let Err(e) = served {
-        tracing::debug!(error = %e, "http connection ended with an error");
-    }
+        .without_shutdown();
+    // Boxed, so that while the session runs this task holds no room for
+    // hyper's connection state.
+    let parts = match Box::pin(connection).await {
+        Ok(parts) => parts,
+        Err(e) => {
+            tracing::debug!(error = %e, "http connection ended with an error");
+            return;
+        }
+    };
+    let answered = upgrade
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take();
+    let Some(client) = answered else {
+        // Plain HTTP, served until the client was done.
+        return;
+    };
+    // Room for the first frame, its header and a few pings before it.
+    let budget = proxy.session.max_auth_frame_bytes + PRE_AUTH_SLACK;
+    let http1::Parts { io, read_buf, .. } = parts;
+    let socket = Budgeted::new(io.into_inner(), budget);
+    let id = crate::ids::connection_id();
+    let session = Session::new(proxy, id, client, socket, &read_buf);
+    // `read_buf` shares hyper's read buffer: dropped before the session runs,
+    // or every open connection would keep that buffer.
+    drop(read_buf);
+    drop(upgrade);
+    session.run().await;
 }
 
 /// Upgrade requests become WebSocket sessions; everything else is passed through.
-async fn route(request: Request<Incoming>, peer: SocketAddr, proxy: Arc<Proxy>) -> Response<Body> {
+async fn route(
+    request: Request<Incoming>,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    upgrade: &Upgrade,
+) -> Response<Body> {
     if request.headers().contains_key(UPGRADE)
         || has_token(request.headers(), CONNECTION, "upgrade")
     {
         return match accept_key(&request) {
-            Some(accept) => upgrade(request, peer, proxy, accept),
+            Some(accept) => answer_upgrade(request, peer, &proxy, accept, upgrade),
             None => error(HttpError::BadUpgrade),
         };
     }
@@ -141,12 +186,13 @@ fn accept_key(request: &Request<Incoming>) -> Option<HeaderValue> {
     HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
 }
 
-/// Answers 101 and starts the session once hyper hands over the socket.
-fn upgrade(
+/// Answers 101; the session starts once hyper hands the socket back (see [`serve`]).
+fn answer_upgrade(
     mut request: Request<Incoming>,
     peer: SocketAddr,
-    proxy: Arc<Proxy>,
+    proxy: &Proxy,
     accept: HeaderValue,
+    upgrade: &Upgrade,
 ) -> Response<Body> {
     let subprotocol = choose_subprotocol(request.headers(), &proxy.upstream.subprotocols);
     let client = ClientRequest {
@@ -159,21 +205,7 @@ fn upgrade(
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".to_owned()),
     };
-    let on_upgrade = hyper::upgrade::on(&mut request);
-    tokio::spawn(async move {
-        match on_upgrade.await {
-            Ok(upgraded) => {
-                // Room for the first frame, its header and a few pings before it.
-                let budget = proxy.session.max_auth_frame_bytes + PRE_AUTH_SLACK;
-                let socket = Budgeted::new(TokioIo::new(upgraded), budget);
-                // A task of its own: its future is only the session, not this
-                // upgrade step's state as well (idle memory per connection).
-                let session = Session::new(proxy, crate::ids::connection_id(), client, socket);
-                tokio::spawn(session.run());
-            }
-            Err(e) => tracing::debug!(error = %e, "upgrade failed"),
-        }
-    });
+    *upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some(client);
     let mut response = Response::new(
         http_body_util::Empty::new()
             .map_err(|never| match never {})

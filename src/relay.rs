@@ -132,6 +132,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         }
     }
 
+    /// Bytes already received from the peer outside this leg (read past an
+    /// HTTP handshake): decoded before anything is read from the socket.
+    pub fn received(&mut self, bytes: &[u8]) {
+        self.undecoded.extend_from_slice(bytes);
+    }
+
     /// Whether the leg takes more relayed bytes now (nothing queued, nothing stuck).
     pub fn accepts(&self) -> bool {
         self.out.is_empty() && self.blocked_since.is_none()

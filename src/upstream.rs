@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::Uri;
-use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -13,8 +13,17 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::config::{ConfigError, UpstreamConfig};
 
-/// An open upstream WebSocket.
-pub type UpstreamSocket = TokioIo<Upgraded>;
+/// An open upstream WebSocket, taken back from hyper's client connection
+/// once it answered 101 (hyper's manual upgrade: `without_shutdown` and
+/// `into_parts`), so that the relay works on the TCP socket itself.
+#[derive(Debug)]
+pub struct UpstreamSocket {
+    /// The socket.
+    pub io: TcpStream,
+    /// Bytes the upstream sent right after its answer, already read by hyper
+    /// (the first frames; usually empty).
+    pub received: Bytes,
+}
 
 /// Why the upstream WebSocket could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -175,11 +184,19 @@ impl Target {
             let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
                 .await
                 .map_err(UpstreamError::Http)?;
-            tokio::spawn(conn.with_upgrades());
-            let response = sender
-                .send_request(request)
-                .await
-                .map_err(UpstreamError::Http)?;
+            // The connection is driven here, not in a task of its own, and
+            // ends at the upgrade, handing the socket back.
+            let conn = conn.without_shutdown();
+            let send = sender.send_request(request);
+            tokio::pin!(conn, send);
+            let (response, parts) = tokio::select! {
+                biased;
+                response = &mut send => (response.map_err(UpstreamError::Http)?, None),
+                parts = &mut conn => {
+                    let parts = parts.map_err(UpstreamError::Http)?;
+                    (send.await.map_err(UpstreamError::Http)?, Some(parts))
+                }
+            };
             if response.status() != http::StatusCode::SWITCHING_PROTOCOLS {
                 return Err(UpstreamError::Refused(response.status()));
             }
@@ -197,10 +214,14 @@ impl Target {
             if h.get(SEC_WEBSOCKET_PROTOCOL) != asked_protocol.as_ref() {
                 return Err(UpstreamError::BadAnswer("subprotocol not agreed"));
             }
-            let upgraded = hyper::upgrade::on(response)
-                .await
-                .map_err(UpstreamError::Http)?;
-            Ok(TokioIo::new(upgraded))
+            let parts = match parts {
+                Some(parts) => parts,
+                None => conn.await.map_err(UpstreamError::Http)?,
+            };
+            Ok(UpstreamSocket {
+                io: parts.io.into_inner(),
+                received: parts.read_buf,
+            })
         };
         tokio::time::timeout(timeout, attempt)
             .await

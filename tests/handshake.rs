@@ -454,3 +454,91 @@ async fn upstream_101_without_a_valid_accept_key_closes_1013() {
     expect_first_close(&mut ws, 1013, "upstream unavailable").await;
     assert_client_released(&mut ws).await;
 }
+
+/// Reads an HTTP head byte by byte (nothing after it is consumed).
+async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, tcp.read_u8())
+            .await
+            .expect("head in time")
+            .expect("read head");
+        head.push(byte);
+    }
+    String::from_utf8(head).expect("utf-8 head")
+}
+
+/// A small text frame, masked as a client's must be.
+fn masked_text(text: &str) -> Vec<u8> {
+    let mask = [0x1f, 0x2e, 0x3d, 0x4c];
+    let mut frame = vec![0x81];
+    match u8::try_from(text.len()) {
+        Ok(len) if len < 126 => frame.push(0x80 | len),
+        _ => {
+            let len = u16::try_from(text.len()).expect("under 64 KiB");
+            frame.push(0x80 | 126);
+            frame.extend_from_slice(&len.to_be_bytes());
+        }
+    }
+    frame.extend_from_slice(&mask);
+    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+    frame
+}
+
+/// Frames that arrive in the same packet as a handshake are not lost: the
+/// client's auth frame and first message right behind its upgrade request,
+/// and the upstream's first message right behind its 101 (both are read by
+/// the HTTP layer before the relay takes the socket over).
+#[tokio::test]
+async fn frames_sent_with_the_handshakes_are_relayed() {
+    use tokio::io::AsyncWriteExt;
+    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+    use tokio_tungstenite::tungstenite::protocol::Role;
+    use tokio_tungstenite::WebSocketStream;
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let auth = auth_frame(&hs256("alice", 300));
+    let mut request = format!(
+        "GET /chat HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        proxy.addr
+    )
+    .into_bytes();
+    request.extend(masked_text(auth.to_text().expect("text")));
+    request.extend(masked_text("first from client"));
+    tcp.write_all(&request).await.expect("write request");
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+
+    let mut up_tcp = raw.accept_tcp().await;
+    let up_head = read_head(&mut up_tcp).await;
+    let key = up_head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim())
+        })
+        .expect("key");
+    let mut answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    )
+    .into_bytes();
+    answer.extend([0x81, 17]);
+    answer.extend(b"first from server");
+    up_tcp.write_all(&answer).await.expect("write answer");
+
+    let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let mut ws = WebSocketStream::from_raw_socket(plain, Role::Client, None).await;
+    let mut up = WebSocketStream::from_raw_socket(up_tcp, Role::Server, None).await;
+    let authenticated = recv_json(&mut ws).await;
+    assert_eq!(authenticated["type"], "AUTHENTICATED");
+    assert_eq!(recv(&mut ws).await, Message::text("first from server"));
+    assert_eq!(next_any(&mut up).await, Message::text("first from client"));
+}

@@ -131,7 +131,9 @@ impl<C: ClientIo> Session<C> {
             }
         };
         let wire = self.proxy.wire;
-        let mut upstream = Leg::new(*socket, Role::Client, wire.upstream, wire.read_limit);
+        let UpstreamSocket { io, received } = *socket;
+        let mut upstream = Leg::new(io, Role::Client, wire.upstream, wire.read_limit);
+        upstream.received(&received);
         if let Some(c) = &self.credentials {
             let id = &c.identity;
             if let Some(text) =

@@ -18,9 +18,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use hyper::upgrade::Upgraded;
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 use crate::auth::Identity;
@@ -61,7 +60,7 @@ pub(crate) fn beat_after(epoch: Instant, at: Instant, interval: std::time::Durat
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// The client's side of the connection.
-pub type ClientSocket = Budgeted<TokioIo<Upgraded>>;
+pub type ClientSocket = Budgeted<TcpStream>;
 
 /// What a client leg can run on: hyper's upgraded socket in the proxy, an
 /// in-memory pipe in the timer unit tests.
@@ -150,7 +149,7 @@ enum Flow {
 }
 
 /// One proxied connection.
-pub struct Session<C = TokioIo<Upgraded>> {
+pub struct Session<C = TcpStream> {
     /// Shared proxy state.
     proxy: Arc<Proxy>,
     /// Connection id (sent upstream as `X-Request-Id`).
@@ -160,7 +159,7 @@ pub struct Session<C = TokioIo<Upgraded>> {
     /// The client leg.
     client: Leg<Budgeted<C>>,
     /// The upstream leg, once open.
-    upstream: Option<Leg<TokioIo<Upgraded>>>,
+    upstream: Option<Leg<TcpStream>>,
     /// The current phase.
     phase: Phase,
     /// The identity, once authenticated.
@@ -182,12 +181,14 @@ pub struct Session<C = TokioIo<Upgraded>> {
 }
 
 impl<C: ClientIo> Session<C> {
-    /// A session for a freshly upgraded client socket.
+    /// A session for a freshly upgraded client socket; `received` are bytes
+    /// the client sent right after its upgrade request (read by hyper).
     pub fn new(
         proxy: Arc<Proxy>,
         id: String,
         request: ClientRequest,
         socket: Budgeted<C>,
+        received: &[u8],
     ) -> Session<C> {
         let now = Instant::now();
         let s = &proxy.session;
@@ -199,15 +200,17 @@ impl<C: ClientIo> Session<C> {
             proxy.upstream.pending_max_frames,
             proxy.upstream.pending_max_bytes,
         );
+        let mut client = Leg::new(
+            socket,
+            Role::Server,
+            proxy.wire.client,
+            proxy.wire.read_limit,
+        );
+        client.received(received);
         Session {
             id,
             request: Some(request),
-            client: Leg::new(
-                socket,
-                Role::Server,
-                proxy.wire.client,
-                proxy.wire.read_limit,
-            ),
+            client,
             upstream: None,
             phase: Phase::Authenticating { deadline },
             credentials: None,

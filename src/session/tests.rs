@@ -50,7 +50,7 @@ async fn start(proxy: Arc<Proxy>) -> Client {
         path_and_query: "/".into(),
         subprotocol: None,
     };
-    tokio::spawn(Session::new(proxy, "unit".into(), request, server).run());
+    tokio::spawn(Session::new(proxy, "unit".into(), request, server, &[]).run());
     WebSocketStream::from_raw_socket(client, Role::Client, None).await
 }
 
