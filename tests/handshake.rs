@@ -455,37 +455,6 @@ async fn upstream_101_without_a_valid_accept_key_closes_1013() {
     assert_client_released(&mut ws).await;
 }
 
-/// Reads an HTTP head byte by byte (nothing after it is consumed).
-async fn read_head(tcp: &mut tokio::net::TcpStream) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let byte = tokio::time::timeout(WAIT, tcp.read_u8())
-            .await
-            .expect("head in time")
-            .expect("read head");
-        head.push(byte);
-    }
-    String::from_utf8(head).expect("utf-8 head")
-}
-
-/// A small text frame, masked as a client's must be.
-fn masked_text(text: &str) -> Vec<u8> {
-    let mask = [0x1f, 0x2e, 0x3d, 0x4c];
-    let mut frame = vec![0x81];
-    match u8::try_from(text.len()) {
-        Ok(len) if len < 126 => frame.push(0x80 | len),
-        _ => {
-            let len = u16::try_from(text.len()).expect("under 64 KiB");
-            frame.push(0x80 | 126);
-            frame.extend_from_slice(&len.to_be_bytes());
-        }
-    }
-    frame.extend_from_slice(&mask);
-    frame.extend(text.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
-    frame
-}
-
 /// Frames that arrive in the same packet as a handshake are not lost: the
 /// client's auth frame and first message right behind its upgrade request,
 /// and the upstream's first message right behind its 101 (both are read by
@@ -508,14 +477,17 @@ async fn frames_sent_with_the_handshakes_are_relayed() {
         proxy.addr
     )
     .into_bytes();
-    request.extend(masked_text(auth.to_text().expect("text")));
-    request.extend(masked_text("first from client"));
+    request.extend(raw::client_frame(
+        raw::TEXT,
+        auth.to_text().expect("text").as_bytes(),
+    ));
+    request.extend(raw::client_frame(raw::TEXT, b"first from client"));
     tcp.write_all(&request).await.expect("write request");
-    let head = read_head(&mut tcp).await;
+    let head = raw::read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
 
     let mut up_tcp = raw.accept_tcp().await;
-    let up_head = read_head(&mut up_tcp).await;
+    let up_head = raw::read_head(&mut up_tcp).await;
     let key = up_head
         .lines()
         .find_map(|l| {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod lifecycle;
+pub mod raw;
 pub mod requests;
 mod tokens;
 mod upstream;
@@ -65,6 +66,11 @@ pub fn proxy(upstream: SocketAddr) -> ProxyBuilder {
 }
 
 impl ProxyBuilder {
+    /// Replaces `upstream.url` (for example to give it a path).
+    pub fn upstream_url(mut self, url: &str) -> Self {
+        self.upstream = url.to_owned();
+        self
+    }
     /// Extra lines for `[upstream]`.
     pub fn upstream(mut self, lines: &str) -> Self {
         self.upstream_extra = lines.to_owned();

@@ -1,0 +1,246 @@
+//! Both ends of a proxied connection at the byte level: a client and an
+//! upstream that write frames by hand (so that a test can stop in the middle
+//! of a frame) and read every frame the proxy sends, pings included.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+
+use super::wire::RawUpstream;
+use super::{auth_frame, WAIT};
+
+/// Opcodes.
+pub const TEXT: u8 = 0x1;
+/// Binary data frame.
+pub const BINARY: u8 = 0x2;
+/// Close frame.
+pub const CLOSE: u8 = 0x8;
+/// Ping frame.
+pub const PING: u8 = 0x9;
+/// Pong frame.
+pub const PONG: u8 = 0xA;
+
+/// The mask every hand-written client frame uses.
+const MASK: [u8; 4] = [0x1f, 0x2e, 0x3d, 0x4c];
+
+/// Reads an HTTP head byte by byte (nothing after it is consumed).
+pub async fn read_head(tcp: &mut TcpStream) -> String {
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let byte = tokio::time::timeout(WAIT, tcp.read_u8())
+            .await
+            .expect("head in time")
+            .expect("read head");
+        head.push(byte);
+    }
+    String::from_utf8(head).expect("utf-8 head")
+}
+
+/// A frame header: FIN set, `opcode`, `len`, masked when `masked`.
+pub fn header(opcode: u8, len: usize, masked: bool) -> Vec<u8> {
+    let mask_bit = if masked { 0x80 } else { 0 };
+    let mut h = vec![0x80 | opcode];
+    if len < 126 {
+        h.push(mask_bit | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        h.push(mask_bit | 126);
+        h.extend_from_slice(&len.to_be_bytes());
+    } else {
+        h.push(mask_bit | 127);
+        h.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    if masked {
+        h.extend_from_slice(&MASK);
+    }
+    h
+}
+
+/// Payload bytes masked as they are at `offset` into a client frame's payload.
+pub fn mask_at(payload: &[u8], offset: usize) -> Vec<u8> {
+    (payload.iter().enumerate())
+        .map(|(i, b)| b ^ MASK[(offset + i) % 4])
+        .collect()
+}
+
+/// A whole client frame (masked).
+pub fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    [header(opcode, payload.len(), true), mask_at(payload, 0)].concat()
+}
+
+/// A whole server frame (unmasked).
+pub fn server_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+    [header(opcode, payload.len(), false), payload.to_vec()].concat()
+}
+
+/// One side of a connection, read frame by frame.
+pub struct RawPeer {
+    /// The socket.
+    pub tcp: TcpStream,
+    /// Received, not yet parsed.
+    buf: Vec<u8>,
+}
+
+/// A received frame: its opcode and (unmasked) payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawFrame {
+    /// Opcode (FIN is checked to be set).
+    pub opcode: u8,
+    /// Payload, unmasked.
+    pub payload: Vec<u8>,
+}
+
+impl RawFrame {
+    /// The payload as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+
+    /// The close code, for a close frame with one.
+    pub fn close_code(&self) -> Option<u16> {
+        (self.opcode == CLOSE && self.payload.len() >= 2)
+            .then(|| u16::from_be_bytes([self.payload[0], self.payload[1]]))
+    }
+}
+
+impl RawPeer {
+    /// Writes bytes as they are.
+    pub async fn write(&mut self, bytes: &[u8]) {
+        self.tcp.write_all(bytes).await.expect("write");
+    }
+
+    /// The next frame within `wait`, or `None` (time out, or the socket ended).
+    pub async fn frame_within(&mut self, wait: Duration) -> Option<RawFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some((frame, used)) = parse(&self.buf) {
+                self.buf.drain(..used);
+                return Some(frame);
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => return None,
+            }
+        }
+    }
+
+    /// The next frame, within `WAIT`.
+    pub async fn frame(&mut self) -> RawFrame {
+        self.frame_within(WAIT)
+            .await
+            .expect("no frame in time (or the socket ended)")
+    }
+
+    /// The next frame that is not a ping or pong.
+    pub async fn data_or_close(&mut self) -> RawFrame {
+        loop {
+            let frame = self.frame().await;
+            if frame.opcode != PING && frame.opcode != PONG {
+                return frame;
+            }
+        }
+    }
+}
+
+/// One whole frame at the start of `buf`, and its length.
+fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
+    let [b0, b1, ..] = *buf else { return None };
+    assert!(b0 & 0x80 != 0, "fragmented frames are not expected here");
+    let (len, mut at) = match b1 & 0x7f {
+        126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
+        127 => {
+            let bytes: [u8; 8] = buf.get(2..10)?.try_into().ok()?;
+            (u64::from_be_bytes(bytes) as usize, 10)
+        }
+        n => (n as usize, 2),
+    };
+    let mask: Option<[u8; 4]> = if b1 & 0x80 != 0 {
+        let m = buf.get(at..at + 4)?.try_into().ok()?;
+        at += 4;
+        Some(m)
+    } else {
+        None
+    };
+    let payload = buf.get(at..at + len)?;
+    let payload = match mask {
+        Some(m) => (payload.iter().enumerate())
+            .map(|(i, b)| b ^ m[i % 4])
+            .collect(),
+        None => payload.to_vec(),
+    };
+    Some((
+        RawFrame {
+            opcode: b0 & 0x0f,
+            payload,
+        },
+        at + len,
+    ))
+}
+
+/// A client that authenticates by hand: upgrade request and auth frame,
+/// then the 101 and `AUTHENTICATED` read frame by frame.
+pub async fn raw_client(proxy: SocketAddr, token: &str) -> RawPeer {
+    let mut tcp = TcpStream::connect(proxy).await.expect("connect");
+    let request = format!(
+        "GET / HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(request.as_bytes()).await.expect("write");
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut peer = RawPeer {
+        tcp,
+        buf: Vec::new(),
+    };
+    let auth = auth_frame(token);
+    peer.write(&client_frame(
+        TEXT,
+        auth.to_text().expect("text").as_bytes(),
+    ))
+    .await;
+    peer
+}
+
+/// Accepts the proxy's upstream connection and answers its handshake by
+/// hand; returns the peer and the request head.
+pub async fn raw_upstream_accept(upstream: &RawUpstream) -> (RawPeer, String) {
+    let mut tcp = upstream.accept_tcp().await;
+    let head = read_head(&mut tcp).await;
+    let key = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .expect("key");
+    let answer = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    tcp.write_all(answer.as_bytes()).await.expect("write");
+    (
+        RawPeer {
+            tcp,
+            buf: Vec::new(),
+        },
+        head,
+    )
+}
+
+/// A raw client and a raw upstream, authenticated (`AUTHENTICATED` taken).
+pub async fn raw_pair(
+    proxy: SocketAddr,
+    upstream: &RawUpstream,
+    token: &str,
+) -> (RawPeer, RawPeer) {
+    let mut client = raw_client(proxy, token).await;
+    let (up, _) = raw_upstream_accept(upstream).await;
+    let first = client.data_or_close().await;
+    assert!(first.text().contains("AUTHENTICATED"), "{first:?}");
+    (client, up)
+}
