@@ -79,6 +79,8 @@ pub struct Leg<S> {
     /// Received bytes not decoded yet (a read of many control frames is
     /// decoded a few at a time); empty, and without memory, otherwise.
     undecoded: Vec<u8>,
+    /// How much of `undecoded` has been decoded.
+    undecoded_at: usize,
     /// Bytes to write, in order.
     out: VecDeque<Chunk>,
     /// Bytes of the first chunk already written.
@@ -117,6 +119,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             next: 0,
             failed: None,
             undecoded: Vec::new(),
+            undecoded_at: 0,
             out: VecDeque::new(),
             written: 0,
             written_end: Boundary::Message,
@@ -335,9 +338,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             if self.read_done {
                 return Poll::Ready(None);
             }
-            if !self.undecoded.is_empty() {
-                let undecoded = std::mem::take(&mut self.undecoded);
-                self.decode(&undecoded);
+            if self.undecoded_at < self.undecoded.len() {
+                let rest = &self.undecoded[self.undecoded_at..];
+                match self.decoder.feed_some(rest, &mut self.inbound) {
+                    Ok(used) => self.undecoded_at += used,
+                    Err(e) => self.failed = Some(e),
+                }
+                if self.undecoded_at >= self.undecoded.len() || self.failed.is_some() {
+                    self.undecoded = Vec::new();
+                    self.undecoded_at = 0;
+                }
                 continue;
             }
             let mut buf = [const { MaybeUninit::<u8>::uninit() }; MAX_READ];
@@ -360,11 +370,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 
     /// Decodes received bytes into `inbound`, a bounded number of control
-    /// frames at a time; keeps what is left for the next call.
+    /// frames at a time; keeps what is left (decoded from where it stopped,
+    /// without copying it again) for the next calls.
     fn decode(&mut self, received: &[u8]) {
         match self.decoder.feed_some(received, &mut self.inbound) {
             Ok(used) if used < received.len() => {
-                self.undecoded = received[used..].to_vec();
+                self.undecoded.extend_from_slice(&received[used..]);
             }
             Ok(_) => {}
             Err(e) => self.failed = Some(e),

@@ -16,13 +16,6 @@ use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::Data;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A raw server frame header: FIN, `opcode`, a 16-bit length, no mask.
-fn header16(opcode: u8, len: u16) -> Vec<u8> {
-    let mut h = vec![0x80 | opcode, 126];
-    h.extend_from_slice(&len.to_be_bytes());
-    h
-}
-
 /// Client and raw upstream, authenticated with a token of `ttl` seconds.
 async fn raw_pair_ttl(proxy: &TestProxy, raw: &RawUpstream, ttl: i64) -> (Ws, ServerWs) {
     let mut ws = connect(proxy, "/").await;
@@ -109,7 +102,9 @@ async fn a_client_close_inside_a_relayed_frame_follows_the_frame() {
     let (mut ws, mut up) = raw_pair_ttl(&proxy, &raw, 300).await;
     let payload: Vec<u8> = (0..1000u32).map(|i| i as u8).collect();
     let tcp = up.get_mut();
-    tcp.write_all(&header16(0x2, 1000)).await.expect("write");
+    tcp.write_all(&raw::header(raw::BINARY, 1000, false))
+        .await
+        .expect("write");
     tcp.write_all(&payload[..500]).await.expect("write");
     // The proxy has relayed the first half before the client closes.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -136,7 +131,9 @@ async fn an_upstream_gone_inside_a_relayed_frame_ends_the_client_socket() {
         .await;
     let (mut ws, mut up) = raw_pair_ttl(&proxy, &raw, 300).await;
     let tcp = up.get_mut();
-    tcp.write_all(&header16(0x2, 1000)).await.expect("write");
+    tcp.write_all(&raw::header(raw::BINARY, 1000, false))
+        .await
+        .expect("write");
     tcp.write_all(&[7u8; 500]).await.expect("write");
     tokio::time::sleep(Duration::from_millis(200)).await;
     drop(up);

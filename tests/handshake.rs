@@ -461,56 +461,18 @@ async fn upstream_101_without_a_valid_accept_key_closes_1013() {
 /// the HTTP layer before the relay takes the socket over).
 #[tokio::test]
 async fn frames_sent_with_the_handshakes_are_relayed() {
-    use tokio::io::AsyncWriteExt;
-    use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-    use tokio_tungstenite::tungstenite::protocol::Role;
-    use tokio_tungstenite::WebSocketStream;
-    let raw = RawUpstream::start().await;
-    let proxy = proxy(raw.addr).start().await;
-    let mut tcp = tokio::net::TcpStream::connect(proxy.addr)
+    use raw::*;
+    let upstream = RawUpstream::start().await;
+    let proxy = proxy(upstream.addr).start().await;
+    let then = client_frame(TEXT, b"first from client");
+    let mut client = raw_client_with(proxy.addr, "/chat", &hs256("alice", 300), &then).await;
+    let first = server_frame(TEXT, b"first from server");
+    let (mut up, _) = raw_upstream_accept_with(&upstream, &first).await;
+    assert!(client
+        .data_or_close()
         .await
-        .expect("connect");
-    let auth = auth_frame(&hs256("alice", 300));
-    let mut request = format!(
-        "GET /chat HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
-        proxy.addr
-    )
-    .into_bytes();
-    request.extend(raw::client_frame(
-        raw::TEXT,
-        auth.to_text().expect("text").as_bytes(),
-    ));
-    request.extend(raw::client_frame(raw::TEXT, b"first from client"));
-    tcp.write_all(&request).await.expect("write request");
-    let head = raw::read_head(&mut tcp).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-
-    let mut up_tcp = raw.accept_tcp().await;
-    let up_head = raw::read_head(&mut up_tcp).await;
-    let key = up_head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("sec-websocket-key")
-                .then(|| value.trim())
-        })
-        .expect("key");
-    let mut answer = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {}\r\n\r\n",
-        derive_accept_key(key.as_bytes())
-    )
-    .into_bytes();
-    answer.extend([0x81, 17]);
-    answer.extend(b"first from server");
-    up_tcp.write_all(&answer).await.expect("write answer");
-
-    let plain = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
-    let mut ws = WebSocketStream::from_raw_socket(plain, Role::Client, None).await;
-    let mut up = WebSocketStream::from_raw_socket(up_tcp, Role::Server, None).await;
-    let authenticated = recv_json(&mut ws).await;
-    assert_eq!(authenticated["type"], "AUTHENTICATED");
-    assert_eq!(recv(&mut ws).await, Message::text("first from server"));
-    assert_eq!(next_any(&mut up).await, Message::text("first from client"));
+        .text()
+        .contains("AUTHENTICATED"));
+    assert_eq!(client.data_or_close().await.text(), "first from server");
+    assert_eq!(up.data_or_close().await.text(), "first from client");
 }

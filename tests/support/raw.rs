@@ -180,33 +180,37 @@ fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
     ))
 }
 
-/// A client that authenticates by hand: upgrade request and auth frame,
-/// then the 101 and `AUTHENTICATED` read frame by frame.
-pub async fn raw_client(proxy: SocketAddr, token: &str) -> RawPeer {
+/// A client that authenticates by hand: the upgrade request (for `path`),
+/// its auth frame and `then` in one write, then the 101 read; its
+/// `AUTHENTICATED` is left to read.
+pub async fn raw_client_with(proxy: SocketAddr, path: &str, token: &str, then: &[u8]) -> RawPeer {
     let mut tcp = TcpStream::connect(proxy).await.expect("connect");
-    let request = format!(
-        "GET / HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+    let mut request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    );
-    tcp.write_all(request.as_bytes()).await.expect("write");
+    )
+    .into_bytes();
+    let auth = auth_frame(token);
+    request.extend(client_frame(TEXT, auth.to_text().expect("text").as_bytes()));
+    request.extend_from_slice(then);
+    tcp.write_all(&request).await.expect("write");
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-    let mut peer = RawPeer {
+    RawPeer {
         tcp,
         buf: Vec::new(),
-    };
-    let auth = auth_frame(token);
-    peer.write(&client_frame(
-        TEXT,
-        auth.to_text().expect("text").as_bytes(),
-    ))
-    .await;
-    peer
+    }
+}
+
+/// [`raw_client_with`] for `/`, with nothing after the auth frame.
+pub async fn raw_client(proxy: SocketAddr, token: &str) -> RawPeer {
+    raw_client_with(proxy, "/", token, &[]).await
 }
 
 /// Accepts the proxy's upstream connection and answers its handshake by
-/// hand; returns the peer and the request head.
-pub async fn raw_upstream_accept(upstream: &RawUpstream) -> (RawPeer, String) {
+/// hand, writing `then` in the same write as the 101; returns the peer and
+/// the request head.
+pub async fn raw_upstream_accept_with(upstream: &RawUpstream, then: &[u8]) -> (RawPeer, String) {
     let mut tcp = upstream.accept_tcp().await;
     let head = read_head(&mut tcp).await;
     let key = head
@@ -217,12 +221,14 @@ pub async fn raw_upstream_accept(upstream: &RawUpstream) -> (RawPeer, String) {
                 .then(|| value.trim().to_owned())
         })
         .expect("key");
-    let answer = format!(
+    let mut answer = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Accept: {}\r\n\r\n",
         derive_accept_key(key.as_bytes())
-    );
-    tcp.write_all(answer.as_bytes()).await.expect("write");
+    )
+    .into_bytes();
+    answer.extend_from_slice(then);
+    tcp.write_all(&answer).await.expect("write");
     (
         RawPeer {
             tcp,
@@ -230,6 +236,11 @@ pub async fn raw_upstream_accept(upstream: &RawUpstream) -> (RawPeer, String) {
         },
         head,
     )
+}
+
+/// [`raw_upstream_accept_with`], with nothing after the 101.
+pub async fn raw_upstream_accept(upstream: &RawUpstream) -> (RawPeer, String) {
+    raw_upstream_accept_with(upstream, &[]).await
 }
 
 /// A raw client and a raw upstream, authenticated (`AUTHENTICATED` taken).
