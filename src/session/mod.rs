@@ -62,7 +62,7 @@ const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 /// The client's side of the connection.
 pub type ClientSocket = Budgeted<TcpStream>;
 
-/// What a client leg can run on: hyper's upgraded socket in the proxy, an
+/// What a client leg can run on: the TCP socket hyper hands back in the proxy, an
 /// in-memory pipe in the timer unit tests.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> ClientIo for T {}
