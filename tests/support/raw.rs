@@ -12,7 +12,9 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use super::wire::RawUpstream;
 use super::{auth_frame, WAIT};
 
-/// Opcodes.
+/// Opcodes: continuation frame.
+pub const CONTINUATION: u8 = 0x0;
+/// Text data frame.
 pub const TEXT: u8 = 0x1;
 /// Binary data frame.
 pub const BINARY: u8 = 0x2;
@@ -86,7 +88,9 @@ pub struct RawPeer {
 /// A received frame: its opcode and (unmasked) payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawFrame {
-    /// Opcode (FIN is checked to be set).
+    /// FIN bit (always set for frames read with [`RawPeer::frame`]).
+    pub fin: bool,
+    /// Opcode.
     pub opcode: u8,
     /// Payload, unmasked.
     pub payload: Vec<u8>,
@@ -106,16 +110,71 @@ impl RawFrame {
 }
 
 impl RawPeer {
+    /// The socket, for a test that reads and writes it concurrently
+    /// (nothing may be buffered unparsed).
+    pub fn into_tcp(self) -> TcpStream {
+        assert!(
+            self.buf.is_empty(),
+            "{} bytes left unparsed",
+            self.buf.len()
+        );
+        self.tcp
+    }
+
     /// Writes bytes as they are.
     pub async fn write(&mut self, bytes: &[u8]) {
         self.tcp.write_all(bytes).await.expect("write");
     }
 
     /// The next frame within `wait`, or `None` (time out, or the socket ended).
+    /// A frame without FIN fails the test.
     pub async fn frame_within(&mut self, wait: Duration) -> Option<RawFrame> {
+        self.next_within(wait, false).await
+    }
+
+    /// Like [`RawPeer::frame_within`], but a fragment (no FIN) is returned too.
+    pub async fn fragment_within(&mut self, wait: Duration) -> Option<RawFrame> {
+        self.next_within(wait, true).await
+    }
+
+    /// The next frame, fragments included, within `WAIT`.
+    pub async fn fragment(&mut self) -> RawFrame {
+        self.fragment_within(WAIT)
+            .await
+            .expect("no frame in time (or the socket ended)")
+    }
+
+    /// Reads until at least `n` bytes are buffered (parsed or not), within
+    /// `WAIT`: to know that part of a frame has arrived.
+    pub async fn buffer_at_least(&mut self, n: usize) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while self.buf.len() < n {
+            let mut chunk = [0u8; 16 * 1024];
+            match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
+                Ok(Ok(got)) if got > 0 => self.buf.extend_from_slice(&chunk[..got]),
+                Ok(_) => panic!("socket ended with {} of {n} bytes", self.buf.len()),
+                Err(_) => panic!("only {} of {n} bytes arrived in time", self.buf.len()),
+            }
+        }
+    }
+
+    /// Every byte received within `wait` (or until the socket ends),
+    /// unparsed, the bytes already buffered included.
+    pub async fn bytes_within(&mut self, wait: Duration) -> Vec<u8> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some((frame, used)) = parse(&self.buf) {
+            let mut chunk = [0u8; 16 * 1024];
+            match tokio::time::timeout_at(deadline, self.tcp.read(&mut chunk)).await {
+                Ok(Ok(n)) if n > 0 => self.buf.extend_from_slice(&chunk[..n]),
+                _ => return std::mem::take(&mut self.buf),
+            }
+        }
+    }
+
+    async fn next_within(&mut self, wait: Duration, fragments: bool) -> Option<RawFrame> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some((frame, used)) = parse(&self.buf, fragments) {
                 self.buf.drain(..used);
                 return Some(frame);
             }
@@ -146,9 +205,12 @@ impl RawPeer {
 }
 
 /// One whole frame at the start of `buf`, and its length.
-fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
+fn parse(buf: &[u8], fragments: bool) -> Option<(RawFrame, usize)> {
     let [b0, b1, ..] = *buf else { return None };
-    assert!(b0 & 0x80 != 0, "fragmented frames are not expected here");
+    assert!(
+        fragments || b0 & 0x80 != 0,
+        "fragmented frames are not expected here"
+    );
     let (len, mut at) = match b1 & 0x7f {
         126 => (u16::from_be_bytes([*buf.get(2)?, *buf.get(3)?]) as usize, 4),
         127 => {
@@ -173,6 +235,7 @@ fn parse(buf: &[u8]) -> Option<(RawFrame, usize)> {
     };
     Some((
         RawFrame {
+            fin: b0 & 0x80 != 0,
             opcode: b0 & 0x0f,
             payload,
         },
