@@ -166,6 +166,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         self.out.is_empty() && self.own.is_empty() && !self.unflushed
     }
 
+    /// While closing: whether reading the other leg is safe now, because
+    /// this leg takes relayed bytes, or because its close is queued and it
+    /// will drop them (it is not waiting for the rest of a frame).
+    pub fn takes_or_drops(&self) -> bool {
+        self.accepts() || (self.write_done && !self.in_frame())
+    }
+
     /// Whether the bytes relayed to this leg stop inside a frame.
     pub fn in_frame(&self) -> bool {
         self.tail == Boundary::InFrame

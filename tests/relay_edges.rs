@@ -85,47 +85,78 @@ fn json_of(frame: &RawFrame) -> Value {
     serde_json::from_slice(&frame.payload).unwrap_or_else(|e| panic!("{e}: {}", show(frame)))
 }
 
-/// The scenario of the two `close_inside_a_client_frame` tests: the
-/// client sends half of a 200 KB binary frame; once the upstream has
-/// received that half, the upstream closes (1000); the client gets the close,
-/// then sends the rest of its frame (with `extra`: the rest, one more small
-/// binary frame and its close reply, in one write; without: the rest, and
-/// its close reply once the frame has arrived). The upstream must get the
-/// whole frame, then one close frame, then nothing.
-async fn close_inside_a_client_frame(extra: bool) {
+/// The scenario of the four `close_inside_*_frame` tests. The sender (the
+/// client when `from_client`, else the upstream) sends half of a 200 KB
+/// binary frame; once the receiver has that half, the receiver closes
+/// (1000) and the sender gets the close; the sender then sends the rest of
+/// its frame (with `extra`: the rest, one more small binary frame and its
+/// close reply, in one write; without: the rest, and its close reply once
+/// the frame has arrived). The receiver must get the whole frame, then one
+/// close frame, then nothing.
+async fn close_inside_a_frame(from_client: bool, extra: bool) {
     let raw = RawUpstream::start().await;
     let proxy = proxy(raw.addr)
         .session("ping_interval = \"0s\"")
         .start()
         .await;
     let (mut client, mut up) = raw_pair(proxy.addr, &raw, &hs256("alice", 300)).await;
+    let (sender, receiver, name) = if from_client {
+        (&mut client, &mut up, "the upstream")
+    } else {
+        (&mut up, &mut client, "the client")
+    };
+    // Frames as the sender and the receiver write them (a client's are masked).
+    let sent = |opcode, payload: &[u8]| {
+        if from_client {
+            client_frame(opcode, payload)
+        } else {
+            server_frame(opcode, payload)
+        }
+    };
+    let reply = |opcode, payload: &[u8]| {
+        if from_client {
+            server_frame(opcode, payload)
+        } else {
+            client_frame(opcode, payload)
+        }
+    };
+    let body = |bytes: &[u8], offset| {
+        if from_client {
+            mask_at(bytes, offset)
+        } else {
+            bytes.to_vec()
+        }
+    };
     let big = payload(BIG);
     let half = BIG / 2;
-    let head = header(BINARY, BIG, true);
+    let head = header(BINARY, BIG, from_client);
     assert_eq!(head[1] & 0x7f, 127, "the frame should have a 64-bit length");
-    client
-        .write(&[head.clone(), mask_at(&big[..half], 0)].concat())
+    sender
+        .write(&[head.clone(), body(&big[..half], 0)].concat())
         .await;
-    // The proxy masks what it sends upstream: a header as long as the client's.
-    up.buffer_at_least(head.len() + half).await;
-    up.write(&server_frame(CLOSE, &NORMAL)).await;
-    assert_close_1000(&client.frame().await, "the client");
-    let rest = mask_at(&big[half..], half);
+    // Relayed as it came: the receiver gets a header as long as the sender's.
+    receiver.buffer_at_least(head.len() + half).await;
+    receiver.write(&reply(CLOSE, &NORMAL)).await;
+    assert_close_1000(&sender.frame().await, "the sender");
+    let rest = body(&big[half..], half);
     if extra {
         let after = [
-            client_frame(BINARY, b"a frame begun after the close"),
-            client_frame(CLOSE, &NORMAL),
+            sent(BINARY, b"a frame begun after the close"),
+            sent(CLOSE, &NORMAL),
         ]
         .concat();
-        client.write(&[rest, after].concat()).await;
-        assert_whole(&up.frame().await, &big, true, "the upstream");
+        sender.write(&[rest, after].concat()).await;
+        assert_whole(&receiver.frame().await, &big, true, name);
     } else {
-        client.write(&rest).await;
-        assert_whole(&up.frame().await, &big, true, "the upstream");
-        client.write(&client_frame(CLOSE, &NORMAL)).await;
+        sender.write(&rest).await;
+        assert_whole(&receiver.frame().await, &big, true, name);
+        sender.write(&sent(CLOSE, &NORMAL)).await;
     }
-    assert_close_1000(&up.frame().await, "the upstream, after the frame,");
-    assert_nothing_more(&mut up, "after the close, the upstream").await;
+    assert_close_1000(
+        &receiver.frame().await,
+        &format!("{name}, after the frame,"),
+    );
+    assert_nothing_more(receiver, &format!("after the close, {name}")).await;
 }
 
 /// Defends against a close decided in the middle of a relayed client frame
@@ -134,7 +165,7 @@ async fn close_inside_a_client_frame(extra: bool) {
 /// through; the rest still reaches the upstream, whole, then the close.
 #[tokio::test]
 async fn close_inside_a_client_frame_relays_its_rest() {
-    close_inside_a_client_frame(false).await;
+    close_inside_a_frame(true, false).await;
 }
 
 /// Defends against frames that begin after a close slipping through: the
@@ -144,47 +175,7 @@ async fn close_inside_a_client_frame_relays_its_rest() {
 /// relayed).
 #[tokio::test]
 async fn close_inside_a_client_frame_relays_nothing_after_it() {
-    close_inside_a_client_frame(true).await;
-}
-
-/// The scenario of the two `close_inside_an_upstream_frame` tests: the
-/// upstream sends half of a 200 KB binary frame; once the client has it,
-/// the client closes (1000), and the upstream gets that close; the upstream
-/// then sends the rest of its frame (with `extra`: the rest, one more small
-/// binary frame and its close reply, in one write; without: the rest, and
-/// its close reply once the client has the frame). The client must get the
-/// whole frame, then one close frame, then nothing.
-async fn close_inside_an_upstream_frame(extra: bool) {
-    let raw = RawUpstream::start().await;
-    let proxy = proxy(raw.addr)
-        .session("ping_interval = \"0s\"")
-        .start()
-        .await;
-    let (mut client, mut up) = raw_pair(proxy.addr, &raw, &hs256("alice", 300)).await;
-    let big = payload(BIG);
-    let half = BIG / 2;
-    let head = header(BINARY, BIG, false);
-    up.write(&[head.clone(), big[..half].to_vec()].concat())
-        .await;
-    client.buffer_at_least(head.len() + half).await;
-    client.write(&client_frame(CLOSE, &NORMAL)).await;
-    assert_close_1000(&up.frame().await, "the upstream");
-    let rest = big[half..].to_vec();
-    if extra {
-        let after = [
-            server_frame(BINARY, b"a frame begun after the close"),
-            server_frame(CLOSE, &NORMAL),
-        ]
-        .concat();
-        up.write(&[rest, after].concat()).await;
-        assert_whole(&client.frame().await, &big, true, "the client");
-    } else {
-        up.write(&rest).await;
-        assert_whole(&client.frame().await, &big, true, "the client");
-        up.write(&server_frame(CLOSE, &NORMAL)).await;
-    }
-    assert_close_1000(&client.frame().await, "the client, after the frame,");
-    assert_nothing_more(&mut client, "after the close, the client").await;
+    close_inside_a_frame(true, true).await;
 }
 
 /// Defends against a client close cutting short an upstream frame that is
@@ -192,7 +183,7 @@ async fn close_inside_an_upstream_frame(extra: bool) {
 /// rest as soon as the upstream sends it, the whole frame, then the close.
 #[tokio::test]
 async fn close_inside_an_upstream_frame_relays_its_rest() {
-    close_inside_an_upstream_frame(false).await;
+    close_inside_a_frame(false, false).await;
 }
 
 /// Defends against upstream frames that begin after the client's close
@@ -201,7 +192,7 @@ async fn close_inside_an_upstream_frame_relays_its_rest() {
 /// and the close, and not the small frame.
 #[tokio::test]
 async fn close_inside_an_upstream_frame_relays_nothing_after_it() {
-    close_inside_an_upstream_frame(true).await;
+    close_inside_a_frame(false, true).await;
 }
 
 /// Pings each end answered in [`attend`].

@@ -59,9 +59,6 @@ pub(crate) fn beat_after(epoch: Instant, at: Instant, interval: std::time::Durat
 /// How far away the timer is set when no deadline applies.
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(86_400);
 
-/// The client's side of the connection.
-pub type ClientSocket = Budgeted<TcpStream>;
-
 /// What a client leg can run on: the TCP socket hyper hands back in the proxy, an
 /// in-memory pipe in the timer unit tests.
 pub trait ClientIo: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
@@ -367,16 +364,10 @@ impl<C: ClientIo> Session<C> {
     fn reads(&self) -> Reads {
         let up = self.upstream.as_ref();
         let client = &self.client;
-        // A leg whose write side is closed takes only the rest of a frame.
-        let takes = |leg_accepts: bool, write_done: bool, in_frame: bool| {
-            leg_accepts || (write_done && !in_frame)
-        };
         let client_read = client.own_unsent() < MAX_OWN_BACKLOG
             && match self.phase {
                 Phase::Authenticated | Phase::ReauthPending => up.is_some_and(|u| u.accepts()),
-                Phase::Closing { .. } => {
-                    up.is_none_or(|u| takes(u.accepts(), u.write_done, u.in_frame()))
-                }
+                Phase::Closing { .. } => up.is_none_or(|u| u.takes_or_drops()),
                 // Held, or relayed to finish a message begun before `exp`.
                 Phase::Suspended { .. } => {
                     up.is_none_or(|u| u.tail() == Boundary::Message || u.accepts())
@@ -387,9 +378,7 @@ impl<C: ClientIo> Session<C> {
             && match self.phase {
                 Phase::Authenticated | Phase::ReauthPending => client.accepts(),
                 Phase::Suspended { .. } => client.tail() != Boundary::Message && client.accepts(),
-                Phase::Closing { .. } => {
-                    takes(client.accepts(), client.write_done, client.in_frame())
-                }
+                Phase::Closing { .. } => client.takes_or_drops(),
                 Phase::Authenticating { .. } | Phase::Connecting { .. } => false,
             };
         Reads {
