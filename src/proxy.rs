@@ -30,7 +30,7 @@ pub struct Proxy {
     /// Token verification.
     pub verifier: Verifier,
     /// Control-frame names.
-    pub dialect: Dialect,
+    pub dialect: Arc<Dialect>,
     /// Where the upstream is.
     pub target: Target,
     /// Which headers go upstream.
@@ -89,7 +89,10 @@ impl Proxy {
             session: config.session.clone(),
             upstream: config.upstream.clone(),
             verifier,
-            dialect: Dialect::new(&config.dialect, config.session.upstream_notice),
+            dialect: Arc::new(Dialect::new(
+                &config.dialect,
+                config.session.upstream_notice,
+            )),
             target,
             headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies),
             wire: WireSettings::new(&config.websocket, &config.session),

@@ -135,6 +135,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
         }
     }
 
+    /// Reads the first member of text messages too large to inspect (see
+    /// [`wire::Sniff`]): the client leg.
+    pub fn sniff(&mut self, sniff: std::sync::Arc<dyn wire::Sniff>) {
+        self.decoder.set_sniff(sniff);
+    }
+
     /// Bytes already received from the peer outside this leg (read past an
     /// HTTP handshake): decoded before anything is read from the socket.
     pub fn received(&mut self, bytes: &[u8]) {

@@ -33,6 +33,24 @@ const MAX_CONTROL_PAYLOAD: u64 = 125;
 /// headers but add nothing to the message's length).
 const MAX_INSPECTED_FRAMES: usize = 8;
 
+/// Most payload bytes of a text message too large to inspect that are held
+/// while its first member is read ([`Sniff`]): a message whose first bytes
+/// still do not tell by then (whitespace padding) is refused, not relayed.
+pub const SNIFF_BYTES: usize = 256;
+
+/// Most frames held while the first member of such a message is read.
+const MAX_SNIFF_FRAMES: usize = 2 * MAX_INSPECTED_FRAMES;
+
+/// Decides from a text message's first bytes whether it is a control
+/// frame (the client leg's dialect; see [`crate::protocol::scan::first_member`]).
+/// Used for text messages too large, or in too many frames, to inspect whole.
+pub trait Sniff: Send + Sync + std::fmt::Debug {
+    /// What `prefix` (the message's first payload bytes, unmasked) says.
+    fn first_member(&self, prefix: &[u8]) -> Prefix;
+}
+
+pub use crate::protocol::scan::Prefix;
+
 /// Most control frames decoded by one [`Decoder::feed_some`]: a read full of
 /// tiny pings stops there, so that what one read produces stays bounded (the
 /// rest of the input waits until these are answered).
@@ -94,6 +112,10 @@ pub enum Inbound {
     Pong(Bytes),
     /// A close frame (`None` when it carried no code).
     Close(Option<CloseFrame>),
+    /// A text message too large to inspect whose first member makes it a
+    /// control frame (or whose first bytes could not tell): it is dropped,
+    /// none of its bytes are relayed. Handed out once, when that is known.
+    Refused,
 }
 
 /// Why a stream of frames was refused.
@@ -160,6 +182,22 @@ enum FrameKind {
     Collect,
     /// A control frame: collected here (at most 125 bytes).
     Control(Vec<u8>),
+    /// Held while the message's first member is read ([`Sniffing`]).
+    Sniff,
+    /// Dropped: the message was refused.
+    Drop,
+}
+
+/// A text message too large to inspect, held until its first bytes tell
+/// whether it may be relayed.
+#[derive(Debug, Default)]
+struct Sniffing {
+    /// Its frames as received, so far.
+    raw: Vec<u8>,
+    /// The first payload bytes, unmasked (at most [`SNIFF_BYTES`]).
+    prefix: Vec<u8>,
+    /// Frames in `raw`.
+    frames: usize,
 }
 
 /// An inspected text message being collected.
@@ -182,6 +220,10 @@ struct MessageState {
     len: u64,
     /// Collected for inspection, while it is small enough.
     collected: Option<Collected>,
+    /// Held while its first member is read (a text message too large to inspect).
+    sniffing: Option<Sniffing>,
+    /// Refused: its frames are dropped.
+    refused: bool,
 }
 
 /// An incremental frame decoder for one leg. It keeps only a partial header
@@ -201,6 +243,9 @@ pub struct Decoder {
     frame: Option<FrameState>,
     /// The data message being received.
     message: Option<MessageState>,
+    /// Reads the first member of text messages too large to inspect (the
+    /// client leg); `None` relays them unread.
+    sniff: Option<std::sync::Arc<dyn Sniff>>,
 }
 
 /// Relayed bytes gathered during one [`Decoder::feed`].
@@ -225,7 +270,14 @@ impl Decoder {
             head_len: 0,
             frame: None,
             message: None,
+            sniff: None,
         }
+    }
+
+    /// Reads the first member of text messages too large to inspect with
+    /// `sniff` (see [`Inbound::Refused`]).
+    pub fn set_sniff(&mut self, sniff: std::sync::Arc<dyn Sniff>) {
+        self.sniff = Some(sniff);
     }
 
     /// Bytes held between reads (a partial header and a collected message).
@@ -235,6 +287,11 @@ impl Decoder {
             .as_ref()
             .and_then(|m| m.collected.as_ref())
             .map_or(0, |c| c.raw.len() + c.text.len());
+        let sniffing = self
+            .message
+            .as_ref()
+            .and_then(|m| m.sniffing.as_ref())
+            .map_or(0, |s| s.raw.len() + s.prefix.len());
         let control = match &self.frame {
             Some(FrameState {
                 kind: FrameKind::Control(p),
@@ -242,7 +299,7 @@ impl Decoder {
             }) => p.len(),
             _ => 0,
         };
-        self.head_len + collected + control
+        self.head_len + collected + sniffing + control
     }
 
     /// Where the bytes decoded so far end. A partial header held back has
@@ -306,7 +363,7 @@ impl Decoder {
                     continue;
                 }
             } else {
-                let consumed = self.payload(input, run);
+                let consumed = self.payload(input, run, out);
                 input = &input[consumed..];
             }
             if self.frame.as_ref().is_some_and(|f| f.remaining == 0) {
@@ -422,7 +479,7 @@ impl Decoder {
             }
             OpCode::Data(data) => {
                 let kind = self.start_data(data, len, run)?;
-                if let (Data::Text, FrameKind::Collect) = (data, &kind) {
+                if let (Data::Text, FrameKind::Collect | FrameKind::Sniff) = (data, &kind) {
                     // Relayed bytes before an inspected message go out first.
                     if let Some(r) = run.take() {
                         self.emit_at(r, Boundary::Message, out);
@@ -438,7 +495,13 @@ impl Decoder {
                 c.raw.extend_from_slice(header_bytes);
                 c.frames += 1;
             }
+        } else if let FrameKind::Sniff = kind {
+            if let Some(s) = self.sniffing_mut() {
+                s.raw.extend_from_slice(header_bytes);
+                s.frames += 1;
+            }
         }
+        let sniffing = matches!(kind, FrameKind::Sniff);
         self.frame = Some(FrameState {
             opcode: header.opcode,
             fin: header.is_final,
@@ -447,7 +510,53 @@ impl Decoder {
             seen: 0,
             kind,
         });
+        if sniffing {
+            // What was collected before may tell already.
+            self.decide(false, run, out);
+        }
         Ok(())
+    }
+
+    /// Reads the first member of the message being sniffed: relays what
+    /// was held (data), refuses the message (control frame, or no answer
+    /// within [`SNIFF_BYTES`] or [`MAX_SNIFF_FRAMES`]), or waits for more.
+    /// `ended`: the message is complete, so waiting is over.
+    fn decide(&mut self, ended: bool, run: &mut Option<Run>, out: &mut Vec<Inbound>) {
+        let (Some(sniff), Some(message)) = (&self.sniff, self.message.as_mut()) else {
+            return;
+        };
+        let Some(held) = &message.sniffing else {
+            return;
+        };
+        let verdict = match sniff.first_member(&held.prefix) {
+            Prefix::NeedMore if ended => Prefix::Data,
+            Prefix::NeedMore
+                if held.prefix.len() >= SNIFF_BYTES || held.frames > MAX_SNIFF_FRAMES =>
+            {
+                Prefix::Control
+            }
+            verdict => verdict,
+        };
+        let kind = match verdict {
+            Prefix::NeedMore => return,
+            Prefix::Data => {
+                if let Some(held) = message.sniffing.take() {
+                    push_run(run, &held.raw, true, Boundary::Message).frames += held.frames;
+                }
+                FrameKind::Pass
+            }
+            Prefix::Control => {
+                message.sniffing = None;
+                message.refused = true;
+                out.push(Inbound::Refused);
+                FrameKind::Drop
+            }
+        };
+        if let Some(frame) = self.frame.as_mut() {
+            if let FrameKind::Sniff = frame.kind {
+                frame.kind = kind;
+            }
+        }
     }
 
     /// Checks a data frame's place in its message and decides whether it is collected.
@@ -464,6 +573,7 @@ impl Decoder {
             });
         }
         let inspect = self.limits.inspect_limit as u64;
+        let sniffs = self.sniff.is_some();
         match data {
             Data::Continue => {
                 let Some(message) = self.message.as_mut() else {
@@ -481,15 +591,29 @@ impl Decoder {
                     .as_ref()
                     .is_some_and(|c| c.frames >= MAX_INSPECTED_FRAMES);
                 if message.collected.is_some() && (message.len > inspect || too_many) {
-                    // Too long (or in too many pieces) to be a control frame after
-                    // all: relay what was collected.
+                    // Too long (or in too many pieces) to inspect whole after
+                    // all: read its first member, or relay what was collected.
                     if let Some(c) = message.collected.take() {
-                        let text = message.text;
-                        push_run(run, &c.raw, text, Boundary::Message).frames += c.frames;
+                        if sniffs {
+                            let mut prefix = c.text;
+                            prefix.truncate(SNIFF_BYTES);
+                            message.sniffing = Some(Sniffing {
+                                raw: c.raw,
+                                prefix,
+                                frames: c.frames,
+                            });
+                        } else {
+                            let text = message.text;
+                            push_run(run, &c.raw, text, Boundary::Message).frames += c.frames;
+                        }
                     }
                 }
-                Ok(if message.collected.is_some() {
+                Ok(if message.refused {
+                    FrameKind::Drop
+                } else if message.collected.is_some() {
                     FrameKind::Collect
+                } else if message.sniffing.is_some() {
+                    FrameKind::Sniff
                 } else {
                     FrameKind::Pass
                 })
@@ -506,13 +630,18 @@ impl Decoder {
                 }
                 let text = data == Data::Text;
                 let collect = text && inspect > 0 && len <= inspect;
+                let sniff = text && !collect && sniffs;
                 self.message = Some(MessageState {
                     text,
                     len,
                     collected: collect.then(Collected::default),
+                    sniffing: sniff.then(Sniffing::default),
+                    refused: false,
                 });
                 Ok(if collect {
                     FrameKind::Collect
+                } else if sniff {
+                    FrameKind::Sniff
                 } else {
                     FrameKind::Pass
                 })
@@ -522,7 +651,7 @@ impl Decoder {
     }
 
     /// Takes payload bytes of the current frame; returns how many were used.
-    fn payload(&mut self, input: &[u8], run: &mut Option<Run>) -> usize {
+    fn payload(&mut self, input: &[u8], run: &mut Option<Run>, out: &mut Vec<Inbound>) -> usize {
         let text = self.message_is_text();
         let Some(frame) = self.frame.as_mut() else {
             return 0;
@@ -550,9 +679,25 @@ impl Decoder {
                     }
                 }
             }
+            FrameKind::Sniff => {
+                if let Some(s) = self.message.as_mut().and_then(|m| m.sniffing.as_mut()) {
+                    s.raw.extend_from_slice(bytes);
+                    let start = s.prefix.len();
+                    let wanted = &bytes[..bytes.len().min(SNIFF_BYTES - start)];
+                    s.prefix.extend_from_slice(wanted);
+                    if let Some(mask) = frame.mask {
+                        unmask(&mut s.prefix[start..], mask, frame.seen);
+                    }
+                }
+            }
+            FrameKind::Drop => {}
         }
+        let sniffing = matches!(frame.kind, FrameKind::Sniff);
         frame.remaining -= n as u64;
         frame.seen += n;
+        if sniffing {
+            self.decide(false, run, out);
+        }
         n
     }
 
@@ -574,8 +719,15 @@ impl Decoder {
                     _ => Inbound::Close(parse_close(&payload)?),
                 });
             }
-            FrameKind::Pass => {
+            FrameKind::Pass | FrameKind::Drop => {
                 if frame.fin {
+                    self.message = None;
+                }
+            }
+            FrameKind::Sniff => {
+                if frame.fin {
+                    // Ended before its first bytes told: nothing read it as a control frame.
+                    self.decide(true, run, out);
                     self.message = None;
                 }
             }
@@ -623,6 +775,10 @@ impl Decoder {
 
     fn collected_mut(&mut self) -> Option<&mut Collected> {
         self.message.as_mut().and_then(|m| m.collected.as_mut())
+    }
+
+    fn sniffing_mut(&mut self) -> Option<&mut Sniffing> {
+        self.message.as_mut().and_then(|m| m.sniffing.as_mut())
     }
 }
 

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use super::{ClientIo, Credentials, Flow, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
 use crate::headers::ClientRequest;
-use crate::protocol::ClientFrame;
+use crate::protocol::{self, ClientFrame};
 use crate::relay::Leg;
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
@@ -52,7 +52,7 @@ impl<C: ClientIo> Session<C> {
         }
         let (id, token) = match self.proxy.dialect.classify_first(text) {
             ClientFrame::Auth { id, token } => (id, token),
-            ClientFrame::Data | ClientFrame::Reserved { .. } => {
+            ClientFrame::Data | ClientFrame::Reserved { .. } | ClientFrame::Malformed => {
                 return self.close(CloseCause::AuthRequired)
             }
         };
@@ -64,11 +64,15 @@ impl<C: ClientIo> Session<C> {
             }
             None => return self.close(CloseCause::InvalidToken),
         };
-        tracing::debug!(conn = %self.id, sub = %identity.sub, provider = %identity.provider, "authenticated");
+        // Values from a token are logged escaped (Debug), never as they are.
+        tracing::debug!(conn = %self.id, sub = ?identity.sub, provider = %identity.provider, "authenticated");
         self.client.io_mut().lift();
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
         };
+        if self.proxy.session.upstream_notice {
+            self.notice_key = Some(protocol::notice_key().into());
+        }
         let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
         let s = &self.proxy.session;
         self.credentials = Some(Credentials::new(identity, s.reauth_lead, s.reauth_jitter));
@@ -89,10 +93,17 @@ impl<C: ClientIo> Session<C> {
         let proxy = self.proxy.clone();
         let identity = identity.clone();
         let id = self.id.clone();
+        let notice_key = self
+            .notice_key
+            .as_deref()
+            .and_then(|k| http::HeaderValue::from_str(k).ok());
         Box::pin(async move {
             let prepare = |headers: &mut http::HeaderMap| {
                 proxy.headers.forward(&request, &id, "http", headers);
                 proxy.headers.identity(&identity, headers);
+                if let Some(key) = notice_key {
+                    headers.insert(protocol::NOTICE_KEY_HEADER, key);
+                }
                 if let Some(p) = &request.subprotocol {
                     headers.insert(http::header::SEC_WEBSOCKET_PROTOCOL, p.clone());
                 }
@@ -163,19 +174,13 @@ impl<C: ClientIo> Session<C> {
                 id.as_ref(),
             );
         }
-        let now = Instant::now();
-        let min_interval = self.proxy.session.reauth_min_interval;
-        let Some(creds) = &mut self.credentials else {
-            return;
-        };
-        if creds.last_attempt.is_some_and(|t| now < t + min_interval) {
+        if self.reauth_rate_limited() {
             return self.reply_error(
                 "rate_limited",
                 "too many REAUTH attempts; wait and retry",
                 id.as_ref(),
             );
         }
-        creds.last_attempt = Some(now);
         let verified = match token.as_deref() {
             Some(t) => self.proxy.verifier.verify(t),
             None => Err(AuthError::Malformed),
@@ -184,7 +189,7 @@ impl<C: ClientIo> Session<C> {
             Ok(identity) => identity,
             Err(e) => return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref()),
         };
-        let Some(creds) = &mut self.credentials else {
+        let Some(creds) = &self.credentials else {
             return;
         };
         if identity.sub != creds.identity.sub || identity.iss != creds.identity.iss {
@@ -198,6 +203,29 @@ impl<C: ClientIo> Session<C> {
                 id.as_ref(),
             );
         }
+        self.reauthenticated(identity, id.as_ref());
+    }
+
+    /// Records a REAUTH attempt; true when it came too soon after the last.
+    fn reauth_rate_limited(&mut self) -> bool {
+        let now = Instant::now();
+        let min_interval = self.proxy.session.reauth_min_interval;
+        let Some(creds) = &mut self.credentials else {
+            return false;
+        };
+        if creds.last_attempt.is_some_and(|t| now < t + min_interval) {
+            return true;
+        }
+        creds.last_attempt = Some(now);
+        false
+    }
+
+    /// A REAUTH was accepted: new clocks, `AUTHENTICATED`, back to relaying
+    /// (with what was held while suspended), and the upstream notice.
+    fn reauthenticated(&mut self, identity: Arc<Identity>, reply_to: Option<&Value>) {
+        let Some(creds) = &mut self.credentials else {
+            return;
+        };
         // The new token resets the failure count, not the rate limit.
         let last_attempt = creds.last_attempt;
         // auth_required is sent once per token: the same exp again is not a new one.
@@ -209,17 +237,10 @@ impl<C: ClientIo> Session<C> {
         if let Some(text) =
             self.proxy
                 .dialect
-                .authenticated(&identity.sub, identity.exp, &self.id, id.as_ref())
+                .authenticated(&identity.sub, identity.exp, &self.id, reply_to)
         {
             self.client.push_text(&text);
         }
-        let notice = if self.proxy.session.upstream_notice {
-            self.proxy
-                .dialect
-                .identity_refreshed(&identity.sub, identity.exp, &identity.claims())
-        } else {
-            None
-        };
         match self.phase {
             Phase::ReauthPending if same_exp => {}
             Phase::Authenticated | Phase::ReauthPending => self.phase = Phase::Authenticated,
@@ -233,6 +254,14 @@ impl<C: ClientIo> Session<C> {
             }
             _ => {}
         }
+        let notice = self.notice_key.as_deref().and_then(|key| {
+            self.proxy.dialect.identity_refreshed(
+                &identity.sub,
+                identity.exp,
+                &identity.claims(),
+                key,
+            )
+        });
         if let (Some(text), Some(up)) = (notice, &mut self.upstream) {
             up.push_text(&text);
         }

@@ -161,6 +161,9 @@ pub struct Session<C = TcpStream> {
     phase: Phase,
     /// The identity, once authenticated.
     credentials: Option<Credentials>,
+    /// This connection's notice key (`session.upstream_notice`), sent to the
+    /// upstream in its handshake and in every notice; never to the client.
+    notice_key: Option<Box<str>>,
     /// Client frames that may not go upstream yet (while connecting or suspended).
     held: Held,
     /// Next heartbeat, if heartbeats are on.
@@ -203,6 +206,7 @@ impl<C: ClientIo> Session<C> {
             proxy.wire.client,
             proxy.wire.read_limit,
         );
+        client.sniff(proxy.dialect.clone());
         client.received(received);
         Session {
             id,
@@ -211,6 +215,7 @@ impl<C: ClientIo> Session<C> {
             upstream: None,
             phase: Phase::Authenticating { deadline },
             credentials: None,
+            notice_key: None,
             held,
             next_ping,
             lifetime_end,
@@ -224,7 +229,11 @@ impl<C: ClientIo> Session<C> {
 
     /// Runs the connection to its end.
     pub async fn run(mut self) {
-        tracing::debug!(conn = %self.id, "connection opened");
+        if let Some(request) = &self.request {
+            // Path without its query (which may hold a token), escaped.
+            let path = request.path_and_query.split('?').next().unwrap_or_default();
+            tracing::debug!(conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
+        }
         loop {
             // poll_event points the timer at the next deadline itself.
             let event = poll_fn(|cx| self.poll_event(cx)).await;
@@ -447,54 +456,20 @@ impl<C: ClientIo> Session<C> {
     }
 
     fn on_client(&mut self, item: Option<Result<Inbound, LegError>>) -> Flow {
-        let closing = matches!(self.phase, Phase::Closing { .. });
         let item = match item {
             Some(Ok(item)) => item,
-            Some(Err(LegError::Wire(
-                WireError::MessageTooLong { .. } | WireError::FrameTooLong { .. },
-            ))) => {
-                let cause = match self.phase {
-                    Phase::Authenticating { .. } => CloseCause::AuthFrameTooLarge,
-                    _ => CloseCause::ClientMessageTooLarge,
-                };
-                self.close(cause);
+            Some(Err(e)) => {
+                self.on_client_error(Some(e));
                 return self.flow();
             }
-            Some(Err(LegError::Io(e))) if Budgeted::<C>::is_over_budget(&e) => {
-                self.close(CloseCause::AuthFrameTooLarge);
-                return self.flow();
-            }
-            Some(Err(LegError::Wire(_))) => {
-                self.close(CloseCause::ClientProtocolError);
-                return self.flow();
-            }
-            Some(Err(LegError::Io(_))) | None => {
-                self.client.read_done = true;
-                self.client.write_done = true;
-                if !closing {
-                    self.close(CloseCause::ClientGone);
-                }
+            None => {
+                self.on_client_error(None);
                 return self.flow();
             }
         };
-        if closing {
-            // Only the rest of a frame already begun upstream is relayed
-            // (the upstream leg takes nothing else once its close is queued).
-            if let (
-                Inbound::Data {
-                    raw,
-                    start,
-                    boundary,
-                    ..
-                },
-                Some(up),
-            ) = (item, &mut self.upstream)
-            {
-                up.forward(raw, start, boundary);
-            }
-            return self.flow();
-        }
+        let first = matches!(self.phase, Phase::Authenticating { .. });
         match item {
+            _ if matches!(self.phase, Phase::Closing { .. }) => self.while_closing(item),
             Inbound::Close(frame) => {
                 // The leg has echoed the client's close; pass it on upstream.
                 if let Some(up) = &mut self.upstream {
@@ -503,53 +478,100 @@ impl<C: ClientIo> Session<C> {
                 self.enter_closing();
             }
             Inbound::Ping(_) | Inbound::Pong(_) => {}
-            Inbound::Text { text, raw, frames } => {
-                if let Phase::Authenticating { .. } = self.phase {
-                    self.on_first_frame(&text);
-                } else {
-                    match self.proxy.dialect.classify_later(&text) {
-                        ClientFrame::Auth { id, token } => self.on_reauth(id, token),
-                        ClientFrame::Reserved { id } => self.reply_error(
-                            "reserved_type",
-                            "this frame type is reserved for the proxy",
-                            id.as_ref(),
-                        ),
-                        ClientFrame::Data => {
-                            let piece = Piece {
-                                bytes: raw,
-                                start: Boundary::Message,
-                                end: Boundary::Message,
-                            };
-                            self.relay_to_upstream(piece, frames);
-                        }
-                    }
-                }
+            Inbound::Text { text, .. } if first => self.on_first_frame(&text),
+            // Text longer than the inspection limit is longer than an auth frame may be.
+            Inbound::Data { text: true, .. } | Inbound::Refused if first => {
+                self.close(CloseCause::AuthFrameTooLarge)
             }
+            Inbound::Data { .. } if first => self.close(CloseCause::AuthRequired),
+            Inbound::Text { text, raw, frames } => self.on_client_text(&text, raw, frames),
             Inbound::Data {
                 raw,
                 start,
-                text,
                 frames,
                 boundary,
+                ..
             } => {
-                if let Phase::Authenticating { .. } = self.phase {
-                    // Text longer than the inspection limit is longer than an auth frame may be.
-                    self.close(if text {
-                        CloseCause::AuthFrameTooLarge
-                    } else {
-                        CloseCause::AuthRequired
-                    });
-                } else {
-                    let piece = Piece {
-                        bytes: raw,
-                        start,
-                        end: boundary,
-                    };
-                    self.relay_to_upstream(piece, frames);
-                }
+                let piece = Piece {
+                    bytes: raw,
+                    start,
+                    end: boundary,
+                };
+                self.relay_to_upstream(piece, frames);
             }
+            Inbound::Refused => self.reply_error(
+                "frame_too_large",
+                "a control frame must fit in session.max_auth_frame_bytes and 8 frames",
+                None,
+            ),
         }
         self.flow()
+    }
+
+    /// The client's read side failed or ended.
+    fn on_client_error(&mut self, error: Option<LegError>) {
+        let cause = match error {
+            Some(LegError::Wire(
+                WireError::MessageTooLong { .. } | WireError::FrameTooLong { .. },
+            )) => match self.phase {
+                Phase::Authenticating { .. } => CloseCause::AuthFrameTooLarge,
+                _ => CloseCause::ClientMessageTooLarge,
+            },
+            Some(LegError::Io(e)) if Budgeted::<C>::is_over_budget(&e) => {
+                CloseCause::AuthFrameTooLarge
+            }
+            Some(LegError::Wire(_)) => CloseCause::ClientProtocolError,
+            Some(LegError::Io(_)) | None => {
+                self.client.read_done = true;
+                self.client.write_done = true;
+                CloseCause::ClientGone
+            }
+        };
+        // close() does nothing once closing.
+        self.close(cause);
+    }
+
+    /// While closing, only the rest of a frame already begun upstream is
+    /// relayed (the upstream leg takes nothing else once its close is queued).
+    fn while_closing(&mut self, item: Inbound) {
+        if let (
+            Inbound::Data {
+                raw,
+                start,
+                boundary,
+                ..
+            },
+            Some(up),
+        ) = (item, &mut self.upstream)
+        {
+            up.forward(raw, start, boundary);
+        }
+    }
+
+    /// An inspected client text message after the first: a control frame of
+    /// the dialect is handled here, anything else is relayed.
+    fn on_client_text(&mut self, text: &str, raw: bytes::Bytes, frames: usize) {
+        match self.proxy.dialect.classify_later(text) {
+            ClientFrame::Auth { id, token } => self.on_reauth(id, token),
+            ClientFrame::Reserved { id } => self.reply_error(
+                "reserved_type",
+                "this frame type is reserved for the proxy",
+                id.as_ref(),
+            ),
+            ClientFrame::Malformed => self.reply_error(
+                "malformed_frame",
+                "a frame of a control type must be one strict JSON object with one \"type\" key",
+                None,
+            ),
+            ClientFrame::Data => {
+                let piece = Piece {
+                    bytes: raw,
+                    start: Boundary::Message,
+                    end: Boundary::Message,
+                };
+                self.relay_to_upstream(piece, frames);
+            }
+        }
     }
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.

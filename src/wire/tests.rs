@@ -69,6 +69,7 @@ enum Ev {
     Ping(Vec<u8>),
     Pong(Vec<u8>),
     Close(Option<(u16, String)>),
+    Refused,
 }
 
 fn push_ev(log: &mut Vec<Ev>, ev: Ev) {
@@ -88,6 +89,7 @@ fn normalize(out: &[Inbound]) -> Vec<Ev> {
                 push_ev(&mut log, Ev::Bytes(raw.to_vec()));
                 log.push(Ev::Text(text.clone()));
             }
+            Inbound::Refused => log.push(Ev::Refused),
             Inbound::Ping(p) => log.push(Ev::Ping(p.to_vec())),
             Inbound::Pong(p) => log.push(Ev::Pong(p.to_vec())),
             Inbound::Close(c) => {
@@ -268,10 +270,30 @@ impl Built {
 
 /// Decodes a built case and checks everything against it.
 fn check(case: &Case, role: Role, inspect: usize, chunks: &[usize]) -> Result<(), TestCaseError> {
+    check_with(case, role, inspect, chunks, false)
+}
+
+/// [`check`], with the first-member check of large text messages on or off
+/// (random payloads are never a `REAUTH` frame, so everything is relayed).
+fn check_with(
+    case: &Case,
+    role: Role,
+    inspect: usize,
+    chunks: &[usize],
+    sniff: bool,
+) -> Result<(), TestCaseError> {
     let b = Built::new(case, role, inspect);
-    let mut decoder = Decoder::new(role, limits(inspect));
+    let mut decoder = if sniff {
+        sniffing(inspect)
+    } else {
+        Decoder::new(role, limits(inspect))
+    };
     // A partial header or a control frame, and a collected message's frames and text.
-    let max_held = 125 + 2 * inspect + MAX_INSPECTED_FRAMES * MAX_HEADER;
+    let max_held = if sniff {
+        sniff_held(inspect)
+    } else {
+        125 + 2 * inspect + MAX_INSPECTED_FRAMES * MAX_HEADER
+    };
     let out = decode(&mut decoder, &b.input, chunks, max_held).expect("valid stream refused");
     prop_assert_eq!(decoder.boundary(), Boundary::Message);
     prop_assert_eq!(decoder.held_bytes(), 0);
@@ -400,6 +422,11 @@ proptest! {
     #[test]
     fn server_decodes_client_streams(case in case(), chunks in chunks(), inspect in prop_oneof![Just(0usize), 1usize..200]) {
         check(&case, Role::Server, inspect, &chunks)?;
+    }
+
+    #[test]
+    fn sniffing_server_relays_client_streams(case in case(), chunks in chunks(), inspect in 1usize..200) {
+        check_with(&case, Role::Server, inspect, &chunks, true)?;
     }
 
     #[test]
@@ -793,4 +820,109 @@ fn control_frames_per_feed_are_bounded() {
     decoder.feed(&input[used..], &mut out).unwrap();
     assert_eq!(out.len(), 100 - MAX_CONTROL_PER_FEED + 1);
     assert!(matches!(out.last(), Some(Inbound::Text { text, .. }) if text == "hi"));
+}
+
+/// The first-member check of the client leg, for the name `REAUTH`.
+#[derive(Debug)]
+struct Reauth;
+
+impl Sniff for Reauth {
+    fn first_member(&self, prefix: &[u8]) -> Prefix {
+        crate::protocol::scan::first_member(prefix, &[b"REAUTH"])
+    }
+}
+
+fn sniffing(inspect: usize) -> Decoder {
+    let mut decoder = Decoder::new(Role::Server, limits(inspect));
+    decoder.set_sniff(std::sync::Arc::new(Reauth));
+    decoder
+}
+
+/// `payload` as a text message in `n` masked fragments.
+fn fragments(payload: &[u8], n: usize) -> Vec<u8> {
+    let size = payload.len().div_ceil(n).max(1);
+    let pieces: Vec<&[u8]> = payload.chunks(size).collect();
+    let mut out = Vec::new();
+    for (i, piece) in pieces.iter().enumerate() {
+        let op = if i == 0 { TEXT } else { CONT };
+        let fin = if i + 1 == pieces.len() { FIN } else { 0 };
+        out.extend(frame(fin | op, MASK, piece));
+    }
+    out
+}
+
+/// Most a sniffing decoder with inspection limit `inspect` holds.
+fn sniff_held(inspect: usize) -> usize {
+    125 + 2 * inspect + SNIFF_BYTES + (MAX_SNIFF_FRAMES + 1) * MAX_HEADER
+}
+
+#[test]
+fn large_control_frames_are_refused_from_their_first_member() {
+    let token = "t".repeat(300);
+    let reauth = format!(r#"{{"type":"REAUTH","payload":{{"token":"{token}"}}}}"#);
+    let after = frame(FIN | TEXT, MASK, b"next");
+    for input in [
+        frame(FIN | TEXT, MASK, reauth.as_bytes()),
+        fragments(reauth.as_bytes(), 15),
+        fragments(br#"{"type":"REAUTH","payload":{"token":"small"}}"#, 12),
+        frame(
+            FIN | TEXT,
+            MASK,
+            format!(r#" {{ "TYPE" : "RE\u0041UTH", "x":"{token}"}}"#).as_bytes(),
+        ),
+        frame(
+            FIN | TEXT,
+            MASK,
+            format!("{{{}\"x\":1}}", " ".repeat(300)).as_bytes(),
+        ),
+    ] {
+        let stream = [input.clone(), after.clone()].concat();
+        for chunk in [1, 5, 64, 100_000] {
+            let mut d = sniffing(32);
+            let out = decode(&mut d, &stream, &[chunk], sniff_held(32)).unwrap();
+            let next = vec![Ev::Bytes(after.clone()), Ev::Text("next".into())];
+            assert_eq!(
+                normalize(&out),
+                [vec![Ev::Refused], next].concat(),
+                "chunks of {chunk}"
+            );
+            assert_eq!(d.boundary(), Boundary::Message);
+            assert_eq!(d.held_bytes(), 0);
+        }
+    }
+}
+
+#[test]
+fn large_data_is_relayed_unchanged_once_its_first_member_tells() {
+    let long = "x".repeat(400);
+    for payload in [
+        format!(r#"{{"text":"{long}","type":"REAUTH"}}"#),
+        format!(r#"{{"type":"chat","text":"{long}"}}"#),
+        format!("plain text {long}"),
+        format!(r#"{{"type":"REAUTHOR","x":"{long}"}}"#),
+        // Ends before its first member tells: nothing reads it as a control frame.
+        r#"{"type":"REAU"#.to_owned(),
+    ] {
+        for input in [
+            frame(FIN | TEXT, MASK, payload.as_bytes()),
+            fragments(payload.as_bytes(), 20),
+        ] {
+            for chunk in [1, 3, 100_000] {
+                let mut d = sniffing(8);
+                let out = decode(&mut d, &input, &[chunk], sniff_held(8)).unwrap();
+                assert_eq!(normalize(&out), vec![Ev::Bytes(input.clone())], "{payload}");
+                assert_eq!(d.held_bytes(), 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn pings_inside_a_sniffed_message_are_still_answered() {
+    let mut input = frame(TEXT, MASK, br#"{"ty"#);
+    input.extend(frame(FIN | 0x9, MASK, b"p"));
+    input.extend(frame(FIN | CONT, MASK, br#"pe":"REAUTH","payload":{}}"#));
+    let mut d = sniffing(4);
+    let out = decode(&mut d, &input, &[100], sniff_held(4)).unwrap();
+    assert_eq!(normalize(&out), vec![Ev::Ping(b"p".to_vec()), Ev::Refused]);
 }

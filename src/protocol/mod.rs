@@ -3,10 +3,19 @@
 //!
 //! Inspection is cheap on the hot path: a text frame in which none of the
 //! dialect's type names occurs as a JSON string (`"REAUTH"`, quotes
-//! included), and which has no JSON escape (`\`) that could spell one,
+//! included), and which has no JSON escape (`\u`) that could spell one,
 //! cannot be a control frame and is forwarded without a parse.
-//! Anything else that is a JSON object is parsed, so key order, whitespace
-//! and escapes never let a control frame through.
+//!
+//! Anything else that is (or starts like) a JSON object has its top level
+//! read by a lenient scanner ([`scan`]): a message whose top-level `type`
+//! (key in any case) is one of the dialect's names is a control frame, and
+//! is either well-formed (exactly one `type` key, spelled so, strict JSON,
+//! nothing after the object) or refused as malformed; it is never relayed.
+//! So no disagreement between our parser and the upstream's turns a
+//! control frame into data. Text messages too large to hold are decided by
+//! their first member ([`Dialect`] is the decoder's [`crate::wire::Sniff`]).
+
+pub mod scan;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -31,20 +40,16 @@ pub enum ClientFrame {
         /// The client's `id`, echoed as `in_reply_to`.
         id: Option<Value>,
     },
+    /// Its top-level `type` is one of the dialect's names, but it is not a
+    /// well-formed control frame (not strict JSON, a BOM, trailing bytes,
+    /// `type` spelled in another case or given twice): never forwarded.
+    Malformed,
     /// Anything else: application data.
     Data,
 }
 
 /// Longest client `id` echoed back as `in_reply_to`; a longer one is not echoed.
 const MAX_ECHOED_ID: usize = 128;
-
-/// Only the `type` of a frame, read without building the rest.
-#[derive(serde::Deserialize)]
-struct TypeOnly<'a> {
-    /// The frame type, borrowed when it has no escapes.
-    #[serde(rename = "type", borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
-}
 
 /// The configured dialect, ready for matching.
 #[derive(Debug)]
@@ -69,6 +74,9 @@ pub struct Dialect {
     reserved: Vec<String>,
     /// Path of the token inside a control frame.
     token_path: Vec<String>,
+    /// The names that make a message after the first a control frame
+    /// (re-auth and reserved types), for the decoder's first-member check.
+    later: Vec<Box<[u8]>>,
 }
 
 /// Counter behind frame ids.
@@ -96,7 +104,13 @@ impl Dialect {
             .collect();
         needles.sort();
         needles.dedup();
+        let later = reauth
+            .iter()
+            .chain(reserved.iter())
+            .map(|n| n.as_bytes().into())
+            .collect();
         Dialect {
+            later,
             auth,
             reauth,
             needles,
@@ -127,28 +141,39 @@ impl Dialect {
     /// Only a `\u` escape can spell a letter, so without one every type name
     /// must appear literally, quotes included.
     fn might_be_control(&self, text: &str) -> bool {
-        let trimmed = text.trim_start();
+        let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\n', '\r']);
         if !trimmed.starts_with('{') {
             return false;
         }
         trimmed.contains("\\u") || self.needles.iter().any(|n| trimmed.contains(n.as_str()))
     }
 
+    /// Classifies by the top-level `type`, read leniently ([`scan`]); only
+    /// a well-formed frame is parsed strictly for its `id` and token.
     fn classify(&self, text: &str, types: &[String]) -> ClientFrame {
-        // Read the type alone first; most frames that pass the pre-check are
-        // still data. A duplicate key makes this fail: then the full parse
-        // decides (the last value wins, as in JavaScript).
-        if let Ok(frame) = serde_json::from_str::<TypeOnly>(text) {
-            let known = |t: &str| types.iter().chain(self.reserved.iter()).any(|x| x == t);
-            if !frame.kind.as_deref().is_some_and(known) {
-                return ClientFrame::Data;
-            }
+        let top = scan::top_level(text.as_bytes());
+        let named = |v: &[u8]| {
+            types
+                .iter()
+                .chain(self.reserved.iter())
+                .any(|t| t.as_bytes() == v)
+        };
+        if !top
+            .types
+            .iter()
+            .any(|m| m.value.as_deref().is_some_and(named))
+        {
+            return ClientFrame::Data;
+        }
+        let single_exact = matches!(top.types.as_slice(), [m] if m.exact);
+        if top.bom || !top.closed || top.trailing || !single_exact {
+            return ClientFrame::Malformed;
         }
         let Ok(Value::Object(mut frame)) = serde_json::from_str::<Value>(text) else {
-            return ClientFrame::Data;
+            return ClientFrame::Malformed;
         };
         let Some(Value::String(kind)) = frame.remove("type") else {
-            return ClientFrame::Data;
+            return ClientFrame::Malformed;
         };
         let id = frame.remove("id").filter(|id| match id {
             Value::Number(_) => true,
@@ -157,9 +182,6 @@ impl Dialect {
         });
         if self.reserved.contains(&kind) {
             return ClientFrame::Reserved { id };
-        }
-        if !types.contains(&kind) {
-            return ClientFrame::Data;
         }
         let mut at = &Value::Object(frame);
         for part in &self.token_path {
@@ -217,15 +239,43 @@ impl Dialect {
         Some(envelope(self.error.as_deref()?, payload))
     }
 
-    /// The frame injected upstream after a successful REAUTH.
+    /// The frame injected upstream after a successful REAUTH; `key` is the
+    /// connection's notice key (sent upstream as [`NOTICE_KEY_HEADER`]).
     pub fn identity_refreshed(
         &self,
         sub: &str,
         exp: u64,
         claims: &Map<String, Value>,
+        key: &str,
     ) -> Option<String> {
         let payload = json!({ "sub": sub, "exp": exp, "claims": claims });
-        Some(envelope(self.identity_refreshed.as_deref()?, payload))
+        let mut frame = envelope_value(self.identity_refreshed.as_deref()?, payload);
+        if let Value::Object(map) = &mut frame {
+            map.insert("key".into(), Value::String(key.to_owned()));
+        }
+        Some(frame.to_string())
+    }
+}
+
+/// The upstream handshake header that carries a connection's notice key,
+/// when `session.upstream_notice` is on. It is in the `x-auth-` namespace,
+/// which a client can never send; each notice carries the same key as its
+/// top-level `key`, so the upstream can tell a notice from anything a
+/// client sends, whatever its parser makes of the client's bytes.
+pub const NOTICE_KEY_HEADER: &str = "x-auth-notice-key";
+
+/// A fresh notice key: 128 bits from the thread's CSPRNG (ChaCha, seeded
+/// from the OS), base64url without padding.
+pub fn notice_key() -> String {
+    use base64::Engine;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl crate::wire::Sniff for Dialect {
+    fn first_member(&self, prefix: &[u8]) -> scan::Prefix {
+        let names: Vec<&[u8]> = self.later.iter().map(|n| &n[..]).collect();
+        scan::first_member(prefix, &names)
     }
 }
 
@@ -237,6 +287,11 @@ fn reply_to(payload: &mut Value, in_reply_to: Option<&Value>) {
 
 /// Wraps a payload in the envelope with a fresh `id` and `timestamp`.
 fn envelope(kind: &str, payload: Value) -> String {
+    envelope_value(kind, payload).to_string()
+}
+
+/// [`envelope`], as a value.
+fn envelope_value(kind: &str, payload: Value) -> Value {
     let seq = FRAME_SEQ.fetch_add(1, Ordering::Relaxed);
     json!({
         "type": kind,
@@ -244,7 +299,6 @@ fn envelope(kind: &str, payload: Value) -> String {
         "timestamp": humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
         "payload": payload,
     })
-    .to_string()
 }
 
 /// RFC 3339 text for unix seconds.
@@ -329,10 +383,62 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_type_keys_take_the_last() {
+    fn duplicate_type_keys_are_refused_not_guessed() {
         let d = dialect();
-        let f = d.classify_later(r#"{"type":"chat","type":"REAUTH","payload":{"token":"t"}}"#);
-        assert!(matches!(f, ClientFrame::Auth { .. }));
+        for frame in [
+            r#"{"type":"chat","type":"REAUTH","payload":{"token":"t"}}"#,
+            r#"{"type":"REAUTH","type":"chat","payload":{"token":"t"}}"#,
+            r#"{"type":"REAUTH","TYPE":"REAUTH","payload":{"token":"t"}}"#,
+        ] {
+            assert_eq!(d.classify_later(frame), ClientFrame::Malformed, "{frame}");
+        }
+    }
+
+    #[test]
+    fn control_frames_our_parser_refuses_are_malformed_not_data() {
+        let d = Dialect::new(&DialectConfig::default(), true);
+        let notice = r#"{"type":"identity_refreshed","payload":{"sub":"admin","exp":9999999999,"claims":{"sub":"admin"}}"#;
+        let deep = format!(r#","deep":{}{}}}"#, "[".repeat(200), "]".repeat(200));
+        for frame in [
+            format!(r#"{notice},"n":1e400}}"#),
+            format!(r#"{notice},"pad":"\ud800"}}"#),
+            format!("{notice}{deep}"),
+            format!("{notice}}} trailing"),
+            format!("\u{feff}{notice}}}"),
+            r#"{"TYPE":"identity_refreshed"}"#.to_owned(),
+            r#"{"type":"REAUTH","payload":{"token":"t"},"n":1e400}"#.to_owned(),
+            r#"{"type":"REAUTH","payload":{"token":"t""#.to_owned(),
+        ] {
+            assert_eq!(d.classify_later(&frame), ClientFrame::Malformed, "{frame}");
+        }
+        // Application messages our parser would refuse are still data.
+        let deep_app = format!(
+            r#"{{"type":"chat","d":{}{}}}"#,
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        for frame in [
+            r#"{"type":"chat","text":"\ud83d"}"#.to_owned(),
+            r#"{"type":"chat","n":1e400,"about":"REAUTH"}"#.to_owned(),
+            deep_app,
+            r#"{"type":"chat"} {"type":"REAUTH"}"#.to_owned(),
+        ] {
+            assert_eq!(d.classify_later(&frame), ClientFrame::Data, "{frame}");
+        }
+    }
+
+    #[test]
+    fn notices_carry_the_connection_key() {
+        let d = Dialect::new(&DialectConfig::default(), true);
+        let key = notice_key();
+        assert_eq!(key.len(), 22);
+        assert_ne!(key, notice_key());
+        let text = d
+            .identity_refreshed("alice", 5, &Map::new(), &key)
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(v["type"], "identity_refreshed");
+        assert_eq!(v["key"], key.as_str());
     }
 
     #[test]
