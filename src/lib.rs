@@ -14,6 +14,7 @@ pub mod listener;
 pub mod passthrough;
 pub mod protocol;
 pub mod proxy;
+pub mod registry;
 pub mod relay;
 pub mod rescue;
 pub mod session;

@@ -25,6 +25,7 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::proxy::{Body, Proxy};
+use crate::registry::Shard;
 use crate::rescue::HttpError;
 use crate::session::Session;
 
@@ -41,6 +42,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
+    shard: Arc<Shard>,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -52,7 +54,8 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
-                    tokio::spawn(serve(tcp, peer, proxy.clone(), header_read_timeout));
+                    let (proxy, shard) = (proxy.clone(), shard.clone());
+                    tokio::spawn(serve(tcp, peer, proxy, shard, header_read_timeout));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, pause = ?backoff, "accept failed");
@@ -86,6 +89,7 @@ async fn serve(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
+    shard: Arc<Shard>,
     header_read_timeout: Duration,
 ) {
     let upgrade = Upgrade::default();
@@ -126,7 +130,7 @@ async fn serve(
     let http1::Parts { io, read_buf, .. } = parts;
     let socket = Budgeted::new(io.into_inner(), budget);
     let id = crate::ids::connection_id();
-    let session = Session::new(proxy, id, client, socket, &read_buf);
+    let session = Session::new(proxy, shard, id, client, socket, &read_buf);
     // `read_buf` shares hyper's read buffer: dropped before the session runs,
     // or every open connection would keep that buffer.
     drop(read_buf);

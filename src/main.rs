@@ -115,9 +115,12 @@ fn main() -> anyhow::Result<()> {
                 .local_addr()?;
             tracing::info!(addr = %addr, workers, "wsguard listening");
             // ctrl-c is awaited on this thread and broadcast to the workers.
+            // Owned by the process: a reload of the configuration keeps it.
+            let registry = std::sync::Arc::new(wsguard::registry::Registry::new(workers));
             wsguard::workers::serve(
                 listeners,
                 proxy,
+                registry,
                 config.listener.header_read_timeout,
                 workers,
                 ctrl_c(),

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::proxy::Proxy;
+use crate::registry::{Registry, Shard};
 
 /// Pending connections the kernel queues before `accept` (the value tokio's
 /// own `TcpListener::bind` uses; the kernel caps it at `net.core.somaxconn`).
@@ -100,6 +101,7 @@ pub fn default_count() -> usize {
 pub fn serve(
     listeners: Vec<std::net::TcpListener>,
     proxy: Arc<Proxy>,
+    registry: Arc<Registry>,
     header_read_timeout: Duration,
     workers: usize,
     shutdown: impl Future<Output = ()>,
@@ -133,6 +135,7 @@ pub fn serve(
                 index,
                 listener,
                 proxy: proxy.clone(),
+                shard: registry.shard(index),
                 header_read_timeout,
                 stop: StopOnDrop(stop.0.clone()),
                 stopped: stopped.clone(),
@@ -207,6 +210,8 @@ struct Worker {
     listener: std::net::TcpListener,
     /// The shared proxy state.
     proxy: Arc<Proxy>,
+    /// Its shard of the registry of live connections.
+    shard: Arc<Shard>,
     /// Passed to [`crate::listener::run`].
     header_read_timeout: Duration,
     /// Stops the other workers when this one ends, however it ends.
@@ -223,6 +228,7 @@ impl Worker {
             index,
             listener,
             proxy,
+            shard,
             header_read_timeout,
             stop: _stop,
             mut stopped,
@@ -234,7 +240,7 @@ impl Worker {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::debug!(worker = index, "worker accepting");
-            crate::listener::run(listener, proxy, header_read_timeout, async move {
+            crate::listener::run(listener, proxy, shard, header_read_timeout, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .await;

@@ -84,10 +84,16 @@ fn serve_on(upstream: SocketAddr, listeners: Vec<std::net::TcpListener>, workers
     let (stop, stopped) = oneshot::channel::<()>();
     let (done, ended) = mpsc::channel();
     std::thread::spawn(move || {
-        let result =
-            wsguard::workers::serve(listeners, shared, Duration::from_secs(5), workers, async {
+        let result = wsguard::workers::serve(
+            listeners,
+            shared,
+            Default::default(),
+            Duration::from_secs(5),
+            workers,
+            async {
                 let _ = stopped.await;
-            });
+            },
+        );
         let _ = done.send(result);
     });
     Served {
@@ -228,8 +234,15 @@ async fn workers_beyond_the_sockets_given_share_the_first() {
 fn zero_workers_is_an_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let (shared, _dir) = shared_proxy(listener.local_addr().expect("addr"));
-    let e = wsguard::workers::serve(vec![listener], shared, Duration::from_secs(5), 0, async {})
-        .expect_err("0 workers");
+    let e = wsguard::workers::serve(
+        vec![listener],
+        shared,
+        Default::default(),
+        Duration::from_secs(5),
+        0,
+        async {},
+    )
+    .expect_err("0 workers");
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
 }
 

@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ClientIo, Credentials, Flow, Phase, Session};
+use super::{ClientIo, Credentials, Flow, Listed, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
 use crate::headers::ClientRequest;
 use crate::protocol::{self, ClientFrame};
+use crate::registry::Command;
 use crate::relay::Leg;
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
@@ -40,6 +41,7 @@ impl Credentials {
             notice_at,
             failures: 0,
             last_attempt: None,
+            expiry_cause: CloseCause::TokenExpired,
         }
     }
 }
@@ -75,7 +77,12 @@ impl<C: ClientIo> Session<C> {
         }
         let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
         let s = &self.proxy.session;
-        self.credentials = Some(Credentials::new(identity, s.reauth_lead, s.reauth_jitter));
+        self.credentials = Some(Credentials::new(
+            identity.clone(),
+            s.reauth_lead,
+            s.reauth_jitter,
+        ));
+        self.list(identity);
         self.phase = Phase::Connecting {
             attempt,
             reply_to: id,
@@ -233,6 +240,9 @@ impl<C: ClientIo> Session<C> {
         let s = &self.proxy.session;
         *creds = Credentials::new(identity.clone(), s.reauth_lead, s.reauth_jitter);
         creds.last_attempt = last_attempt;
+        if let Listed::Listed(registration) = &self.listed {
+            registration.update(identity.clone());
+        }
         tracing::debug!(conn = %self.id, "reauthenticated");
         if let Some(text) =
             self.proxy
@@ -264,6 +274,40 @@ impl<C: ClientIo> Session<C> {
         });
         if let (Some(text), Some(up)) = (notice, &mut self.upstream) {
             up.push_text(&text);
+        }
+    }
+
+    /// Registers the authenticated connection in its worker's shard.
+    fn list(&mut self, identity: Arc<Identity>) {
+        if let Listed::Unlisted(shard) = &self.listed {
+            let registration = shard.register(self.id.as_str().into(), identity);
+            self.listed = Listed::Listed(registration);
+        }
+    }
+
+    /// A command from the registry.
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Close(cause) => self.close(cause),
+            Command::Reauth { within, cause } => self.reauth_now(within, cause),
+        }
+    }
+
+    /// Asks for a REAUTH now: `auth_required` within a random part of
+    /// `session.reauth_jitter`, the token counted as expiring at most
+    /// `within` from now, and `cause` as the close reason if none comes.
+    fn reauth_now(&mut self, within: Duration, cause: CloseCause) {
+        let jitter = self.proxy.session.reauth_jitter;
+        let Some(creds) = &mut self.credentials else {
+            return;
+        };
+        let now = Instant::now();
+        creds.expires_at = creds.expires_at.min(now + within);
+        creds.notice_at = (now + jitter.mul_f64(rand::random::<f64>())).min(creds.expires_at);
+        creds.expiry_cause = cause;
+        // auth_required is sent again, even if it was for this token.
+        if let Phase::ReauthPending = self.phase {
+            self.phase = Phase::Authenticated;
         }
     }
 
@@ -311,7 +355,10 @@ impl<C: ClientIo> Session<C> {
             }
             Phase::Authenticated => self.maybe_notice(now),
             Phase::ReauthPending => self.maybe_suspend(now),
-            Phase::Suspended { until } if *until <= now => self.close(CloseCause::TokenExpired),
+            Phase::Suspended { until } if *until <= now => {
+                let cause = self.credentials.as_ref().map(|c| c.expiry_cause);
+                self.close(cause.unwrap_or(CloseCause::TokenExpired))
+            }
             _ => {}
         }
         if self.lifetime_end.is_some_and(|t| t <= now) {

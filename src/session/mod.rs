@@ -27,6 +27,7 @@ use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
+use crate::registry::{Command, Registration, Shard};
 use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
@@ -107,6 +108,9 @@ struct Credentials {
     notice_at: Instant,
     /// Consecutive failed REAUTHs.
     failures: u32,
+    /// The close reason when the grace after `exp` runs out (`token expired`,
+    /// or the cause of a re-auth command such as `key revoked`).
+    expiry_cause: CloseCause,
     /// When the last REAUTH was attempted (rate limit).
     last_attempt: Option<Instant>,
 }
@@ -127,6 +131,16 @@ enum Event {
     UpstreamWriteFailed,
     /// Closing, and both legs have finished reading and writing.
     Finished,
+    /// A command arrived through the registry.
+    Command(Command),
+}
+
+/// The connection's place in the registry of live connections.
+enum Listed {
+    /// Not authenticated yet: it will register in this shard.
+    Unlisted(Arc<Shard>),
+    /// Registered (removed when dropped).
+    Listed(Registration),
 }
 
 /// Which legs may be read now (backpressure and phase; see [`Session::reads`]).
@@ -161,6 +175,8 @@ pub struct Session<C = TcpStream> {
     phase: Phase,
     /// The identity, once authenticated.
     credentials: Option<Credentials>,
+    /// Its place in its worker's registry shard.
+    listed: Listed,
     /// This connection's notice key (`session.upstream_notice`), sent to the
     /// upstream in its handshake and in every notice; never to the client.
     notice_key: Option<Box<str>>,
@@ -185,6 +201,7 @@ impl<C: ClientIo> Session<C> {
     /// the client sent right after its upgrade request (read by hyper).
     pub fn new(
         proxy: Arc<Proxy>,
+        shard: Arc<Shard>,
         id: String,
         request: ClientRequest,
         socket: Budgeted<C>,
@@ -215,6 +232,7 @@ impl<C: ClientIo> Session<C> {
             upstream: None,
             phase: Phase::Authenticating { deadline },
             credentials: None,
+            listed: Listed::Unlisted(shard),
             notice_key: None,
             held,
             next_ping,
@@ -294,6 +312,11 @@ impl<C: ClientIo> Session<C> {
         if let Flow::Done = self.flow() {
             return Poll::Ready(Event::Finished);
         }
+        if let Listed::Listed(registration) = &self.listed {
+            if let Some(command) = registration.mailbox().poll(cx) {
+                return Poll::Ready(Event::Command(command));
+            }
+        }
         // A write that just blocked (or unblocked) moves the slow-consumer deadline.
         self.arm_timer();
         if self.sleep.as_mut().poll(cx).is_ready() {
@@ -340,6 +363,7 @@ impl<C: ClientIo> Session<C> {
             Event::Client(m) => return self.on_client(m),
             Event::Upstream(m) => return self.on_upstream(m),
             Event::Connected(result) => self.on_connected(result),
+            Event::Command(command) => self.on_command(command),
             Event::Finished => {}
             Event::ClientWriteFailed => {
                 self.client.abandon();

@@ -17,6 +17,8 @@ use super::Session;
 use crate::config::Config;
 use crate::headers::ClientRequest;
 use crate::proxy::Proxy;
+use crate::registry::{Command, Shard};
+use crate::rescue::CloseCause;
 
 const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
 
@@ -42,6 +44,11 @@ fn proxy(dir: &Path, upstream: &str, session: &str) -> Arc<Proxy> {
 
 /// Starts a session on an in-memory pipe and returns the client's end.
 async fn start(proxy: Arc<Proxy>) -> Client {
+    start_in(proxy, Default::default()).await
+}
+
+/// [`start`], registering in `shard`.
+async fn start_in(proxy: Arc<Proxy>, shard: Arc<Shard>) -> Client {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let server = crate::budget::Budgeted::new(server, 64 * 1024);
     let request = ClientRequest {
@@ -50,7 +57,7 @@ async fn start(proxy: Arc<Proxy>) -> Client {
         path_and_query: "/".into(),
         subprotocol: None,
     };
-    tokio::spawn(Session::new(proxy, "unit".into(), request, server, &[]).run());
+    tokio::spawn(Session::new(proxy, shard, "unit".into(), request, server, &[]).run());
     WebSocketStream::from_raw_socket(client, Role::Client, None).await
 }
 
@@ -123,9 +130,18 @@ async fn next_close(client: &mut Client) -> (u16, String) {
 
 /// Authenticates in real time, then freezes the clock.
 async fn authenticated(session: &str, ttl: u64) -> (Client, tempfile::TempDir) {
+    authenticated_in(session, ttl, Default::default()).await
+}
+
+/// [`authenticated`], registered in `shard`.
+async fn authenticated_in(
+    session: &str,
+    ttl: u64,
+    shard: Arc<Shard>,
+) -> (Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = upstream().await;
-    let mut client = start(proxy(dir.path(), &addr, session)).await;
+    let mut client = start_in(proxy(dir.path(), &addr, session), shard).await;
     let auth = serde_json::json!({"type": "auth", "payload": {"token": token("alice", ttl)}});
     client
         .send(Message::text(auth.to_string()))
@@ -324,4 +340,74 @@ async fn heartbeats_do_not_drift() {
             "heartbeats {gap:?} apart"
         );
     }
+}
+
+#[tokio::test]
+async fn a_reauth_command_asks_at_once_and_shortens_the_token() {
+    let shard = Arc::new(Shard::default());
+    let session =
+        "reauth_lead = \"60s\"\ngrace = \"3s\"\nping_interval = \"0s\"\nreauth_jitter = \"500ms\"";
+    let (mut client, _dir) = authenticated_in(session, 3600, shard.clone()).await;
+    assert_eq!(shard.len(), 1, "an authenticated connection is listed");
+    let sent = shard.send_where(
+        |e| e.identity.sub == "alice",
+        Command::Reauth {
+            within: Duration::from_secs(2),
+            cause: CloseCause::MaxLifetime,
+        },
+    );
+    assert_eq!(sent, 1);
+    // auth_required within the jitter, not 60 s before an exp an hour away.
+    tokio::time::sleep(Duration::from_millis(510)).await;
+    let (kind, v) = type_of(ready_frame(&mut client).await.expect("auth_required"));
+    assert_eq!(kind, "auth_required", "{v}");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let (kind, v) = type_of(ready_frame(&mut client).await.expect("TOKEN_EXPIRED"));
+    assert_eq!(kind, "TOKEN_EXPIRED", "{v}");
+    tokio::time::sleep(Duration::from_millis(3_010)).await;
+    // The command's cause is the close reason, not `token expired`.
+    assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
+    drop(client);
+    // Past session.close_timeout: the task has ended.
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(shard.len(), 0, "a finished connection leaves the registry");
+}
+
+#[tokio::test]
+async fn a_reauth_after_the_command_resumes_as_usual() {
+    let shard = Arc::new(Shard::default());
+    let session = "grace = \"3s\"\nping_interval = \"0s\"\nreauth_min_interval = \"0s\"";
+    let (mut client, _dir) = authenticated_in(session, 3600, shard.clone()).await;
+    shard.send_where(
+        |_| true,
+        Command::Reauth {
+            within: Duration::from_secs(2),
+            cause: CloseCause::MaxLifetime,
+        },
+    );
+    assert_eq!(next_type(&mut client).await.0, "auth_required");
+    tokio::time::resume();
+    let reauth = serde_json::json!({"type": "REAUTH", "payload": {"token": token("alice", 7200)}});
+    client
+        .send(Message::text(reauth.to_string()))
+        .await
+        .expect("send");
+    assert_eq!(next_type(&mut client).await.0, "AUTHENTICATED");
+    tokio::time::pause();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(
+        nothing_waiting(&mut client).await,
+        "the new token is good for two hours"
+    );
+}
+
+#[tokio::test]
+async fn a_close_command_closes_both_legs_with_its_cause() {
+    let shard = Arc::new(Shard::default());
+    let (mut client, _dir) = authenticated_in("ping_interval = \"0s\"", 3600, shard.clone()).await;
+    shard.send_where(|_| true, Command::Close(CloseCause::MaxLifetime));
+    assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
 }

@@ -135,6 +135,7 @@ impl ProxyBuilder {
         tokio::spawn(wsguard::listener::run(
             listener,
             shared,
+            Default::default(),
             Duration::from_secs(5),
             async move {
                 let _ = stopped.await;
