@@ -476,3 +476,25 @@ async fn frames_sent_with_the_handshakes_are_relayed() {
     assert_eq!(client.data_or_close().await.text(), "first from server");
     assert_eq!(up.data_or_close().await.text(), "first from client");
 }
+
+// ---- close code 1014 ---------------------------------------------------------
+
+/// 1014 (bad gateway) is a registered close code: a close frame carrying it
+/// is relayed as it is, from the client to the upstream and back.
+#[tokio::test]
+async fn close_code_1014_is_relayed_both_ways() {
+    use raw::*;
+    let close_1014 = [&1014u16.to_be_bytes()[..], b"bad gateway"].concat();
+    let upstream = RawUpstream::start().await;
+    let proxy = proxy(upstream.addr).start().await;
+
+    let (mut client, mut up) = raw_pair(proxy.addr, &upstream, &hs256("alice", 300)).await;
+    client.write(&client_frame(CLOSE, &close_1014)).await;
+    let got = up.data_or_close().await;
+    assert_eq!((got.opcode, got.payload), (CLOSE, close_1014.clone()));
+
+    let (mut client, mut up) = raw_pair(proxy.addr, &upstream, &hs256("alice", 300)).await;
+    up.write(&server_frame(CLOSE, &close_1014)).await;
+    let got = client.data_or_close().await;
+    assert_eq!((got.opcode, got.payload), (CLOSE, close_1014));
+}
