@@ -367,6 +367,31 @@ async fn token_query_parameters_are_stripped() {
     assert_eq!(up.path, "/room/7?x=1&y=");
 }
 
+/// Names are compared percent-decoded and case-insensitively; a name that
+/// does not decode is dropped; everything else stays as written, in order.
+const SPELLED_QUERY: &str = "/room?Token=a&TOKEN=b&%74oken=c&access%5Ftoken=d&ACCESS%5fTOKEN=e\
+                             &x%zz=f&%FF=g&y%2=h&q=a%20b+c&to+ken=i&z=%41%zz";
+/// What is left of [`SPELLED_QUERY`].
+const SPELLED_KEPT: &str = "/room?q=a%20b+c&to+ken=i&z=%41%zz";
+
+#[tokio::test]
+async fn token_query_parameters_are_stripped_by_any_spelling() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(&proxy, SPELLED_QUERY, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.path, SPELLED_KEPT);
+
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr).start().await;
+    raw_http(
+        proxy.addr,
+        &format!("GET {SPELLED_QUERY} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(http.request().await.path, SPELLED_KEPT);
+}
+
 #[tokio::test]
 async fn query_with_only_a_token_becomes_a_bare_path() {
     let mut upstream = Upstream::start(true).await;
