@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::budget::Budgeted;
-use crate::headers::ClientRequest;
+use crate::headers::{has_token, list_items, ClientRequest};
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 use crate::session::Session;
@@ -142,7 +142,7 @@ async fn route(
     upgrade: &Upgrade,
 ) -> Response<Body> {
     if request.headers().contains_key(UPGRADE)
-        || has_token(request.headers(), CONNECTION, "upgrade")
+        || has_token(request.headers(), CONNECTION.as_str(), "upgrade")
     {
         return match accept_key(&request) {
             Some(accept) => answer_upgrade(request, peer, &proxy, accept, upgrade),
@@ -158,22 +158,13 @@ pub fn error(e: HttpError) -> Response<Body> {
         .map(|b| b.map_err(|never| match never {}).boxed())
 }
 
-fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
 /// The `Sec-WebSocket-Accept` value if this is a valid WebSocket handshake (RFC 6455 §4.2.1).
 fn accept_key(request: &Request<Incoming>) -> Option<HeaderValue> {
     let h = request.headers();
     let valid = request.method() == Method::GET
         && request.version() == http::Version::HTTP_11
-        && has_token(h, UPGRADE, "websocket")
-        && has_token(h, CONNECTION, "upgrade")
+        && has_token(h, UPGRADE.as_str(), "websocket")
+        && has_token(h, CONNECTION.as_str(), "upgrade")
         && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
     let key = h.get(SEC_WEBSOCKET_KEY)?;
     let decoded_len =
@@ -227,12 +218,7 @@ fn choose_subprotocol(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderV
     if allowed.is_empty() {
         return None;
     }
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|offered| allowed.iter().any(|a| a == offered))
-        .and_then(|p| HeaderValue::from_str(p).ok())
+    list_items(headers, SEC_WEBSOCKET_PROTOCOL.as_str())
+        .find(|offered| allowed.iter().any(|a| a.as_bytes() == *offered))
+        .and_then(|p| HeaderValue::from_bytes(p).ok())
 }

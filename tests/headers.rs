@@ -179,6 +179,43 @@ async fn trusted_proxy_forwarding_headers_are_appended_and_kept() {
     assert_eq!(all(&up, "x-auth-email"), Vec::<String>::new());
 }
 
+/// HAProxy and some ingresses send one `X-Forwarded-For` line per hop: every
+/// line of a trusted peer is kept, in order, before the peer's address.
+#[tokio::test]
+async fn trusted_proxy_x_forwarded_for_lines_are_all_kept_in_order() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    let extra = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2,  10.0.0.1\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra);
+    let _client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let up = upstream.accept().await;
+    assert_eq!(
+        all(&up, "x-forwarded-for"),
+        ["203.0.113.7, 198.51.100.2, 10.0.0.1, 127.0.0.1"]
+    );
+
+    // The same on the plain HTTP path.
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    raw_http(
+        proxy.addr,
+        &format!("GET /api HTTP/1.1\r\nHost: app.example\r\n{extra}Connection: close\r\n\r\n"),
+    )
+    .await;
+    let seen = http.request().await;
+    assert_eq!(seen.count("x-forwarded-for"), 1);
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 198.51.100.2, 10.0.0.1, 127.0.0.1")
+    );
+}
+
 #[tokio::test]
 async fn trusted_proxy_without_headers_gets_the_defaults() {
     let mut upstream = Upstream::start(true).await;
@@ -534,4 +571,93 @@ async fn http_upstream_down_gets_502_json() {
     assert_eq!(response.header("content-type"), Some("application/json"));
     let v = response.json();
     assert_eq!(v["error"], "upstream_unavailable", "{v}");
+}
+
+// ---- request framing and Expect ---------------------------------------------
+
+/// An upgrade has no body: its `Content-Length` (and `Transfer-Encoding`)
+/// must not reach the upstream's handshake, nor its `Expect`.
+#[tokio::test]
+async fn upgrade_framing_and_expect_headers_are_not_forwarded() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let extra = "Content-Length: 0\r\nExpect: 100-continue\r\nX-Custom: kept\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra);
+    let mut client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let mut up = upstream.accept().await;
+    assert_eq!(all(&up, "content-length"), Vec::<String>::new());
+    assert_eq!(all(&up, "transfer-encoding"), Vec::<String>::new());
+    assert_eq!(all(&up, "expect"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-custom"), ["kept"]);
+    assert!(client
+        .data_or_close()
+        .await
+        .text()
+        .contains("AUTHENTICATED"));
+    client
+        .write(&raw::client_frame(raw::TEXT, b"after the upgrade"))
+        .await;
+    assert_eq!(
+        up.recv().await,
+        tokio_tungstenite::tungstenite::Message::text("after the upgrade")
+    );
+}
+
+/// wsguard answers `100 Continue` itself, so `Expect` is not forwarded on
+/// the pass-through path either; the body still arrives.
+#[tokio::test]
+async fn expect_is_not_forwarded_on_the_pass_through_path() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    let response = raw_http(
+        proxy.addr,
+        "POST /api HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\
+         Connection: close\r\n\r\nhello",
+    )
+    .await;
+    let seen = http.request().await;
+    assert_eq!(seen.header("expect"), None);
+    assert_eq!(seen.body, b"hello");
+    assert_eq!(response.status, HTTP_UPSTREAM_STATUS);
+}
+
+/// `Content-Length` goes upstream as the number hyper parsed, not as
+/// written; lengths hyper refuses get its 400 and are not forwarded.
+#[tokio::test]
+async fn pass_through_content_length_is_normalized() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    for lengths in [
+        "Content-Length: 005\r\n",
+        "Content-Length: 5\r\nContent-Length: 05\r\n",
+    ] {
+        let response = raw_http(
+            proxy.addr,
+            &format!("POST /api HTTP/1.1\r\nHost: a\r\n{lengths}Connection: close\r\n\r\nhello"),
+        )
+        .await;
+        assert_eq!(response.status, HTTP_UPSTREAM_STATUS, "{lengths:?}");
+        let seen = http.request().await;
+        assert_eq!(seen.headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(
+            seen.header("content-length").as_deref(),
+            Some("5"),
+            "{lengths:?}"
+        );
+        assert_eq!(seen.body, b"hello");
+    }
+    for lengths in [
+        "Content-Length: +5\r\n",
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 0x5\r\n",
+    ] {
+        let response = raw_http(
+            proxy.addr,
+            &format!("POST /api HTTP/1.1\r\nHost: a\r\n{lengths}Connection: close\r\n\r\nhello"),
+        )
+        .await;
+        assert_eq!(response.status, 400, "{lengths:?}");
+    }
+    assert!(http.request_within(NOTHING).await.is_none());
 }
