@@ -107,11 +107,13 @@ const FORWARDED: &str = "forwarded";
 pub struct HeaderPolicy {
     /// Peers whose forwarding headers are trusted.
     trusted: Vec<IpNet>,
-    /// Identity header names (sub, iss, exp, claims) in that order; `None` = off.
-    identity: [Option<HeaderName>; 4],
+    /// Identity header names (sub, iss, exp, claims, provider) in that
+    /// order; `None` = off.
+    identity: [Option<HeaderName>; 5],
     /// Claim → header name.
     claim_headers: Vec<(String, HeaderName)>,
-    /// Every name a client may not send: identity, claim and forwarding headers.
+    /// Every name a client may not send: identity, claim and forwarding
+    /// headers, and `upstream.strip_request_headers`.
     reserved: Vec<HeaderName>,
     /// Pass the client's `Authorization`.
     forward_authorization: bool,
@@ -148,6 +150,7 @@ impl HeaderPolicy {
             name(&ids.issuer),
             name(&ids.expires),
             name(&ids.claims),
+            name(&ids.provider),
         ];
         let claim_headers: Vec<(String, HeaderName)> = config
             .claim_headers
@@ -156,6 +159,7 @@ impl HeaderPolicy {
             .collect();
         let mut reserved: Vec<HeaderName> = identity.iter().flatten().cloned().collect();
         reserved.extend(claim_headers.iter().map(|(_, h)| h.clone()));
+        reserved.extend(config.strip_request_headers.iter().filter_map(|h| name(h)));
         for fixed in [
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
@@ -222,7 +226,8 @@ impl HeaderPolicy {
 
     /// Whether a client header stays behind: hop-by-hop (or named in
     /// `Connection`, `listed`), the handshake's own, one the client may not
-    /// set, or `Authorization` unless it is forwarded.
+    /// set, one of `upstream.strip_request_headers`, or `Authorization`
+    /// unless it is forwarded.
     fn not_forwarded(&self, key: &HeaderName, listed: &[HeaderName]) -> bool {
         let lower = key.as_str();
         HOP_BY_HOP.contains(&lower)
@@ -233,14 +238,19 @@ impl HeaderPolicy {
             || (key == AUTHORIZATION && !self.forward_authorization)
     }
 
-    /// Sets the identity headers for a verified identity.
+    /// Sets the identity headers for a verified identity. The issuer is
+    /// sent only when the provider pins one: otherwise whoever holds the
+    /// provider's key chooses `iss`. The provider's name is always sent.
     pub fn identity(&self, identity: &Identity, out: &mut HeaderMap) {
-        let [sub, iss, exp, claims] = &self.identity;
+        let [sub, iss, exp, claims, provider] = &self.identity;
         if let Some(h) = sub {
             out.insert(h.clone(), encode_value(&identity.sub));
         }
-        if let (Some(h), Some(v)) = (iss, &identity.iss) {
+        if let (Some(h), Some(v), true) = (iss, &identity.iss, identity.issuer_pinned) {
             out.insert(h.clone(), encode_value(v));
+        }
+        if let Some(h) = provider {
+            out.insert(h.clone(), encode_value(&identity.provider));
         }
         if let Some(h) = exp {
             out.insert(h.clone(), HeaderValue::from(identity.exp));

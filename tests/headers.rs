@@ -47,10 +47,23 @@ fn all(up: &UpConn, name: &str) -> Vec<String> {
 
 // ---- identity headers -----------------------------------------------------
 
+/// `[auth]` with one HS256 provider that pins `https://idp.example`.
+const PINNED_AUTH: &str = r#"
+[auth]
+leeway = "2s"
+[[auth.providers]]
+name = "corp-idp"
+issuer = "https://idp.example"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "@SECRET_FILE@"
+"#;
+
 #[tokio::test]
 async fn identity_and_forwarding_headers_have_exact_values() {
     let mut upstream = Upstream::start(true).await;
-    let proxy = proxy(upstream.addr).start().await;
+    let proxy = proxy(upstream.addr).auth(PINNED_AUTH).start().await;
     let c = claims(
         "alice",
         300,
@@ -63,6 +76,7 @@ async fn identity_and_forwarding_headers_have_exact_values() {
 
     assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
     assert_eq!(all(&up, "x-auth-issuer"), ["https://idp.example"]);
+    assert_eq!(all(&up, "x-auth-provider"), ["corp-idp"]);
     assert_eq!(all(&up, "x-auth-expires"), [c["exp"].to_string()]);
     let b64 = up.header("x-auth-claims").expect("x-auth-claims");
     assert_eq!(b64, token.split('.').nth(1).expect("payload segment"));
@@ -89,6 +103,46 @@ async fn issuer_header_is_absent_without_iss() {
     let up = upstream.accept().await;
     assert_eq!(up.header("x-auth-subject").as_deref(), Some("bob"));
     assert_eq!(up.header("x-auth-issuer"), None);
+}
+
+/// A provider without a pinned `issuer` takes any `iss` its key signs: the
+/// upstream must not be told that `iss` as if it were vouched for.
+#[tokio::test]
+async fn issuer_header_is_sent_only_when_the_provider_pins_one() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let c = claims("alice", 300, json!({"iss": "https://chosen-by-key-holder"}));
+    let _ws = authed(&proxy, "/chat", &hs256_claims(&c)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
+    assert_eq!(all(&up, "x-auth-issuer"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-provider"), ["test"]);
+}
+
+#[tokio::test]
+async fn provider_header_is_renamed_switched_off_and_never_taken_from_the_client() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("[upstream.identity_headers]\nprovider = \"X-Idp\"")
+        .start()
+        .await;
+    let r = with(ws_request(&proxy, "/chat"), "x-idp", "forged");
+    let r = with(r, "x-auth-provider", "forged");
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-idp"), ["test"]);
+    assert_eq!(all(&up, "x-auth-provider"), Vec::<String>::new());
+
+    // Switched off: no provider header at all.
+    let proxy = support::proxy(upstream.addr)
+        .upstream("[upstream.identity_headers]\nprovider = \"\"")
+        .start()
+        .await;
+    let _ws = authed(&proxy, "/chat", &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-provider"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
 }
 
 #[tokio::test]
@@ -660,4 +714,95 @@ async fn pass_through_content_length_is_normalized() {
         assert_eq!(response.status, 400, "{lengths:?}");
     }
     assert!(http.request_within(NOTHING).await.is_none());
+}
+
+// ---- upstream.strip_request_headers ---------------------------------------
+
+/// The CDN headers of the issue, listed in any case, stripped on both paths.
+const STRIP: &str =
+    "strip_request_headers = [\"x-client-ip\", \"CF-Connecting-IP\", \"X-Original-URL\"]";
+/// Client headers the list above must remove (or, for `X-Other`, keep).
+const CDN_HEADERS: [(&str, &str); 4] = [
+    ("X-Client-IP", "203.0.113.9"),
+    ("cf-connecting-ip", "203.0.113.9"),
+    ("X-ORIGINAL-URL", "/admin"),
+    ("X-Other", "kept"),
+];
+
+#[tokio::test]
+async fn strip_request_headers_removes_listed_headers_on_both_paths() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).upstream(STRIP).start().await;
+    let mut r = ws_request(&proxy, "/chat");
+    for (name, value) in CDN_HEADERS {
+        r = with(r, name, value);
+    }
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    for (name, _) in &CDN_HEADERS[..3] {
+        assert_eq!(all(&up, name), Vec::<String>::new(), "{name}");
+    }
+    assert_eq!(all(&up, "x-other"), ["kept"]);
+
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr).upstream(STRIP).start().await;
+    let lines: String = CDN_HEADERS
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    raw_http(
+        proxy.addr,
+        &format!("GET /api HTTP/1.1\r\nHost: a\r\n{lines}Connection: close\r\n\r\n"),
+    )
+    .await;
+    let seen = http.request().await;
+    for (name, _) in &CDN_HEADERS[..3] {
+        assert_eq!(seen.header(name), None, "{name}");
+    }
+    assert_eq!(seen.header("x-other").as_deref(), Some("kept"));
+}
+
+/// Without the setting, such headers pass (the documented default).
+#[tokio::test]
+async fn unlisted_cdn_headers_pass_by_default() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let mut r = ws_request(&proxy, "/chat");
+    for (name, value) in CDN_HEADERS {
+        r = with(r, name, value);
+    }
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    for (name, value) in CDN_HEADERS {
+        assert_eq!(all(&up, name), [value], "{name}");
+    }
+}
+
+#[test]
+fn invalid_header_names_are_config_errors_naming_the_key() {
+    for (lines, key) in [
+        (
+            "strip_request_headers = [\"X-Ok\", \"bad header\"]",
+            "upstream.strip_request_headers[1]:",
+        ),
+        (
+            "strip_request_headers = [\"\"]",
+            "upstream.strip_request_headers[0]:",
+        ),
+        (
+            "[upstream.identity_headers]\nprovider = \"X:Idp\"",
+            "upstream.identity_headers.provider:",
+        ),
+    ] {
+        let text = proxy("127.0.0.1:9".parse().expect("addr"))
+            .upstream(lines)
+            .toml("/nonexistent");
+        let err = wsguard::config::Config::parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with(key), "{lines}: {err:?}");
+    }
 }
