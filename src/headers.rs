@@ -2,7 +2,8 @@
 //! dropped, identity and forwarding headers a client sent are removed (so a
 //! client can never spoof them), the verified identity is added, and
 //! `X-Forwarded-*` and `X-Request-Id` are set. Shared by the WebSocket and
-//! the plain HTTP paths.
+//! the plain HTTP paths. Also the one hop-by-hop list and the one reader of
+//! comma-separated header lists ([`list_items`], [`has_token`]).
 
 use std::net::SocketAddr;
 
@@ -45,8 +46,8 @@ const NOT_FORWARDED: &[&str] = &[
 ];
 
 /// The items of a comma-separated header list (RFC 7230 §7) over all its
-/// header lines, in order (§3.2.2): split on `,`, surrounding spaces and
-/// tabs trimmed, empty items skipped. Quoted strings are not parsed: none
+/// header lines, in order (§3.2.2): split on `,`, surrounding whitespace
+/// trimmed, empty items skipped. Quoted strings are not parsed: none
 /// of the lists read here has commas inside quotes.
 pub fn list_items<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
     headers
@@ -357,6 +358,19 @@ mod tests {
         for name in ["cookie", "origin", "x-custom", "authorization"] {
             assert!(!client_may_not_send(name), "{name}");
         }
+    }
+
+    #[test]
+    fn comma_lists_span_lines() {
+        let mut h = HeaderMap::new();
+        for line in ["keep-alive, ,Upgrade", "", " X-Custom "] {
+            h.append(CONNECTION, HeaderValue::from_static(line));
+        }
+        let items: Vec<&[u8]> = list_items(&h, "connection").collect();
+        assert_eq!(items, [&b"keep-alive"[..], b"Upgrade", b"X-Custom"]);
+        assert!(has_token(&h, "Connection", "upgrade"));
+        assert!(!has_token(&h, "connection", "close"));
+        assert_eq!(connection_listed(&h).len(), 3);
     }
 
     #[test]

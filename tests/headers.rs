@@ -654,6 +654,24 @@ async fn upgrade_framing_and_expect_headers_are_not_forwarded() {
     );
 }
 
+/// An upgrade sent with a (chunked, empty) body: `Transfer-Encoding` is
+/// hop-by-hop and never reaches the upstream's handshake.
+#[tokio::test]
+async fn upgrade_with_a_chunked_body_sends_no_transfer_encoding_upstream() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let extra = "Transfer-Encoding: chunked\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra) + "0\r\n\r\n";
+    let mut client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "transfer-encoding"), Vec::<String>::new());
+    assert!(client
+        .data_or_close()
+        .await
+        .text()
+        .contains("AUTHENTICATED"));
+}
+
 /// wsguard answers `100 Continue` itself, so `Expect` is not forwarded on
 /// the pass-through path either; the body still arrives.
 #[tokio::test]
