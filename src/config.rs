@@ -163,6 +163,11 @@ pub struct UpstreamConfig {
     /// Query parameters removed from the URL before it goes upstream.
     #[serde(default = "default_token_params")]
     pub strip_query_params: Vec<String>,
+    /// Client request headers removed before the request goes upstream (on
+    /// the WebSocket and the plain HTTP path), besides those always removed;
+    /// exact names, case-insensitive.
+    #[serde(default)]
+    pub strip_request_headers: Vec<String>,
     /// Identity header names.
     #[serde(default)]
     pub identity_headers: IdentityHeaders,
@@ -200,12 +205,14 @@ fn default_pending_bytes() -> usize {
 pub struct IdentityHeaders {
     /// Carries `sub`.
     pub subject: String,
-    /// Carries `iss`.
+    /// Carries `iss`, only when the provider pins an `issuer`.
     pub issuer: String,
     /// Carries `exp` as unix seconds.
     pub expires: String,
     /// Carries the verified claims as unpadded base64url JSON.
     pub claims: String,
+    /// Carries the name of the provider that verified the token.
+    pub provider: String,
 }
 
 impl Default for IdentityHeaders {
@@ -215,6 +222,7 @@ impl Default for IdentityHeaders {
             issuer: "X-Auth-Issuer".into(),
             expires: "X-Auth-Expires".into(),
             claims: "X-Auth-Claims".into(),
+            provider: "X-Auth-Provider".into(),
         }
     }
 }
@@ -526,6 +534,7 @@ impl Config {
         for (claim, name) in &self.upstream.claim_headers {
             check_header_name(&format!("upstream.claim_headers.{claim}"), name)?;
         }
+        self.check_header_keys()?;
         self.check_bounds()?;
         if matches!(self.listener.worker_threads, Some(0) | Some(1025..)) {
             return Err(ConfigError::invalid(
@@ -659,6 +668,20 @@ impl Config {
                     "must be at most 1 GiB (1073741824)",
                 ));
             }
+        }
+        Ok(())
+    }
+}
+
+impl Config {
+    /// `upstream.identity_headers.provider` and `upstream.strip_request_headers`.
+    fn check_header_keys(&self) -> Result<(), ConfigError> {
+        let provider = &self.upstream.identity_headers.provider;
+        if !provider.is_empty() {
+            check_header_name("upstream.identity_headers.provider", provider)?;
+        }
+        for (i, name) in self.upstream.strip_request_headers.iter().enumerate() {
+            check_header_name(&format!("upstream.strip_request_headers[{i}]"), name)?;
         }
         Ok(())
     }

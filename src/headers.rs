@@ -2,7 +2,8 @@
 //! dropped, identity and forwarding headers a client sent are removed (so a
 //! client can never spoof them), the verified identity is added, and
 //! `X-Forwarded-*` and `X-Request-Id` are set. Shared by the WebSocket and
-//! the plain HTTP paths.
+//! the plain HTTP paths. Also the one hop-by-hop list and the one reader of
+//! comma-separated header lists ([`list_items`], [`has_token`]).
 
 use std::net::SocketAddr;
 
@@ -14,8 +15,10 @@ use serde_json::Value;
 use crate::auth::Identity;
 use crate::config::UpstreamConfig;
 
-/// Headers never forwarded: hop-by-hop ones and the WebSocket handshake's own.
-const DROPPED: &[&str] = &[
+/// Hop-by-hop headers (RFC 7230 §6.1, plus the non-standard `Keep-Alive`
+/// and `Proxy-Connection`): never passed on, in either direction, and
+/// neither is any header named in `Connection`.
+pub const HOP_BY_HOP: &[&str] = &[
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -25,12 +28,59 @@ const DROPPED: &[&str] = &[
     "trailer",
     "transfer-encoding",
     "upgrade",
+];
+
+/// Client request headers never forwarded besides the hop-by-hop ones: the
+/// WebSocket handshake's own (the proxy makes its own handshake), `Expect`
+/// (the proxy answers `100 Continue` itself), and `Content-Length` (an
+/// upgrade has no body; the pass-through path sets the length hyper parsed,
+/// normalized).
+const NOT_FORWARDED: &[&str] = &[
     "sec-websocket-key",
     "sec-websocket-version",
     "sec-websocket-extensions",
     "sec-websocket-accept",
     "sec-websocket-protocol",
+    "expect",
+    "content-length",
 ];
+
+/// The items of a comma-separated header list (RFC 7230 §7) over all its
+/// header lines, in order (§3.2.2): split on `,`, surrounding whitespace
+/// trimmed, empty items skipped. Quoted strings are not parsed: none
+/// of the lists read here has commas inside quotes.
+pub fn list_items<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a [u8]> {
+    headers
+        .get_all(name)
+        .into_iter()
+        .flat_map(|line| line.as_bytes().split(|b| *b == b','))
+        .map(|item| item.trim_ascii())
+        .filter(|item| !item.is_empty())
+}
+
+/// Whether a comma-separated header list holds `token`, case-insensitively
+/// (for lists of case-insensitive tokens such as `Connection` and `Upgrade`).
+pub fn has_token(headers: &HeaderMap, name: &str, token: &str) -> bool {
+    list_items(headers, name).any(|t| t.eq_ignore_ascii_case(token.as_bytes()))
+}
+
+/// The header names listed in `Connection` (hop-by-hop for this message).
+pub fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    list_items(headers, CONNECTION.as_str())
+        .filter_map(|n| HeaderName::from_bytes(n).ok())
+        .collect()
+}
+
+/// Removes the hop-by-hop headers and those named in `Connection`
+/// (used on the upstream's responses).
+pub fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_listed(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
 
 /// Name prefixes a client may never send: the proxy's identity namespace and
 /// forwarding headers.
@@ -58,11 +108,13 @@ const FORWARDED: &str = "forwarded";
 pub struct HeaderPolicy {
     /// Peers whose forwarding headers are trusted.
     trusted: Vec<IpNet>,
-    /// Identity header names (sub, iss, exp, claims) in that order; `None` = off.
-    identity: [Option<HeaderName>; 4],
+    /// Identity header names (sub, iss, exp, claims, provider) in that
+    /// order; `None` = off.
+    identity: [Option<HeaderName>; 5],
     /// Claim → header name.
     claim_headers: Vec<(String, HeaderName)>,
-    /// Every name a client may not send: identity, claim and forwarding headers.
+    /// Every name a client may not send: identity, claim and forwarding
+    /// headers, and `upstream.strip_request_headers`.
     reserved: Vec<HeaderName>,
     /// Pass the client's `Authorization`.
     forward_authorization: bool,
@@ -99,6 +151,7 @@ impl HeaderPolicy {
             name(&ids.issuer),
             name(&ids.expires),
             name(&ids.claims),
+            name(&ids.provider),
         ];
         let claim_headers: Vec<(String, HeaderName)> = config
             .claim_headers
@@ -107,6 +160,7 @@ impl HeaderPolicy {
             .collect();
         let mut reserved: Vec<HeaderName> = identity.iter().flatten().cloned().collect();
         reserved.extend(claim_headers.iter().map(|(_, h)| h.clone()));
+        reserved.extend(config.strip_request_headers.iter().filter_map(|h| name(h)));
         for fixed in [
             X_FORWARDED_FOR,
             X_FORWARDED_PROTO,
@@ -142,22 +196,9 @@ impl HeaderPolicy {
         out: &mut HeaderMap,
     ) {
         let trusted = self.is_trusted(&client.peer);
-        let listed_in_connection: Vec<String> = client
-            .headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|s| s.trim().to_ascii_lowercase())
-            .collect();
+        let listed = connection_listed(&client.headers);
         for (key, value) in &client.headers {
-            let lower = key.as_str();
-            if DROPPED.contains(&lower)
-                || client_may_not_send(lower)
-                || listed_in_connection.iter().any(|c| c == lower)
-                || self.reserved.contains(key)
-                || (key == AUTHORIZATION && !self.forward_authorization)
-            {
+            if self.not_forwarded(key, &listed) {
                 continue;
             }
             if key == HOST {
@@ -168,16 +209,8 @@ impl HeaderPolicy {
             }
             out.append(key.clone(), value.clone());
         }
-        let peer_ip = client.peer.ip().to_string();
-        let xff = match client
-            .headers
-            .get(X_FORWARDED_FOR)
-            .and_then(|v| v.to_str().ok())
-        {
-            Some(prior) if trusted => format!("{prior}, {peer_ip}"),
-            _ => peer_ip,
-        };
-        set(out, X_FORWARDED_FOR, &xff);
+        let xff = forwarded_for(&client.headers, trusted, client.peer);
+        insert(out, X_FORWARDED_FOR, xff);
         let inherited = |n: &str| trusted.then(|| client.headers.get(n).cloned()).flatten();
         match inherited(X_FORWARDED_PROTO) {
             Some(v) => insert(out, X_FORWARDED_PROTO, v),
@@ -192,14 +225,33 @@ impl HeaderPolicy {
         }
     }
 
-    /// Sets the identity headers for a verified identity.
+    /// Whether a client header stays behind: hop-by-hop (or named in
+    /// `Connection`, `listed`), the handshake's own, one the client may not
+    /// set, one of `upstream.strip_request_headers`, or `Authorization`
+    /// unless it is forwarded.
+    fn not_forwarded(&self, key: &HeaderName, listed: &[HeaderName]) -> bool {
+        let lower = key.as_str();
+        HOP_BY_HOP.contains(&lower)
+            || NOT_FORWARDED.contains(&lower)
+            || client_may_not_send(lower)
+            || listed.contains(key)
+            || self.reserved.contains(key)
+            || (key == AUTHORIZATION && !self.forward_authorization)
+    }
+
+    /// Sets the identity headers for a verified identity. The issuer is
+    /// sent only when the provider pins one: otherwise whoever holds the
+    /// provider's key chooses `iss`. The provider's name is always sent.
     pub fn identity(&self, identity: &Identity, out: &mut HeaderMap) {
-        let [sub, iss, exp, claims] = &self.identity;
+        let [sub, iss, exp, claims, provider] = &self.identity;
         if let Some(h) = sub {
             out.insert(h.clone(), encode_value(&identity.sub));
         }
-        if let (Some(h), Some(v)) = (iss, &identity.iss) {
+        if let (Some(h), Some(v), true) = (iss, &identity.iss, identity.issuer_pinned) {
             out.insert(h.clone(), encode_value(v));
+        }
+        if let Some(h) = provider {
+            out.insert(h.clone(), encode_value(&identity.provider));
         }
         if let Some(h) = exp {
             out.insert(h.clone(), HeaderValue::from(identity.exp));
@@ -219,6 +271,24 @@ impl HeaderPolicy {
             }
         }
     }
+}
+
+/// `X-Forwarded-For` for the upstream: the peer's address, appended to
+/// every `X-Forwarded-For` line a trusted peer sent, joined in order
+/// (RFC 7230 §3.2.2), so that no line is lost.
+fn forwarded_for(headers: &HeaderMap, trusted: bool, peer: SocketAddr) -> HeaderValue {
+    let peer_ip = peer.ip().to_string();
+    if !trusted {
+        return encode_value(&peer_ip);
+    }
+    let mut joined: Vec<u8> = Vec::new();
+    for item in list_items(headers, X_FORWARDED_FOR) {
+        joined.extend_from_slice(item);
+        joined.extend_from_slice(b", ");
+    }
+    joined.extend_from_slice(peer_ip.as_bytes());
+    // Items of valid header values joined by ", " form a valid value.
+    HeaderValue::from_bytes(&joined).unwrap_or_else(|_| encode_value(&peer_ip))
 }
 
 fn set(out: &mut HeaderMap, name: &'static str, value: &str) {
@@ -288,6 +358,19 @@ mod tests {
         for name in ["cookie", "origin", "x-custom", "authorization"] {
             assert!(!client_may_not_send(name), "{name}");
         }
+    }
+
+    #[test]
+    fn comma_lists_span_lines() {
+        let mut h = HeaderMap::new();
+        for line in ["keep-alive, ,Upgrade", "", " X-Custom "] {
+            h.append(CONNECTION, HeaderValue::from_static(line));
+        }
+        let items: Vec<&[u8]> = list_items(&h, "connection").collect();
+        assert_eq!(items, [&b"keep-alive"[..], b"Upgrade", b"X-Custom"]);
+        assert!(has_token(&h, "Connection", "upgrade"));
+        assert!(!has_token(&h, "connection", "close"));
+        assert_eq!(connection_listed(&h).len(), 3);
     }
 
     #[test]

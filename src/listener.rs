@@ -13,7 +13,7 @@ use http::header::{
     CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
     SEC_WEBSOCKET_VERSION, UPGRADE,
 };
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::budget::Budgeted;
-use crate::headers::ClientRequest;
+use crate::headers::{has_token, list_items, ClientRequest};
 use crate::proxy::{Body, Proxy};
 use crate::registry::Shard;
 use crate::rescue::HttpError;
@@ -146,11 +146,11 @@ async fn route(
     upgrade: &Upgrade,
 ) -> Response<Body> {
     if request.headers().contains_key(UPGRADE)
-        || has_token(request.headers(), CONNECTION, "upgrade")
+        || has_token(request.headers(), CONNECTION.as_str(), "upgrade")
     {
         return match accept_key(&request) {
-            Some(accept) => answer_upgrade(request, peer, &proxy, accept, upgrade),
-            None => error(HttpError::BadUpgrade),
+            Ok(accept) => answer_upgrade(request, peer, &proxy, accept, upgrade),
+            Err(e) => error(e),
         };
     }
     crate::passthrough::forward(request, peer, &proxy).await
@@ -162,32 +162,50 @@ pub fn error(e: HttpError) -> Response<Body> {
         .map(|b| b.map_err(|never| match never {}).boxed())
 }
 
-fn has_token(headers: &HeaderMap, name: http::header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
-}
-
-/// The `Sec-WebSocket-Accept` value if this is a valid WebSocket handshake (RFC 6455 §4.2.1).
-fn accept_key(request: &Request<Incoming>) -> Option<HeaderValue> {
+/// The `Sec-WebSocket-Accept` value if this is a valid WebSocket handshake
+/// (RFC 6455 §4.2.1), else the answer that says what is wrong.
+fn accept_key(request: &Request<Incoming>) -> Result<HeaderValue, HttpError> {
     let h = request.headers();
     let valid = request.method() == Method::GET
         && request.version() == http::Version::HTTP_11
-        && has_token(h, UPGRADE, "websocket")
-        && has_token(h, CONNECTION, "upgrade")
-        && h.get(SEC_WEBSOCKET_VERSION).is_some_and(|v| v == "13");
-    let key = h.get(SEC_WEBSOCKET_KEY)?;
+        && has_token(h, UPGRADE.as_str(), "websocket")
+        && has_token(h, CONNECTION.as_str(), "upgrade");
+    if !valid {
+        return Err(HttpError::BadUpgrade);
+    }
+    if !is_origin_or_absolute_form(request.uri()) {
+        return Err(HttpError::BadRequestTarget);
+    }
+    let mut versions = list_items(h, SEC_WEBSOCKET_VERSION.as_str());
+    if versions.next() != Some(b"13".as_slice()) || versions.next().is_some() {
+        return Err(HttpError::UnsupportedWebSocketVersion);
+    }
+    let mut keys = h.get_all(SEC_WEBSOCKET_KEY).into_iter();
+    let (Some(key), None) = (keys.next(), keys.next()) else {
+        return Err(HttpError::BadUpgrade);
+    };
     let decoded_len =
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
             .map(|k| k.len())
             .unwrap_or(0);
-    if !valid || decoded_len != 16 {
-        return None;
+    if decoded_len != 16 {
+        return Err(HttpError::BadUpgrade);
     }
-    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()
+    HeaderValue::from_str(&derive_accept_key(key.as_bytes())).map_err(|_| HttpError::BadUpgrade)
+}
+
+/// Whether an upgrade's request target is origin-form (`/path?query`) or
+/// absolute-form with an `http`, `https`, `ws` or `wss` scheme (of which
+/// only the path and query are used). Asterisk-form (`*`) and
+/// authority-form (`host:port`) are refused.
+fn is_origin_or_absolute_form(uri: &Uri) -> bool {
+    match (uri.scheme_str(), uri.authority()) {
+        (None, None) => uri.path().starts_with('/'),
+        (Some(scheme), Some(_)) => ["http", "https", "ws", "wss"]
+            .iter()
+            .any(|s| scheme.eq_ignore_ascii_case(s)),
+        _ => false,
+    }
 }
 
 /// Answers 101; the session starts once hyper hands the socket back (see [`serve`]).
@@ -231,12 +249,7 @@ fn choose_subprotocol(headers: &HeaderMap, allowed: &[String]) -> Option<HeaderV
     if allowed.is_empty() {
         return None;
     }
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find(|offered| allowed.iter().any(|a| a == offered))
-        .and_then(|p| HeaderValue::from_str(p).ok())
+    list_items(headers, SEC_WEBSOCKET_PROTOCOL.as_str())
+        .find(|offered| allowed.iter().any(|a| a.as_bytes() == *offered))
+        .and_then(|p| HeaderValue::from_bytes(p).ok())
 }

@@ -4,26 +4,15 @@
 
 use std::net::SocketAddr;
 
-use http::{HeaderMap, Request, Response, Uri};
+use http::header::CONTENT_LENGTH;
+use http::{HeaderMap, HeaderValue, Request, Response, Uri};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 
-use crate::headers::ClientRequest;
+use crate::headers::{remove_hop_by_hop, ClientRequest};
 use crate::listener::error;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
-
-/// Response headers that are hop-by-hop and never passed back.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "proxy-authenticate",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Forwards one request and returns the upstream's response (or a JSON error).
 pub async fn forward(
@@ -50,6 +39,7 @@ pub async fn forward(
     proxy
         .headers
         .forward(&client, &crate::ids::connection_id(), "http", &mut headers);
+    set_content_length(&client.headers, &body, &mut headers);
     let mut outgoing = Request::new(body.boxed());
     *outgoing.method_mut() = parts.method;
     *outgoing.uri_mut() = uri;
@@ -61,20 +51,7 @@ pub async fn forward(
     .await;
     match sent {
         Ok(Ok(mut response)) => {
-            let h = response.headers_mut();
-            let listed: Vec<http::HeaderName> = h
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|n| http::HeaderName::from_bytes(n.trim().as_bytes()).ok())
-                .collect();
-            for name in listed {
-                h.remove(name);
-            }
-            for name in HOP_BY_HOP {
-                h.remove(*name);
-            }
+            remove_hop_by_hop(response.headers_mut());
             response.map(|b| b.boxed())
         }
         Ok(Err(e)) => {
@@ -82,5 +59,18 @@ pub async fn forward(
             error(HttpError::UpstreamUnavailable)
         }
         Err(_) => error(HttpError::UpstreamTimeout),
+    }
+}
+
+/// The client's `Content-Length` as hyper parsed it (`005` and `5, 5` are
+/// sent as `5`), never as written: [`crate::headers::HeaderPolicy::forward`]
+/// does not copy it. hyper refuses a request whose lengths disagree or are
+/// not digits, so a body with a `Content-Length` has an exact size here.
+fn set_content_length(client: &HeaderMap, body: &Incoming, out: &mut HeaderMap) {
+    if !client.contains_key(CONTENT_LENGTH) {
+        return;
+    }
+    if let Some(n) = body.size_hint().exact() {
+        out.insert(CONTENT_LENGTH, HeaderValue::from(n));
     }
 }

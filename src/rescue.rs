@@ -155,6 +155,12 @@ impl CloseCause {
 pub enum HttpError {
     /// A request with `Upgrade` that is not a valid WebSocket handshake.
     BadUpgrade,
+    /// An upgrade whose request target is neither a path (origin-form) nor
+    /// an absolute URL: `*` (asterisk-form) or `host:port` (authority-form).
+    BadRequestTarget,
+    /// An upgrade whose `Sec-WebSocket-Version` is missing, not 13, or not
+    /// exactly one value; answered with `Sec-WebSocket-Version: 13`.
+    UnsupportedWebSocketVersion,
     /// The upstream could not be reached.
     UpstreamUnavailable,
     /// The upstream did not answer in time.
@@ -169,6 +175,16 @@ impl HttpError {
                 StatusCode::BAD_REQUEST,
                 "bad_upgrade",
                 "the request asks for an upgrade but is not a valid WebSocket handshake",
+            ),
+            HttpError::BadRequestTarget => (
+                StatusCode::BAD_REQUEST,
+                "bad_request_target",
+                "a WebSocket upgrade's request target must be a path or an absolute URL",
+            ),
+            HttpError::UnsupportedWebSocketVersion => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_websocket_version",
+                "this server speaks WebSocket version 13 only (one Sec-WebSocket-Version: 13)",
             ),
             HttpError::UpstreamUnavailable => (
                 StatusCode::BAD_GATEWAY,
@@ -189,10 +205,18 @@ impl HttpError {
         let body = serde_json::json!({ "error": code, "message": message }).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
-        response.headers_mut().insert(
+        let h = response.headers_mut();
+        h.insert(
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        if self == HttpError::UnsupportedWebSocketVersion {
+            // RFC 6455 §4.4: the versions the server speaks.
+            h.insert(
+                http::header::SEC_WEBSOCKET_VERSION,
+                http::HeaderValue::from_static("13"),
+            );
+        }
         response
     }
 }

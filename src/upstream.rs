@@ -57,7 +57,7 @@ pub struct Target {
     ws_prefix: String,
     /// `http://host:port` plus prefix for plain HTTP requests.
     http_base: String,
-    /// Query parameters removed before forwarding.
+    /// Query parameters removed before forwarding, lower-cased.
     strip: Vec<String>,
 }
 
@@ -106,7 +106,11 @@ impl Target {
             authority,
             ws_prefix,
             http_base,
-            strip: config.strip_query_params.clone(),
+            strip: config
+                .strip_query_params
+                .iter()
+                .map(|p| p.to_lowercase())
+                .collect(),
         })
     }
 
@@ -120,15 +124,29 @@ impl Target {
         let kept: Vec<&str> = query
             .into_iter()
             .flat_map(|q| q.split('&'))
-            .filter(|pair| {
-                let key = pair.split('=').next().unwrap_or_default();
-                !key.is_empty() && !self.strip.iter().any(|s| s == key)
-            })
+            .filter(|pair| self.keeps(pair))
             .collect();
         if kept.is_empty() {
             path.to_owned()
         } else {
             format!("{path}?{}", kept.join("&"))
+        }
+    }
+
+    /// Whether a `name=value` query pair goes upstream: its name, decoded
+    /// as in form encoding (`%XX`, and `+` as a space), is not one of the
+    /// stripped names, compared case-insensitively. A name that does not
+    /// decode (a bad `%` sequence, or not UTF-8) is dropped: the upstream
+    /// might decode it leniently into a stripped name. Empty names are
+    /// dropped too.
+    fn keeps(&self, pair: &str) -> bool {
+        let raw = pair.split('=').next().unwrap_or_default();
+        match decode_query_name(raw) {
+            Some(name) if !name.is_empty() => {
+                let name = name.to_lowercase();
+                !self.strip.contains(&name)
+            }
+            _ => false,
         }
     }
 
@@ -229,6 +247,26 @@ impl Target {
     }
 }
 
+/// A query parameter's name decoded strictly: `+` is a space and `%XX` a
+/// byte; `None` when a `%` is not followed by two hex digits or the bytes
+/// are not UTF-8.
+fn decode_query_name(raw: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(raw.len());
+    let mut bytes = raw.bytes();
+    while let Some(b) = bytes.next() {
+        out.push(match b {
+            b'+' => b' ',
+            b'%' => {
+                let hi = (bytes.next()? as char).to_digit(16)?;
+                let lo = (bytes.next()? as char).to_digit(16)?;
+                u8::try_from(hi * 16 + lo).ok()?
+            }
+            other => other,
+        });
+    }
+    String::from_utf8(out).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +286,23 @@ mod tests {
         );
         assert_eq!(t.ws_url("/chat?token=abc"), "ws://127.0.0.1:9000/base/chat");
         assert_eq!(t.http_url("/"), "http://127.0.0.1:9000/base/");
+    }
+
+    #[test]
+    fn token_params_are_stripped_by_any_spelling() {
+        let t = target();
+        assert_eq!(
+            t.ws_url("/c?Token=1&TOKEN=2&%74oken=3&access%5Ftoken=4&ACCESS%5fTOKEN=5&a=%zz&b=1"),
+            "ws://127.0.0.1:9000/base/c?a=%zz&b=1"
+        );
+        // Undecodable names are dropped; others stay as written, in order.
+        assert_eq!(
+            t.ws_url("/c?x%zz=1&y%4=2&%FF=3&q=a%20b&to+ken=4&Z=%41"),
+            "ws://127.0.0.1:9000/base/c?q=a%20b&to+ken=4&Z=%41"
+        );
+        assert_eq!(decode_query_name("a+b%2B"), Some("a b+".to_owned()));
+        assert_eq!(decode_query_name("%"), None);
+        assert_eq!(decode_query_name("%c3%a9"), Some("é".to_owned()));
     }
 
     #[test]

@@ -799,14 +799,20 @@ fn push_run<'a>(
     run
 }
 
+/// 1014, bad gateway: a registered close code that tungstenite's
+/// `is_allowed` does not know; a peer may send it (the proxy never does).
+const BAD_GATEWAY: u16 = 1014;
+
 /// Reads a close frame's payload: empty, or a code and a UTF-8 reason.
 fn parse_close(payload: &[u8]) -> Result<Option<CloseFrame>, WireError> {
     match payload {
         [] => Ok(None),
         [_] => Err(WireError::Protocol("close frame with a 1-byte payload")),
         [hi, lo, reason @ ..] => {
-            let code = CloseCode::from(u16::from_be_bytes([*hi, *lo]));
-            if !code.is_allowed() {
+            let raw = u16::from_be_bytes([*hi, *lo]);
+            let code = CloseCode::from(raw);
+            // 1014 (bad gateway) is registered but unknown to tungstenite.
+            if !code.is_allowed() && raw != BAD_GATEWAY {
                 return Err(WireError::Protocol("close code not allowed"));
             }
             let reason = std::str::from_utf8(reason).map_err(|_| WireError::Utf8)?;

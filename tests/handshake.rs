@@ -476,3 +476,137 @@ async fn frames_sent_with_the_handshakes_are_relayed() {
     assert_eq!(client.data_or_close().await.text(), "first from server");
     assert_eq!(up.data_or_close().await.text(), "first from client");
 }
+
+// ---- request target, version and key of the upgrade -------------------------
+
+/// An upgrade request for `target` with `version_and_key` header lines,
+/// asking the proxy to close the connection after answering.
+fn upgrade(target: &str, version_and_key: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade, close\r\n{version_and_key}\r\n"
+    )
+}
+
+/// The usual version and key lines.
+const V13_KEY: &str =
+    "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+
+/// Sends `raw`, expects a 400 JSON answer with `code`, and returns it.
+async fn refused_400(proxy: &TestProxy, raw: &str, code: &str) -> support::requests::RawResponse {
+    let response = support::requests::raw_http(proxy.addr, raw).await;
+    assert_eq!(response.status, 400, "{raw:?}: {response:?}");
+    assert_eq!(response.header("content-type"), Some("application/json"));
+    assert_eq!(response.json()["error"], code, "{raw:?}: {response:?}");
+    response
+}
+
+#[tokio::test]
+async fn asterisk_and_authority_form_upgrades_get_400() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    for target in ["*", "app.example:80", "127.0.0.1:9"] {
+        refused_400(&proxy, &upgrade(target, V13_KEY), "bad_request_target").await;
+    }
+    assert!(
+        raw.accept_tcp_within(QUIET).await.is_none(),
+        "the upstream was contacted"
+    );
+}
+
+/// Absolute-form is accepted and only its path and query are used (token
+/// parameters still stripped); origin-form is the usual case.
+#[tokio::test]
+async fn absolute_and_origin_form_upgrades_are_accepted() {
+    use raw::*;
+    let upstream = RawUpstream::start().await;
+    let proxy = proxy(upstream.addr).start().await;
+    for (target, seen) in [
+        ("http://app.example/room?x=1&token=t", "/room?x=1"),
+        ("ws://app.example:8080/a/b", "/a/b"),
+        ("/origin?y=2", "/origin?y=2"),
+    ] {
+        let request = upgrade_request(proxy.addr, target, "");
+        let mut client = raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+        let (_up, head) = raw_upstream_accept(&upstream).await;
+        assert!(
+            head.starts_with(&format!("GET {seen} HTTP/1.1\r\n")),
+            "{target}: {head}"
+        );
+        let host = format!("\r\nhost: {}\r\n", upstream.addr);
+        assert!(
+            head.to_ascii_lowercase().contains(&host),
+            "{target}: {head}"
+        );
+        assert!(client
+            .data_or_close()
+            .await
+            .text()
+            .contains("AUTHENTICATED"));
+    }
+}
+
+/// RFC 6455 §4.4: a version the server does not speak gets 400 with the
+/// versions it does. Two lines or a list are not "13", even when one is.
+#[tokio::test]
+async fn sec_websocket_version_must_be_exactly_one_13() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
+    for versions in [
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 8\r\n",
+        "Sec-WebSocket-Version: 8\r\nSec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Version: 13\r\n",
+        "Sec-WebSocket-Version: 13, 8\r\n",
+        "Sec-WebSocket-Version: 13,13\r\n",
+        "Sec-WebSocket-Version: 8\r\n",
+        "Sec-WebSocket-Version: 013\r\n",
+        "",
+    ] {
+        let request = upgrade("/chat", &format!("{versions}{key}"));
+        let response = refused_400(&proxy, &request, "unsupported_websocket_version").await;
+        assert_eq!(
+            response.header("sec-websocket-version"),
+            Some("13"),
+            "{versions:?}"
+        );
+    }
+    assert!(raw.accept_tcp_within(QUIET).await.is_none());
+}
+
+#[tokio::test]
+async fn duplicated_sec_websocket_key_gets_400() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr).start().await;
+    for keys in [
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\n",
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ] {
+        let request = upgrade("/chat", &format!("Sec-WebSocket-Version: 13\r\n{keys}"));
+        let response = refused_400(&proxy, &request, "bad_upgrade").await;
+        assert_eq!(response.header("sec-websocket-version"), None);
+    }
+    assert!(raw.accept_tcp_within(QUIET).await.is_none());
+}
+
+// ---- close code 1014 ---------------------------------------------------------
+
+/// 1014 (bad gateway) is a registered close code: a close frame carrying it
+/// is relayed as it is, from the client to the upstream and back.
+#[tokio::test]
+async fn close_code_1014_is_relayed_both_ways() {
+    use raw::*;
+    let close_1014 = [&1014u16.to_be_bytes()[..], b"bad gateway"].concat();
+    let upstream = RawUpstream::start().await;
+    let proxy = proxy(upstream.addr).start().await;
+
+    let (mut client, mut up) = raw_pair(proxy.addr, &upstream, &hs256("alice", 300)).await;
+    client.write(&client_frame(CLOSE, &close_1014)).await;
+    let got = up.data_or_close().await;
+    assert_eq!((got.opcode, got.payload), (CLOSE, close_1014.clone()));
+
+    let (mut client, mut up) = raw_pair(proxy.addr, &upstream, &hs256("alice", 300)).await;
+    up.write(&server_frame(CLOSE, &close_1014)).await;
+    let got = client.data_or_close().await;
+    assert_eq!((got.opcode, got.payload), (CLOSE, close_1014));
+}

@@ -47,10 +47,23 @@ fn all(up: &UpConn, name: &str) -> Vec<String> {
 
 // ---- identity headers -----------------------------------------------------
 
+/// `[auth]` with one HS256 provider that pins `https://idp.example`.
+const PINNED_AUTH: &str = r#"
+[auth]
+leeway = "2s"
+[[auth.providers]]
+name = "corp-idp"
+issuer = "https://idp.example"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "@SECRET_FILE@"
+"#;
+
 #[tokio::test]
 async fn identity_and_forwarding_headers_have_exact_values() {
     let mut upstream = Upstream::start(true).await;
-    let proxy = proxy(upstream.addr).start().await;
+    let proxy = proxy(upstream.addr).auth(PINNED_AUTH).start().await;
     let c = claims(
         "alice",
         300,
@@ -63,6 +76,7 @@ async fn identity_and_forwarding_headers_have_exact_values() {
 
     assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
     assert_eq!(all(&up, "x-auth-issuer"), ["https://idp.example"]);
+    assert_eq!(all(&up, "x-auth-provider"), ["corp-idp"]);
     assert_eq!(all(&up, "x-auth-expires"), [c["exp"].to_string()]);
     let b64 = up.header("x-auth-claims").expect("x-auth-claims");
     assert_eq!(b64, token.split('.').nth(1).expect("payload segment"));
@@ -89,6 +103,46 @@ async fn issuer_header_is_absent_without_iss() {
     let up = upstream.accept().await;
     assert_eq!(up.header("x-auth-subject").as_deref(), Some("bob"));
     assert_eq!(up.header("x-auth-issuer"), None);
+}
+
+/// A provider without a pinned `issuer` takes any `iss` its key signs: the
+/// upstream must not be told that `iss` as if it were vouched for.
+#[tokio::test]
+async fn issuer_header_is_sent_only_when_the_provider_pins_one() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let c = claims("alice", 300, json!({"iss": "https://chosen-by-key-holder"}));
+    let _ws = authed(&proxy, "/chat", &hs256_claims(&c)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
+    assert_eq!(all(&up, "x-auth-issuer"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-provider"), ["test"]);
+}
+
+#[tokio::test]
+async fn provider_header_is_renamed_switched_off_and_never_taken_from_the_client() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .upstream("[upstream.identity_headers]\nprovider = \"X-Idp\"")
+        .start()
+        .await;
+    let r = with(ws_request(&proxy, "/chat"), "x-idp", "forged");
+    let r = with(r, "x-auth-provider", "forged");
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-idp"), ["test"]);
+    assert_eq!(all(&up, "x-auth-provider"), Vec::<String>::new());
+
+    // Switched off: no provider header at all.
+    let proxy = support::proxy(upstream.addr)
+        .upstream("[upstream.identity_headers]\nprovider = \"\"")
+        .start()
+        .await;
+    let _ws = authed(&proxy, "/chat", &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-auth-provider"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
 }
 
 #[tokio::test]
@@ -177,6 +231,43 @@ async fn trusted_proxy_forwarding_headers_are_appended_and_kept() {
     assert_eq!(all(&up, "x-auth-subject"), ["alice"]);
     assert_eq!(all(&up, "x-auth-issuer"), Vec::<String>::new());
     assert_eq!(all(&up, "x-auth-email"), Vec::<String>::new());
+}
+
+/// HAProxy and some ingresses send one `X-Forwarded-For` line per hop: every
+/// line of a trusted peer is kept, in order, before the peer's address.
+#[tokio::test]
+async fn trusted_proxy_x_forwarded_for_lines_are_all_kept_in_order() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    let extra = "X-Forwarded-For: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.2,  10.0.0.1\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra);
+    let _client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let up = upstream.accept().await;
+    assert_eq!(
+        all(&up, "x-forwarded-for"),
+        ["203.0.113.7, 198.51.100.2, 10.0.0.1, 127.0.0.1"]
+    );
+
+    // The same on the plain HTTP path.
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    raw_http(
+        proxy.addr,
+        &format!("GET /api HTTP/1.1\r\nHost: app.example\r\n{extra}Connection: close\r\n\r\n"),
+    )
+    .await;
+    let seen = http.request().await;
+    assert_eq!(seen.count("x-forwarded-for"), 1);
+    assert_eq!(
+        seen.header("x-forwarded-for").as_deref(),
+        Some("203.0.113.7, 198.51.100.2, 10.0.0.1, 127.0.0.1")
+    );
 }
 
 #[tokio::test]
@@ -367,6 +458,31 @@ async fn token_query_parameters_are_stripped() {
     assert_eq!(up.path, "/room/7?x=1&y=");
 }
 
+/// Names are compared percent-decoded and case-insensitively; a name that
+/// does not decode is dropped; everything else stays as written, in order.
+const SPELLED_QUERY: &str = "/room?Token=a&TOKEN=b&%74oken=c&access%5Ftoken=d&ACCESS%5fTOKEN=e\
+                             &x%zz=f&%FF=g&y%2=h&q=a%20b+c&to+ken=i&z=%41%zz";
+/// What is left of [`SPELLED_QUERY`].
+const SPELLED_KEPT: &str = "/room?q=a%20b+c&to+ken=i&z=%41%zz";
+
+#[tokio::test]
+async fn token_query_parameters_are_stripped_by_any_spelling() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let _ws = authed(&proxy, SPELLED_QUERY, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    assert_eq!(up.path, SPELLED_KEPT);
+
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr).start().await;
+    raw_http(
+        proxy.addr,
+        &format!("GET {SPELLED_QUERY} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(http.request().await.path, SPELLED_KEPT);
+}
+
 #[tokio::test]
 async fn query_with_only_a_token_becomes_a_bare_path() {
     let mut upstream = Upstream::start(true).await;
@@ -463,10 +579,7 @@ async fn bad_upgrade_gets_400_json_and_is_not_forwarded() {
         // No Sec-WebSocket-Key.
         "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
          Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\nConnection: close\r\n\r\n",
-        // Wrong version.
-        "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
-         Connection: Upgrade, close\r\nSec-WebSocket-Version: 8\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        // A wrong version has its own answer: see tests/handshake.rs.
         // A key that is not 16 bytes.
         "GET /chat HTTP/1.1\r\nHost: app.example\r\nUpgrade: websocket\r\n\
          Connection: Upgrade, close\r\nSec-WebSocket-Version: 13\r\n\
@@ -509,4 +622,202 @@ async fn http_upstream_down_gets_502_json() {
     assert_eq!(response.header("content-type"), Some("application/json"));
     let v = response.json();
     assert_eq!(v["error"], "upstream_unavailable", "{v}");
+}
+
+// ---- request framing and Expect ---------------------------------------------
+
+/// An upgrade has no body: its `Content-Length` (and `Transfer-Encoding`)
+/// must not reach the upstream's handshake, nor its `Expect`.
+#[tokio::test]
+async fn upgrade_framing_and_expect_headers_are_not_forwarded() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let extra = "Content-Length: 0\r\nExpect: 100-continue\r\nX-Custom: kept\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra);
+    let mut client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let mut up = upstream.accept().await;
+    assert_eq!(all(&up, "content-length"), Vec::<String>::new());
+    assert_eq!(all(&up, "transfer-encoding"), Vec::<String>::new());
+    assert_eq!(all(&up, "expect"), Vec::<String>::new());
+    assert_eq!(all(&up, "x-custom"), ["kept"]);
+    assert!(client
+        .data_or_close()
+        .await
+        .text()
+        .contains("AUTHENTICATED"));
+    client
+        .write(&raw::client_frame(raw::TEXT, b"after the upgrade"))
+        .await;
+    assert_eq!(
+        up.recv().await,
+        tokio_tungstenite::tungstenite::Message::text("after the upgrade")
+    );
+}
+
+/// An upgrade sent with a (chunked, empty) body: `Transfer-Encoding` is
+/// hop-by-hop and never reaches the upstream's handshake.
+#[tokio::test]
+async fn upgrade_with_a_chunked_body_sends_no_transfer_encoding_upstream() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let extra = "Transfer-Encoding: chunked\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra) + "0\r\n\r\n";
+    let mut client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "transfer-encoding"), Vec::<String>::new());
+    assert!(client
+        .data_or_close()
+        .await
+        .text()
+        .contains("AUTHENTICATED"));
+}
+
+/// wsguard answers `100 Continue` itself, so `Expect` is not forwarded on
+/// the pass-through path either; the body still arrives.
+#[tokio::test]
+async fn expect_is_not_forwarded_on_the_pass_through_path() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    let response = raw_http(
+        proxy.addr,
+        "POST /api HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\
+         Connection: close\r\n\r\nhello",
+    )
+    .await;
+    let seen = http.request().await;
+    assert_eq!(seen.header("expect"), None);
+    assert_eq!(seen.body, b"hello");
+    assert_eq!(response.status, HTTP_UPSTREAM_STATUS);
+}
+
+/// `Content-Length` goes upstream as the number hyper parsed, not as
+/// written; lengths hyper refuses get its 400 and are not forwarded.
+#[tokio::test]
+async fn pass_through_content_length_is_normalized() {
+    let mut http = HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    for lengths in [
+        "Content-Length: 005\r\n",
+        "Content-Length: 5\r\nContent-Length: 05\r\n",
+    ] {
+        let response = raw_http(
+            proxy.addr,
+            &format!("POST /api HTTP/1.1\r\nHost: a\r\n{lengths}Connection: close\r\n\r\nhello"),
+        )
+        .await;
+        assert_eq!(response.status, HTTP_UPSTREAM_STATUS, "{lengths:?}");
+        let seen = http.request().await;
+        assert_eq!(seen.headers.get_all("content-length").iter().count(), 1);
+        assert_eq!(
+            seen.header("content-length").as_deref(),
+            Some("5"),
+            "{lengths:?}"
+        );
+        assert_eq!(seen.body, b"hello");
+    }
+    for lengths in [
+        "Content-Length: +5\r\n",
+        "Content-Length: 5, 5\r\n",
+        "Content-Length: 5\r\nContent-Length: 6\r\n",
+        "Content-Length: 0x5\r\n",
+    ] {
+        let response = raw_http(
+            proxy.addr,
+            &format!("POST /api HTTP/1.1\r\nHost: a\r\n{lengths}Connection: close\r\n\r\nhello"),
+        )
+        .await;
+        assert_eq!(response.status, 400, "{lengths:?}");
+    }
+    assert!(http.request_within(NOTHING).await.is_none());
+}
+
+// ---- upstream.strip_request_headers ---------------------------------------
+
+/// The CDN headers of the issue, listed in any case, stripped on both paths.
+const STRIP: &str =
+    "strip_request_headers = [\"x-client-ip\", \"CF-Connecting-IP\", \"X-Original-URL\"]";
+/// Client headers the list above must remove (or, for `X-Other`, keep).
+const CDN_HEADERS: [(&str, &str); 4] = [
+    ("X-Client-IP", "203.0.113.9"),
+    ("cf-connecting-ip", "203.0.113.9"),
+    ("X-ORIGINAL-URL", "/admin"),
+    ("X-Other", "kept"),
+];
+
+#[tokio::test]
+async fn strip_request_headers_removes_listed_headers_on_both_paths() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).upstream(STRIP).start().await;
+    let mut r = ws_request(&proxy, "/chat");
+    for (name, value) in CDN_HEADERS {
+        r = with(r, name, value);
+    }
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    for (name, _) in &CDN_HEADERS[..3] {
+        assert_eq!(all(&up, name), Vec::<String>::new(), "{name}");
+    }
+    assert_eq!(all(&up, "x-other"), ["kept"]);
+
+    let mut http = HttpUpstream::start().await;
+    let proxy = support::proxy(http.addr).upstream(STRIP).start().await;
+    let lines: String = CDN_HEADERS
+        .iter()
+        .map(|(n, v)| format!("{n}: {v}\r\n"))
+        .collect();
+    raw_http(
+        proxy.addr,
+        &format!("GET /api HTTP/1.1\r\nHost: a\r\n{lines}Connection: close\r\n\r\n"),
+    )
+    .await;
+    let seen = http.request().await;
+    for (name, _) in &CDN_HEADERS[..3] {
+        assert_eq!(seen.header(name), None, "{name}");
+    }
+    assert_eq!(seen.header("x-other").as_deref(), Some("kept"));
+}
+
+/// Without the setting, such headers pass (the documented default).
+#[tokio::test]
+async fn unlisted_cdn_headers_pass_by_default() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let mut r = ws_request(&proxy, "/chat");
+    for (name, value) in CDN_HEADERS {
+        r = with(r, name, value);
+    }
+    let mut ws = connect_request(r).await;
+    authenticate(&mut ws, &hs256("alice", 300)).await;
+    let up = upstream.accept().await;
+    for (name, value) in CDN_HEADERS {
+        assert_eq!(all(&up, name), [value], "{name}");
+    }
+}
+
+#[test]
+fn invalid_header_names_are_config_errors_naming_the_key() {
+    for (lines, key) in [
+        (
+            "strip_request_headers = [\"X-Ok\", \"bad header\"]",
+            "upstream.strip_request_headers[1]:",
+        ),
+        (
+            "strip_request_headers = [\"\"]",
+            "upstream.strip_request_headers[0]:",
+        ),
+        (
+            "[upstream.identity_headers]\nprovider = \"X:Idp\"",
+            "upstream.identity_headers.provider:",
+        ),
+    ] {
+        let text = proxy("127.0.0.1:9".parse().expect("addr"))
+            .upstream(lines)
+            .toml("/nonexistent");
+        let err = wsguard::config::Config::parse(&text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.starts_with(key), "{lines}: {err:?}");
+    }
 }

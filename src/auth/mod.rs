@@ -70,6 +70,9 @@ pub struct Identity {
     pub claims_b64: String,
     /// The name of the provider that verified it.
     pub provider: Arc<str>,
+    /// Whether that provider pins an `issuer` (then `iss` is that issuer;
+    /// otherwise whoever holds the provider's key chose it).
+    pub issuer_pinned: bool,
 }
 
 impl Identity {
@@ -312,6 +315,7 @@ impl Verifier {
             exp,
             claims_b64,
             provider: provider.name.clone(),
+            issuer_pinned: provider.issuer.is_some(),
         })
     }
 

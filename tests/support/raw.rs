@@ -243,26 +243,43 @@ fn parse(buf: &[u8], fragments: bool) -> Option<(RawFrame, usize)> {
     ))
 }
 
-/// A client that authenticates by hand: the upgrade request (for `path`),
-/// its auth frame and `then` in one write, then the 101 read; its
-/// `AUTHENTICATED` is left to read.
-pub async fn raw_client_with(proxy: SocketAddr, path: &str, token: &str, then: &[u8]) -> RawPeer {
-    let mut tcp = TcpStream::connect(proxy).await.expect("connect");
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+/// An upgrade request head for `target` on `proxy`, with `extra` header
+/// lines (each ending in `\r\n`) after the usual ones.
+pub fn upgrade_request(proxy: SocketAddr, target: &str, extra: &str) -> String {
+    format!(
+        "GET {target} HTTP/1.1\r\nHost: {proxy}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
     )
-    .into_bytes();
+}
+
+/// A client that authenticates by hand: `request` (a whole upgrade request,
+/// see [`upgrade_request`]), its auth frame and `then` in one write, then
+/// the 101 read; its `AUTHENTICATED` is left to read.
+pub async fn raw_client_request(
+    proxy: SocketAddr,
+    request: &str,
+    token: &str,
+    then: &[u8],
+) -> RawPeer {
+    let mut tcp = TcpStream::connect(proxy).await.expect("connect");
+    let mut bytes = request.as_bytes().to_vec();
     let auth = auth_frame(token);
-    request.extend(client_frame(TEXT, auth.to_text().expect("text").as_bytes()));
-    request.extend_from_slice(then);
-    tcp.write_all(&request).await.expect("write");
+    bytes.extend(client_frame(TEXT, auth.to_text().expect("text").as_bytes()));
+    bytes.extend_from_slice(then);
+    tcp.write_all(&bytes).await.expect("write");
     let head = read_head(&mut tcp).await;
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     RawPeer {
         tcp,
         buf: Vec::new(),
     }
+}
+
+/// A client that authenticates by hand: the upgrade request (for `path`),
+/// its auth frame and `then` in one write, then the 101 read; its
+/// `AUTHENTICATED` is left to read.
+pub async fn raw_client_with(proxy: SocketAddr, path: &str, token: &str, then: &[u8]) -> RawPeer {
+    raw_client_request(proxy, &upgrade_request(proxy, path, ""), token, then).await
 }
 
 /// [`raw_client_with`] for `/`, with nothing after the auth frame.

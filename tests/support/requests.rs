@@ -138,6 +138,8 @@ pub struct RawResponse {
     pub headers: Vec<(String, String)>,
     /// The body (chunked transfer decoded).
     pub body: String,
+    /// Interim (`1xx`) responses that came before this one.
+    pub interim: usize,
 }
 
 impl RawResponse {
@@ -174,8 +176,18 @@ pub async fn raw_http(addr: SocketAddr, raw: &str) -> RawResponse {
     parse_response(&buf)
 }
 
+/// Parses the final response; interim `1xx` responses before it (such as
+/// `100 Continue`) are skipped and counted in [`RawResponse::interim`].
 fn parse_response(buf: &[u8]) -> RawResponse {
-    let text = String::from_utf8_lossy(buf);
+    let mut text = String::from_utf8_lossy(buf).into_owned();
+    let mut interim = 0;
+    while text.starts_with("HTTP/1.1 1") {
+        let Some((_, rest)) = text.split_once("\r\n\r\n") else {
+            break;
+        };
+        text = rest.to_owned();
+        interim += 1;
+    }
     let (head, rest) = text
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no response head in {text:?}"));
@@ -202,6 +214,7 @@ fn parse_response(buf: &[u8]) -> RawResponse {
         status,
         headers,
         body,
+        interim,
     }
 }
 
