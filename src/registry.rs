@@ -259,6 +259,7 @@ mod tests {
             exp: 0,
             claims_b64: String::new(),
             provider: "p".into(),
+            issuer_pinned: false,
         })
     }
 
