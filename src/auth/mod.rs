@@ -4,17 +4,16 @@
 //! verified, and only to choose the key.
 
 mod keys;
+mod provider;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, ConfigError};
-use keys::Key;
+use provider::Provider;
 
 /// Why a token was refused. The messages are safe to show the client: they
 /// never contain the token or its claims.
@@ -84,20 +83,6 @@ impl Identity {
     }
 }
 
-/// One configured issuer.
-struct Provider {
-    /// Name from the configuration.
-    name: Arc<str>,
-    /// `iss` it answers for.
-    issuer: Option<String>,
-    /// jsonwebtoken's checks (algorithms, exp, nbf, aud, iss, leeway).
-    validation: Validation,
-    /// Claims that must be present with a value.
-    required: BTreeMap<String, String>,
-    /// Verification keys.
-    keys: Vec<Key>,
-}
-
 /// Verifies tokens against the configured providers.
 pub struct Verifier {
     /// Providers in configuration order.
@@ -137,74 +122,7 @@ impl Verifier {
                     "another provider already has this issuer",
                 ));
             }
-            let mut algorithms = Vec::new();
-            for a in &p.algorithms {
-                if a.eq_ignore_ascii_case("none") {
-                    return Err(ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        "\"none\" is not allowed",
-                    ));
-                }
-                let alg: Algorithm = a.parse().map_err(|_| {
-                    ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        format!("{a:?} is not a known JWT algorithm"),
-                    )
-                })?;
-                algorithms.push(alg);
-            }
-            if algorithms.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{at}.algorithms"),
-                    "at least one algorithm is required",
-                ));
-            }
-            let mut loaded = Vec::new();
-            for (k, key) in p.keys.iter().enumerate() {
-                loaded.extend(keys::load(&format!("{at}.keys[{k}]"), key)?);
-            }
-            if loaded.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{at}.keys"),
-                    "at least one key is required",
-                ));
-            }
-            for alg in &algorithms {
-                if !loaded.iter().any(|k| k.family == alg.family()) {
-                    return Err(ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        format!("{alg:?} has no key of its kind in {at}.keys"),
-                    ));
-                }
-            }
-            let mut validation = Validation::new(algorithms[0]);
-            validation.algorithms = algorithms;
-            validation.leeway = leeway;
-            validation.validate_exp = true;
-            validation.validate_nbf = true;
-            // jsonwebtoken only checks `aud` when the token has one: a configured
-            // audience must make it required.
-            let mut required = vec!["exp", "sub"];
-            if !p.audience.is_empty() {
-                required.push("aud");
-            }
-            validation.set_required_spec_claims(&required);
-            match &p.issuer {
-                Some(iss) => validation.set_issuer(&[iss]),
-                None => validation.iss = None,
-            }
-            if p.audience.is_empty() {
-                validation.validate_aud = false;
-            } else {
-                validation.set_audience(&p.audience);
-            }
-            providers.push(Provider {
-                name: Arc::from(p.name.as_str()),
-                issuer: p.issuer.clone(),
-                validation,
-                required: p.required_claims.clone(),
-                keys: loaded,
-            });
+            providers.push(Provider::from_config(&at, p, leeway)?);
         }
         let cache = (config.cache_size > 0).then(|| {
             moka::sync::Cache::builder()
@@ -255,9 +173,9 @@ impl Verifier {
             Some(_) => return Err(AuthError::Malformed),
         };
         let provider = self.provider_for(iss)?;
-        if !provider.validation.algorithms.contains(&header.alg) {
-            return Err(AuthError::Algorithm);
-        }
+        let validation = provider
+            .validation(header.alg)
+            .ok_or(AuthError::Algorithm)?;
         let family = header.alg.family();
         let candidates = provider.keys.iter().filter(|k| {
             k.family == family
@@ -267,14 +185,9 @@ impl Verifier {
                     _ => true,
                 }
         });
-        // jsonwebtoken refuses a key unless every allowed algorithm is of the
-        // key's family, so a provider mixing families (a JWKS with EC and RSA
-        // keys) is checked with the token's own (allowlisted) algorithm only.
-        let mut validation = provider.validation.clone();
-        validation.algorithms = vec![header.alg];
         let mut result = Err(AuthError::NoKey);
         for key in candidates {
-            result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
                 .map_err(map_error);
             if !matches!(result, Err(AuthError::Signature)) {
                 break;
