@@ -328,6 +328,71 @@ fn check_refuses_a_missing_jwks_file() {
     );
 }
 
+/// `check` of the good configuration whose JWKS provider reads `keys`,
+/// written as `jwks.json` beside the configuration.
+fn check_with_jwks(keys: &[Value]) -> Output {
+    let config = config_file(&good_with("@KEYS@/jwks.json", "jwks.json"));
+    let jwks = json!({ "keys": keys }).to_string();
+    std::fs::write(config.dir.path().join("jwks.json"), jwks).expect("write jwks");
+    check(&config.path)
+}
+
+#[test]
+fn check_refuses_a_short_hmac_secret_in_a_jwks_without_printing_it() {
+    use base64::Engine;
+    let short = "jwks-secret-of-31-bytes-0123456";
+    let oct = json!({
+        "kty": "oct",
+        "kid": "hs",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(short),
+    });
+    let out = check_with_jwks(&[jwk("kid-a"), oct, jwk("kid-b")]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted a 31-byte HMAC secret"
+    );
+    assert!(
+        err.contains(
+            "auth.providers[2].keys[0].file: keys[1] (kid \"hs\") is an HMAC secret shorter than 32 bytes"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(short), "the secret was printed: {err}");
+}
+
+#[test]
+fn check_refuses_a_jwks_without_a_key_for_signatures() {
+    let mut enc_a = jwk("kid-a");
+    enc_a["use"] = json!("enc");
+    let mut enc_b = jwk("kid-b");
+    enc_b["key_ops"] = json!(["encrypt", "wrapKey"]);
+    let out = check_with_jwks(&[enc_a, enc_b]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted a JWKS of encryption keys"
+    );
+    assert!(
+        err.contains(
+            "auth.providers[2].keys[0].file: the JWKS has no key for verifying signatures"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_accepts_a_jwks_with_an_encryption_key_without_kid() {
+    // Identity providers publish encryption keys beside signing keys; one
+    // that can never verify needs no kid.
+    let mut enc = jwk("kid-b");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP-256");
+    enc.as_object_mut().map(|k| k.remove("kid"));
+    let out = check_with_jwks(&[enc, jwk("kid-a"), jwk("kid-b")]);
+    assert!(out.status.success(), "stderr:\n{}", stderr(&out));
+}
+
 #[test]
 fn check_refuses_an_upstream_url_with_the_wrong_scheme() {
     refused(

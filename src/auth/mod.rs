@@ -3,6 +3,7 @@
 //! tokens. Only `iss`, `alg` and `kid` are read before the signature is
 //! verified, and only to choose the key.
 
+mod jwk;
 mod keys;
 mod provider;
 
@@ -176,15 +177,8 @@ impl Verifier {
         let validation = provider
             .validation(header.alg)
             .ok_or(AuthError::Algorithm)?;
-        let family = header.alg.family();
-        let candidates = provider.keys.iter().filter(|k| {
-            k.family == family
-                && match (&header.kid, &k.kid) {
-                    (Some(want), Some(have)) => want == have,
-                    // A key configured without a kid answers to any kid.
-                    _ => true,
-                }
-        });
+        let kid = header.kid.as_deref();
+        let candidates = provider.keys.iter().filter(|k| k.fits(header.alg, kid));
         let mut result = Err(AuthError::NoKey);
         for key in candidates {
             result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)

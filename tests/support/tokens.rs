@@ -80,3 +80,36 @@ pub fn jwks_b(claims: &Value) -> String {
     let key = EncodingKey::from_rsa_pem(&key_file("jwks-b.key")).expect("jwks-b key");
     sign(Algorithm::RS256, &key, Some("kid-b"), claims)
 }
+
+/// The public JWK `kid` (`kid-a` or `kid-b`) from tests/keys/jwks.json, to
+/// edit (`use`, `alg`, `key_ops`) and write with [`jwks_file`].
+pub fn jwk(kid: &str) -> Value {
+    let set: Value = serde_json::from_slice(&key_file("jwks.json")).expect("jwks.json");
+    set["keys"]
+        .as_array()
+        .and_then(|keys| keys.iter().find(|k| k["kid"] == kid))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {kid} in jwks.json"))
+}
+
+/// A JWKS document holding `keys`, written to `jwks.json` in a fresh folder
+/// (removed when the returned guard drops); the file's path.
+pub fn jwks_file(keys: &[Value]) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("jwks.json");
+    std::fs::write(&path, json!({ "keys": keys }).to_string()).expect("write jwks");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+/// ES256 with the JWKS key `kid-a`'s private key and any `kid` (or none).
+pub fn jwks_a_as(kid: Option<&str>, claims: &Value) -> String {
+    let key = EncodingKey::from_ec_pem(&key_file("jwks-a.key")).expect("jwks-a key");
+    sign(Algorithm::ES256, &key, kid, claims)
+}
+
+/// RS256 with the JWKS key `kid-b`'s private key and any `kid` (or none).
+pub fn jwks_b_as(kid: Option<&str>, claims: &Value) -> String {
+    let key = EncodingKey::from_rsa_pem(&key_file("jwks-b.key")).expect("jwks-b key");
+    sign(Algorithm::RS256, &key, kid, claims)
+}
