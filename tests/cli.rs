@@ -328,6 +328,69 @@ fn check_refuses_a_missing_jwks_file() {
     );
 }
 
+#[test]
+fn check_names_the_key_of_each_bad_value() {
+    let session = |line: &str| good_with("[session]\n", &format!("[session]\n{line}\n"));
+    let appended = |section: &str| format!("{GOOD}\n{section}\n");
+    let cases = [
+        (
+            good_with("[listener]\n", "[listener]\nworker_threads = 0\n"),
+            "listener.worker_threads: must be between 1 and 1024",
+        ),
+        (
+            session("max_missed_pongs = 0"),
+            "session.max_missed_pongs: must be at least 1",
+        ),
+        (
+            session("max_reauth_failures = 0"),
+            "session.max_reauth_failures: must be at least 1",
+        ),
+        (
+            session("slow_consumer_timeout = \"0s\""),
+            "session.slow_consumer_timeout: must be more than 0s",
+        ),
+        (
+            session("close_timeout = \"11years\""),
+            "session.close_timeout: must be at most ten years",
+        ),
+        (
+            session("max_auth_frame_bytes = 0"),
+            "session.max_auth_frame_bytes: must be between 1 and websocket.max_message_bytes",
+        ),
+        (
+            appended("[websocket]\nmax_message_bytes = 124"),
+            "websocket.max_message_bytes: must be at least 125",
+        ),
+        (
+            appended("[websocket]\nmax_message_bytes = 2147483648"),
+            "websocket.max_message_bytes: must be at most 1 GiB",
+        ),
+        (
+            appended("[websocket]\nmax_frame_bytes = 0"),
+            "websocket.max_frame_bytes: must be between 1 and websocket.max_message_bytes",
+        ),
+        (
+            appended("[websocket]\nread_buffer_bytes = 255"),
+            "websocket.read_buffer_bytes: must be between 256 and 65536",
+        ),
+        (
+            appended("[dialect]\nauth = [\"\"]"),
+            "dialect.auth: needs at least one frame type",
+        ),
+        (
+            appended("[dialect]\ntoken_path = \"payload..token\""),
+            "dialect.token_path: must be a dotted path",
+        ),
+        (
+            appended("[upstream.identity_headers]\nsubject = \"X Subject\""),
+            "upstream.identity_headers.subject: \"X Subject\" is not a valid header name",
+        ),
+    ];
+    for (text, needle) in cases {
+        refused(&text, &[needle]);
+    }
+}
+
 /// `check` of the good configuration whose JWKS provider reads `keys`,
 /// written as `jwks.json` beside the configuration.
 fn check_with_jwks(keys: &[Value]) -> Output {
