@@ -108,7 +108,8 @@ pub struct Config {
 pub struct ListenerConfig {
     /// Address to bind, for example `127.0.0.1:8080`.
     pub bind: SocketAddr,
-    /// Peers whose `X-Forwarded-For` is appended to and whose `X-Request-Id` is kept.
+    /// Peers whose `X-Forwarded-For` is appended to and whose
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id` are kept.
     pub trusted_proxies: Vec<IpNet>,
     /// Time a client has to send its request head.
     #[serde(with = "humantime_serde")]
@@ -306,7 +307,9 @@ pub enum KeyConfig {
         /// PEM file.
         pem_file: PathBuf,
     },
-    /// A local JWKS file; keys are chosen by `kid`.
+    /// A local JWKS file; keys are chosen by `kid` and, when a key has one,
+    /// its `alg` (keys not for verifying signatures are left out, see
+    /// `auth/jwk.rs`).
     Jwks {
         /// JSON file with `{"keys": [...]}`.
         file: PathBuf,
@@ -331,7 +334,8 @@ pub struct SessionConfig {
     /// Time allowed for the first frame.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
-    /// Largest first frame accepted.
+    /// Largest first frame accepted, and the largest client text message
+    /// inspected as a possible control frame after it.
     pub max_auth_frame_bytes: usize,
     /// `auth_required` is sent this long before `exp`.
     #[serde(with = "humantime_serde")]

@@ -1,7 +1,8 @@
-//! Token verification: providers chosen by `iss`, keys chosen by `kid` and
-//! algorithm family, signature and claim checks, and a cache of verified
-//! tokens. Only `iss`, `alg` and `kid` are read before the signature is
-//! verified, and only to choose the key.
+//! Token verification: providers chosen by `iss`, keys chosen by `kid`,
+//! algorithm family and a JWK's own `alg`, signature and claim checks, and a
+//! cache of verified tokens (by the SHA-256 of their text). Only `iss`, `alg`
+//! and `kid` are read before the signature is verified, and only to choose
+//! the provider and the key: the identity is taken from the verified claims.
 
 mod jwk;
 mod keys;
@@ -174,20 +175,19 @@ impl Verifier {
             Some(_) => return Err(AuthError::Malformed),
         };
         let provider = self.provider_for(iss)?;
-        let validation = provider
-            .validation(header.alg)
-            .ok_or(AuthError::Algorithm)?;
-        let kid = header.kid.as_deref();
-        let candidates = provider.keys.iter().filter(|k| k.fits(header.alg, kid));
-        let mut result = Err(AuthError::NoKey);
-        for key in candidates {
-            result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-                .map_err(map_error);
-            if !matches!(result, Err(AuthError::Signature)) {
-                break;
-            }
-        }
-        let claims = result?.claims;
+        let claims = verified_claims(provider, token, &header)?;
+        self.check_claims(provider, &claims, now)?;
+        identity(provider, token, claims)
+    }
+
+    /// Checks `iat` and the provider's `required_claims` (jsonwebtoken has
+    /// checked the rest).
+    fn check_claims(
+        &self,
+        provider: &Provider,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), AuthError> {
         if let Some(iat) = claims.get("iat") {
             match iat.as_f64() {
                 Some(iat) if iat > (now + self.leeway) as f64 => {
@@ -202,24 +202,7 @@ impl Verifier {
                 return Err(AuthError::Claim(name.clone()));
             }
         }
-        let sub = match claims.get("sub") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(AuthError::Claim("sub".into())),
-        };
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .filter(|e| (0.0..=MAX_EXP as f64).contains(e))
-            .map(|e| e as u64)
-            .ok_or_else(|| AuthError::Claim("exp".into()))?;
-        let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();
-        Ok(Identity {
-            sub,
-            iss: iss.map(str::to_owned),
-            exp,
-            claims_b64,
-            provider: provider.name.clone(),
-        })
+        Ok(())
     }
 
     /// The provider for an (unverified) `iss`: the one naming it, else the one without an issuer.
@@ -238,6 +221,64 @@ impl Verifier {
             .find(|p| p.issuer.is_none())
             .ok_or(AuthError::UnknownIssuer)
     }
+}
+
+/// The claims of `token`, checked by jsonwebtoken (signature, `exp`, `nbf`,
+/// `aud`, `iss`) with the first key of `provider` that fits the header and
+/// whose signature matches.
+fn verified_claims(
+    provider: &Provider,
+    token: &str,
+    header: &jsonwebtoken::Header,
+) -> Result<Map<String, Value>, AuthError> {
+    let validation = provider
+        .validation(header.alg)
+        .ok_or(AuthError::Algorithm)?;
+    let kid = header.kid.as_deref();
+    let mut result = Err(AuthError::NoKey);
+    for key in provider.keys.iter().filter(|k| k.fits(header.alg, kid)) {
+        result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
+            .map(|data| data.claims)
+            .map_err(map_error);
+        if !matches!(result, Err(AuthError::Signature)) {
+            break;
+        }
+    }
+    result
+}
+
+/// The identity proved by verified `claims` (`sub`, `iss` and `exp` taken
+/// out of them; `token`'s payload segment kept as it was signed).
+fn identity(
+    provider: &Provider,
+    token: &str,
+    mut claims: Map<String, Value>,
+) -> Result<Identity, AuthError> {
+    let sub = match claims.remove("sub") {
+        Some(Value::String(s)) => s,
+        _ => return Err(AuthError::Claim("sub".into())),
+    };
+    // The same text as the unverified `iss` that chose the provider (a
+    // duplicated claim is malformed), but taken from the verified claims.
+    let iss = match claims.remove("iss") {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .filter(|e| (0.0..=MAX_EXP as f64).contains(e))
+        .map(|e| e as u64)
+        .ok_or_else(|| AuthError::Claim("exp".into()))?;
+    let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();
+    Ok(Identity {
+        sub,
+        iss,
+        exp,
+        claims_b64,
+        provider: provider.name.clone(),
+    })
 }
 
 fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
