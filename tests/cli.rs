@@ -445,6 +445,24 @@ fn check_refuses_a_jwks_without_a_key_for_signatures() {
 }
 
 #[test]
+fn check_refuses_an_algorithm_whose_only_keys_name_another_alg() {
+    // kid-a is the JWKS's only EC key, and its JWK says ES384: no key may
+    // verify the ES256 that the provider allows.
+    let mut es384 = jwk("kid-a");
+    es384["alg"] = json!("ES384");
+    let out = check_with_jwks(&[es384, jwk("kid-b")]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted ES256 without a key for it"
+    );
+    assert!(
+        err.contains("auth.providers[2].algorithms: ES256 has no key of its kind"),
+        "{err}"
+    );
+}
+
+#[test]
 fn check_accepts_a_jwks_with_an_encryption_key_without_kid() {
     // Identity providers publish encryption keys beside signing keys; one
     // that can never verify needs no kid.

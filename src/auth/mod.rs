@@ -167,6 +167,11 @@ impl Verifier {
 
     fn verify_uncached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: extensions that must be understood; wsguard
+            // implements none (an empty list is not allowed either).
+            return Err(AuthError::Malformed);
+        }
         let unverified: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let iss = match &unverified.iss {

@@ -92,10 +92,11 @@ fn load_keys(at: &str, p: &ProviderConfig) -> Result<Vec<Key>, ConfigError> {
     Ok(loaded)
 }
 
-/// Each allowed algorithm has at least one key of its family.
+/// Each allowed algorithm has at least one key that may verify it: of its
+/// family, and with no `alg` of its own or that same one.
 fn check_key_families(at: &str, algorithms: &[Algorithm], keys: &[Key]) -> Result<(), ConfigError> {
-    for alg in algorithms {
-        if !keys.iter().any(|k| k.family == alg.family()) {
+    for &alg in algorithms {
+        if !keys.iter().any(|k| k.fits(alg, None)) {
             return Err(ConfigError::invalid(
                 format!("{at}.algorithms"),
                 format!("{alg:?} has no key of its kind in {at}.keys"),

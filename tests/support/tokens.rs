@@ -113,3 +113,19 @@ pub fn jwks_b_as(kid: Option<&str>, claims: &Value) -> String {
     let key = EncodingKey::from_rsa_pem(&key_file("jwks-b.key")).expect("jwks-b key");
     sign(Algorithm::RS256, &key, kid, claims)
 }
+
+/// tests/keys/ec.pub.pem (P-256, private key `ec.key`) as a JWK with `kid`
+/// and `alg` ES256: an EC key that fits ES256 tokens but is not `kid-a`.
+pub fn ec_pem_jwk(kid: &str) -> Value {
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    use base64::Engine;
+    let pem = String::from_utf8(key_file("ec.pub.pem")).expect("ec.pub.pem");
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let der = STANDARD.decode(body).expect("ec.pub.pem base64");
+    // A P-256 SubjectPublicKeyInfo ends with the point 0x04 || x || y.
+    let (x, y) = der[der.len() - 64..].split_at(32);
+    json!({
+        "kty": "EC", "crv": "P-256", "kid": kid, "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+    })
+}
