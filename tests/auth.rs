@@ -2,8 +2,10 @@
 //! Ed25519, JWKS by kid), the `AUTHENTICATE` synonym, the claim checks
 //! (`exp`, `nbf`, `iat`, `aud`, `iss`, `sub`, required claims), forged
 //! tokens (`alg: none`, bad signature, HMAC with a public key) and several
-//! providers chosen by `iss`. Every refused token closes 1008
-//! `invalid token` and never reaches the upstream.
+//! providers chosen by `iss`; which JWKS keys may verify a token (`use`,
+//! `key_ops`, `alg`), and `crit`. Every refused first token closes 1008
+//! `invalid token` and never reaches the upstream; where the reason matters
+//! it is read from the `error` answer to the same token sent as a REAUTH.
 
 mod support;
 use support::*;
