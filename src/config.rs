@@ -108,7 +108,8 @@ pub struct Config {
 pub struct ListenerConfig {
     /// Address to bind, for example `127.0.0.1:8080`.
     pub bind: SocketAddr,
-    /// Peers whose `X-Forwarded-For` is appended to and whose `X-Request-Id` is kept.
+    /// Peers whose `X-Forwarded-For` is appended to and whose
+    /// `X-Forwarded-Proto`, `X-Forwarded-Host` and `X-Request-Id` are kept.
     pub trusted_proxies: Vec<IpNet>,
     /// Time a client has to send its request head.
     #[serde(with = "humantime_serde")]
@@ -234,8 +235,9 @@ pub struct AuthConfig {
     /// Clock-skew allowance at verification.
     #[serde(default = "default_leeway", with = "humantime_serde")]
     pub leeway: Duration,
-    /// Verified tokens remembered (by their full text) so that a token seen
-    /// again skips the signature check; 0 turns the cache off.
+    /// Verified tokens remembered (by the SHA-256 of their text, for at
+    /// most 5 minutes) so that a token seen again skips the signature
+    /// check; 0 turns the cache off.
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
     /// Token issuers and their keys.
@@ -313,7 +315,9 @@ pub enum KeyConfig {
         /// PEM file.
         pem_file: PathBuf,
     },
-    /// A local JWKS file; keys are chosen by `kid`.
+    /// A local JWKS file; keys are chosen by `kid` and, when a key has one,
+    /// its `alg` (keys not for verifying signatures are left out, see
+    /// `auth/jwk.rs`).
     Jwks {
         /// JSON file with `{"keys": [...]}`.
         file: PathBuf,
@@ -338,7 +342,8 @@ pub struct SessionConfig {
     /// Time allowed for the first frame.
     #[serde(with = "humantime_serde")]
     pub auth_timeout: Duration,
-    /// Largest first frame accepted.
+    /// Largest first frame accepted, and the largest client text message
+    /// inspected as a possible control frame after it.
     pub max_auth_frame_bytes: usize,
     /// `auth_required` is sent this long before `exp`.
     #[serde(with = "humantime_serde")]
@@ -462,8 +467,8 @@ impl Default for DialectConfig {
 }
 
 impl Config {
-    /// Reads, parses and checks a configuration file. Relative key file
-    /// paths are taken relative to the file's own folder.
+    /// Reads and parses a configuration file (see [`Config::parse`]).
+    /// Relative key file paths are taken relative to the file's own folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
@@ -498,34 +503,36 @@ impl Config {
         }
     }
 
-    /// Parses and checks configuration text.
+    /// Parses configuration text against the schema (unknown keys, types).
+    /// The values are checked once, with everything built from them, by
+    /// [`crate::proxy::Proxy::new`] (which runs [`Config::validate`]).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
-        config.validate()?;
-        Ok(config)
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
     }
 
-    /// Checks the values that the schema alone cannot (keys themselves are
-    /// checked when they are loaded, see [`crate::auth::Verifier::from_config`]).
+    /// Checks the values that the schema alone cannot, section by section.
+    /// Two checks happen where their values are turned into what they
+    /// configure: the upstream URLs in [`crate::upstream::Target::from_config`]
+    /// and the providers' algorithms and keys in
+    /// [`crate::auth::Verifier::from_config`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        crate::upstream::Target::from_config(&self.upstream)?;
+        self.check_header_names()?;
+        self.check_bounds()?;
+        self.check_listener()?;
+        self.check_session()?;
+        self.check_sizes()?;
+        self.check_dialect()?;
+        self.check_auth()
+    }
+
+    /// `[upstream.identity_headers]` (empty = off) and `[upstream.claim_headers]`.
+    fn check_header_names(&self) -> Result<(), ConfigError> {
+        let h = &self.upstream.identity_headers;
         for (key, name) in [
-            (
-                "upstream.identity_headers.subject",
-                &self.upstream.identity_headers.subject,
-            ),
-            (
-                "upstream.identity_headers.issuer",
-                &self.upstream.identity_headers.issuer,
-            ),
-            (
-                "upstream.identity_headers.expires",
-                &self.upstream.identity_headers.expires,
-            ),
-            (
-                "upstream.identity_headers.claims",
-                &self.upstream.identity_headers.claims,
-            ),
+            ("upstream.identity_headers.subject", &h.subject),
+            ("upstream.identity_headers.issuer", &h.issuer),
+            ("upstream.identity_headers.expires", &h.expires),
+            ("upstream.identity_headers.claims", &h.claims),
         ] {
             if !name.is_empty() {
                 check_header_name(key, name)?;
@@ -534,84 +541,99 @@ impl Config {
         for (claim, name) in &self.upstream.claim_headers {
             check_header_name(&format!("upstream.claim_headers.{claim}"), name)?;
         }
-        self.check_header_keys()?;
-        self.check_bounds()?;
-        if matches!(self.listener.worker_threads, Some(0) | Some(1025..)) {
-            return Err(ConfigError::invalid(
-                "listener.worker_threads",
-                "must be between 1 and 1024",
-            ));
-        }
+        self.check_header_keys()
+    }
+
+    /// `[listener]`.
+    fn check_listener(&self) -> Result<(), ConfigError> {
+        require(
+            !matches!(self.listener.worker_threads, Some(0) | Some(1025..)),
+            "listener.worker_threads",
+            "must be between 1 and 1024",
+        )
+    }
+
+    /// `[session]`'s timeouts and counts.
+    fn check_session(&self) -> Result<(), ConfigError> {
         let s = &self.session;
-        if s.auth_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "session.auth_timeout",
-                "must be more than 0s",
-            ));
-        }
-        if s.max_missed_pongs == 0 {
-            return Err(ConfigError::invalid(
-                "session.max_missed_pongs",
-                "must be at least 1",
-            ));
-        }
-        if s.max_reauth_failures == 0 {
-            return Err(ConfigError::invalid(
-                "session.max_reauth_failures",
-                "must be at least 1",
-            ));
-        }
-        if s.slow_consumer_timeout.is_zero() {
-            return Err(ConfigError::invalid(
-                "session.slow_consumer_timeout",
-                "must be more than 0s",
-            ));
-        }
+        require(
+            !s.auth_timeout.is_zero(),
+            "session.auth_timeout",
+            "must be more than 0s",
+        )?;
+        require(
+            s.max_missed_pongs > 0,
+            "session.max_missed_pongs",
+            "must be at least 1",
+        )?;
+        require(
+            s.max_reauth_failures > 0,
+            "session.max_reauth_failures",
+            "must be at least 1",
+        )?;
+        require(
+            !s.slow_consumer_timeout.is_zero(),
+            "session.slow_consumer_timeout",
+            "must be more than 0s",
+        )
+    }
+
+    /// `[websocket]`'s limits and `session.max_auth_frame_bytes`, which must fit them.
+    fn check_sizes(&self) -> Result<(), ConfigError> {
         let w = &self.websocket;
-        if w.max_message_bytes < 125 {
-            return Err(ConfigError::invalid(
-                "websocket.max_message_bytes",
-                "must be at least 125",
-            ));
-        }
-        if w.max_frame_bytes == 0 || w.max_frame_bytes > w.max_message_bytes {
-            return Err(ConfigError::invalid(
-                "websocket.max_frame_bytes",
-                "must be between 1 and websocket.max_message_bytes",
-            ));
-        }
-        if s.max_auth_frame_bytes == 0 || s.max_auth_frame_bytes > w.max_message_bytes {
-            return Err(ConfigError::invalid(
-                "session.max_auth_frame_bytes",
-                "must be between 1 and websocket.max_message_bytes",
-            ));
-        }
-        if !(256..=crate::relay::MAX_READ).contains(&w.read_buffer_bytes) {
-            return Err(ConfigError::invalid(
-                "websocket.read_buffer_bytes",
-                "must be between 256 and 65536",
-            ));
-        }
+        require(
+            w.max_message_bytes >= 125,
+            "websocket.max_message_bytes",
+            "must be at least 125",
+        )?;
+        require(
+            (1..=w.max_message_bytes).contains(&w.max_frame_bytes),
+            "websocket.max_frame_bytes",
+            "must be between 1 and websocket.max_message_bytes",
+        )?;
+        require(
+            (1..=w.max_message_bytes).contains(&self.session.max_auth_frame_bytes),
+            "session.max_auth_frame_bytes",
+            "must be between 1 and websocket.max_message_bytes",
+        )?;
+        require(
+            (256..=crate::relay::MAX_READ).contains(&w.read_buffer_bytes),
+            "websocket.read_buffer_bytes",
+            "must be between 256 and 65536",
+        )
+    }
+
+    /// `[dialect]`.
+    fn check_dialect(&self) -> Result<(), ConfigError> {
         let d = &self.dialect;
-        if d.auth.iter().all(|t| t.is_empty()) {
-            return Err(ConfigError::invalid(
-                "dialect.auth",
-                "needs at least one frame type",
-            ));
-        }
-        if d.token_path.split('.').any(str::is_empty) {
-            return Err(ConfigError::invalid(
-                "dialect.token_path",
-                "must be a dotted path such as \"payload.token\"",
-            ));
-        }
-        if self.auth.providers.is_empty() {
-            return Err(ConfigError::invalid(
-                "auth.providers",
-                "at least one provider is required",
-            ));
-        }
+        require(
+            d.auth.iter().any(|t| !t.is_empty()),
+            "dialect.auth",
+            "needs at least one frame type",
+        )?;
+        require(
+            !d.token_path.split('.').any(str::is_empty),
+            "dialect.token_path",
+            "must be a dotted path such as \"payload.token\"",
+        )
+    }
+
+    /// `[auth]`: at least one provider (each is checked as it is built).
+    fn check_auth(&self) -> Result<(), ConfigError> {
+        require(
+            !self.auth.providers.is_empty(),
+            "auth.providers",
+            "at least one provider is required",
+        )
+    }
+}
+
+/// `Ok` when `ok`, else the error `key: problem`.
+fn require(ok: bool, key: &str, problem: &str) -> Result<(), ConfigError> {
+    if ok {
         Ok(())
+    } else {
+        Err(ConfigError::invalid(key, problem))
     }
 }
 

@@ -76,11 +76,14 @@ impl WireSettings {
 }
 
 impl Proxy {
-    /// Builds the shared state; fails with an error naming the key.
+    /// Checks the configuration and builds the shared state, each once;
+    /// fails with an error naming the key. The order is that in which
+    /// `wsguard check` reports a configuration's first mistake: the
+    /// upstream URLs, the other values, then the providers and their keys.
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ConfigError> {
+        let target = Target::from_config(&config.upstream)?;
         config.validate()?;
         let verifier = Verifier::from_config(&config.auth)?;
-        let target = Target::from_config(&config.upstream)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream.connect_timeout));
         connector.set_nodelay(true);

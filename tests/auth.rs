@@ -2,8 +2,10 @@
 //! Ed25519, JWKS by kid), the `AUTHENTICATE` synonym, the claim checks
 //! (`exp`, `nbf`, `iat`, `aud`, `iss`, `sub`, required claims), forged
 //! tokens (`alg: none`, bad signature, HMAC with a public key) and several
-//! providers chosen by `iss`. Every refused token closes 1008
-//! `invalid token` and never reaches the upstream.
+//! providers chosen by `iss`; which JWKS keys may verify a token (`use`,
+//! `key_ops`, `alg`), and `crit`. Every refused first token closes 1008
+//! `invalid token` and never reaches the upstream; where the reason matters
+//! it is read from the `error` answer to the same token sent as a REAUTH.
 
 mod support;
 use support::*;
@@ -271,6 +273,132 @@ async fn jwks_key_whose_algorithm_is_not_allowed_is_refused() {
     refused(Some(&auth), &jwks_b(&claims("bert", 300, json!({})))).await;
 }
 
+// ---- which JWKS keys may verify a token -----------------------------------
+
+/// The JWK `of` (`kid-a` or `kid-b`) under another kid: the same key, for a
+/// key that still verifies alongside one that must not.
+fn copy_of(of: &str, kid: &str) -> Value {
+    let mut key = jwk(of);
+    key["kid"] = json!(kid);
+    key
+}
+
+/// With a JWKS holding `keys`, `bad` is refused as the first frame (1008,
+/// upstream never contacted) and, as a REAUTH on a connection that `good`
+/// opened, answered `invalid_token` with the reason `no matching key`; then
+/// `good` is accepted again on the same connection. Both tokens are for
+/// `anna`.
+async fn key_not_used(keys: &[Value], bad: &str, good: &str) {
+    refused_because(keys, bad, good, "no matching key").await;
+}
+
+/// Like [`key_not_used`], with another reason for refusing `bad`.
+async fn refused_because(keys: &[Value], bad: &str, good: &str, reason: &str) {
+    let (_dir, path) = jwks_file(keys);
+    let auth = JWKS_AUTH.replace("@KEYS@/jwks.json", &path);
+    refused(Some(&auth), bad).await;
+
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .auth(&auth)
+        .session("reauth_min_interval = \"0s\"")
+        .start()
+        .await;
+    let mut ws = authed(&proxy, "/", good).await;
+    let _up = upstream.accept().await;
+    lifecycle::send(&mut ws, lifecycle::reauth("r1", bad)).await;
+    let v = lifecycle::recv_type(&mut ws, "error").await;
+    assert_eq!(v["payload"]["code"], "invalid_token", "{v}");
+    assert_eq!(v["payload"]["message"], reason, "{v}");
+    lifecycle::send(&mut ws, lifecycle::reauth("r2", good)).await;
+    let v = lifecycle::recv_type(&mut ws, "AUTHENTICATED").await;
+    assert_eq!(v["payload"]["in_reply_to"], "r2", "{v}");
+}
+
+fn anna() -> Value {
+    claims("anna", 300, json!({}))
+}
+
+#[tokio::test]
+async fn jwks_key_for_encryption_is_never_used() {
+    let mut enc = jwk("kid-a");
+    enc["use"] = json!("enc");
+    key_not_used(
+        &[enc, copy_of("kid-a", "kid-a-sig"), jwk("kid-b")],
+        &jwks_a(&anna()),
+        &jwks_a_as(Some("kid-a-sig"), &anna()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwks_key_with_an_unknown_use_is_never_used() {
+    let mut other = jwk("kid-a");
+    other["use"] = json!("tls");
+    key_not_used(
+        &[other, copy_of("kid-a", "kid-a-sig"), jwk("kid-b")],
+        &jwks_a(&anna()),
+        &jwks_a_as(Some("kid-a-sig"), &anna()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwks_key_whose_alg_differs_from_the_tokens_is_never_used() {
+    // kid-a is a P-256 key, but its JWK says ES384: an ES256 token may not use it.
+    let mut es384 = jwk("kid-a");
+    es384["alg"] = json!("ES384");
+    key_not_used(
+        &[es384, copy_of("kid-a", "kid-a-sig"), jwk("kid-b")],
+        &jwks_a(&anna()),
+        &jwks_a_as(Some("kid-a-sig"), &anna()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwks_key_with_an_encryption_alg_is_never_used() {
+    let mut oaep = jwk("kid-b");
+    oaep["alg"] = json!("RSA-OAEP");
+    oaep.as_object_mut().map(|k| k.remove("use"));
+    key_not_used(
+        &[oaep, copy_of("kid-b", "kid-b-sig"), jwk("kid-a")],
+        &jwks_b(&anna()),
+        &jwks_b_as(Some("kid-b-sig"), &anna()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwks_key_ops_without_verify_is_never_used_and_with_verify_is() {
+    let mut sign_only = jwk("kid-a");
+    sign_only["key_ops"] = json!(["sign"]);
+    let mut verify = copy_of("kid-a", "kid-a-verify");
+    verify["key_ops"] = json!(["verify"]);
+    key_not_used(
+        &[sign_only, verify, jwk("kid-b")],
+        &jwks_a(&anna()),
+        &jwks_a_as(Some("kid-a-verify"), &anna()),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jwks_excluded_key_is_not_tried_for_a_token_without_kid() {
+    // Without a kid a token is tried against every key that fits: not the
+    // encryption key that would verify it, only the other EC key, which
+    // does not.
+    let mut enc = jwk("kid-a");
+    enc["use"] = json!("enc");
+    refused_because(
+        &[enc, ec_pem_jwk("ec-other"), jwk("kid-b")],
+        &jwks_a_as(None, &anna()),
+        &jwks_b(&anna()),
+        "bad signature",
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn authenticate_synonym_is_accepted() {
     let mut upstream = Upstream::start(true).await;
@@ -433,6 +561,21 @@ async fn alg_none_uppercase_is_refused() {
         &claims("alice", 300, json!({})),
         "",
     );
+    refused(None, &token).await;
+}
+
+#[tokio::test]
+async fn token_with_a_crit_header_is_refused() {
+    // A JWS extension that must be understood (RFC 7515 §4.1.11): wsguard
+    // understands none, so even a correctly signed token is refused.
+    let mut header = jsonwebtoken::Header::new(Algorithm::HS256);
+    header.crit = Some(vec!["exp".into()]);
+    let token = jsonwebtoken::encode(
+        &header,
+        &claims("alice", 300, json!({})),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encode");
     refused(None, &token).await;
 }
 

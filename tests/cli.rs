@@ -329,6 +329,152 @@ fn check_refuses_a_missing_jwks_file() {
 }
 
 #[test]
+fn check_names_the_key_of_each_bad_value() {
+    let session = |line: &str| good_with("[session]\n", &format!("[session]\n{line}\n"));
+    let appended = |section: &str| format!("{GOOD}\n{section}\n");
+    let cases = [
+        (
+            good_with("[listener]\n", "[listener]\nworker_threads = 0\n"),
+            "listener.worker_threads: must be between 1 and 1024",
+        ),
+        (
+            session("max_missed_pongs = 0"),
+            "session.max_missed_pongs: must be at least 1",
+        ),
+        (
+            session("max_reauth_failures = 0"),
+            "session.max_reauth_failures: must be at least 1",
+        ),
+        (
+            session("slow_consumer_timeout = \"0s\""),
+            "session.slow_consumer_timeout: must be more than 0s",
+        ),
+        (
+            session("close_timeout = \"11years\""),
+            "session.close_timeout: must be at most ten years",
+        ),
+        (
+            session("max_auth_frame_bytes = 0"),
+            "session.max_auth_frame_bytes: must be between 1 and websocket.max_message_bytes",
+        ),
+        (
+            appended("[websocket]\nmax_message_bytes = 124"),
+            "websocket.max_message_bytes: must be at least 125",
+        ),
+        (
+            appended("[websocket]\nmax_message_bytes = 2147483648"),
+            "websocket.max_message_bytes: must be at most 1 GiB",
+        ),
+        (
+            appended("[websocket]\nmax_frame_bytes = 0"),
+            "websocket.max_frame_bytes: must be between 1 and websocket.max_message_bytes",
+        ),
+        (
+            appended("[websocket]\nread_buffer_bytes = 255"),
+            "websocket.read_buffer_bytes: must be between 256 and 65536",
+        ),
+        (
+            appended("[dialect]\nauth = [\"\"]"),
+            "dialect.auth: needs at least one frame type",
+        ),
+        (
+            appended("[dialect]\ntoken_path = \"payload..token\""),
+            "dialect.token_path: must be a dotted path",
+        ),
+        (
+            appended("[upstream.identity_headers]\nsubject = \"X Subject\""),
+            "upstream.identity_headers.subject: \"X Subject\" is not a valid header name",
+        ),
+    ];
+    for (text, needle) in cases {
+        refused(&text, &[needle]);
+    }
+}
+
+/// `check` of the good configuration whose JWKS provider reads `keys`,
+/// written as `jwks.json` beside the configuration.
+fn check_with_jwks(keys: &[Value]) -> Output {
+    let config = config_file(&good_with("@KEYS@/jwks.json", "jwks.json"));
+    let jwks = json!({ "keys": keys }).to_string();
+    std::fs::write(config.dir.path().join("jwks.json"), jwks).expect("write jwks");
+    check(&config.path)
+}
+
+#[test]
+fn check_refuses_a_short_hmac_secret_in_a_jwks_without_printing_it() {
+    use base64::Engine;
+    let short = "jwks-secret-of-31-bytes-0123456";
+    let oct = json!({
+        "kty": "oct",
+        "kid": "hs",
+        "k": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(short),
+    });
+    let out = check_with_jwks(&[jwk("kid-a"), oct, jwk("kid-b")]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted a 31-byte HMAC secret"
+    );
+    assert!(
+        err.contains(
+            "auth.providers[2].keys[0].file: keys[1] (kid \"hs\") is an HMAC secret shorter than 32 bytes"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains(short), "the secret was printed: {err}");
+}
+
+#[test]
+fn check_refuses_a_jwks_without_a_key_for_signatures() {
+    let mut enc_a = jwk("kid-a");
+    enc_a["use"] = json!("enc");
+    let mut enc_b = jwk("kid-b");
+    enc_b["key_ops"] = json!(["encrypt", "wrapKey"]);
+    let out = check_with_jwks(&[enc_a, enc_b]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted a JWKS of encryption keys"
+    );
+    assert!(
+        err.contains(
+            "auth.providers[2].keys[0].file: the JWKS has no key for verifying signatures"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_refuses_an_algorithm_whose_only_keys_name_another_alg() {
+    // kid-a is the JWKS's only EC key, and its JWK says ES384: no key may
+    // verify the ES256 that the provider allows.
+    let mut es384 = jwk("kid-a");
+    es384["alg"] = json!("ES384");
+    let out = check_with_jwks(&[es384, jwk("kid-b")]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "check accepted ES256 without a key for it"
+    );
+    assert!(
+        err.contains("auth.providers[2].algorithms: ES256 has no key of its kind"),
+        "{err}"
+    );
+}
+
+#[test]
+fn check_accepts_a_jwks_with_an_encryption_key_without_kid() {
+    // Identity providers publish encryption keys beside signing keys; one
+    // that can never verify needs no kid.
+    let mut enc = jwk("kid-b");
+    enc["use"] = json!("enc");
+    enc["alg"] = json!("RSA-OAEP-256");
+    enc.as_object_mut().map(|k| k.remove("kid"));
+    let out = check_with_jwks(&[enc, jwk("kid-a"), jwk("kid-b")]);
+    assert!(out.status.success(), "stderr:\n{}", stderr(&out));
+}
+
+#[test]
 fn check_refuses_an_upstream_url_with_the_wrong_scheme() {
     refused(
         &good_with("ws://127.0.0.1:9000/app", "http://127.0.0.1:9000/app"),

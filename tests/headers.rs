@@ -814,7 +814,9 @@ fn invalid_header_names_are_config_errors_naming_the_key() {
         let text = proxy("127.0.0.1:9".parse().expect("addr"))
             .upstream(lines)
             .toml("/nonexistent");
-        let err = wsguard::config::Config::parse(&text)
+        // Checked where every key is checked: when the proxy is built.
+        let config = wsguard::config::Config::parse(&text).expect("schema");
+        let err = wsguard::proxy::Proxy::new(&config)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

@@ -5,9 +5,12 @@
 use std::path::Path;
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{AlgorithmFamily, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::config::{ConfigError, KeyConfig};
+
+/// The shortest HMAC secret accepted, in bytes.
+pub(super) const MIN_HMAC_SECRET: usize = 32;
 
 /// One verification key, ready to use.
 pub struct Key {
@@ -15,8 +18,28 @@ pub struct Key {
     pub kid: Option<String>,
     /// Which algorithms the key can verify.
     pub family: AlgorithmFamily,
+    /// The one algorithm the key may verify, when its source names one (a
+    /// JWK's `alg`).
+    pub alg: Option<Algorithm>,
     /// The parsed key (parsed once, reused for every token).
     pub key: DecodingKey,
+}
+
+impl Key {
+    /// Whether this key may check a token signed with `alg` (already
+    /// allowlisted) whose header has `kid`: same family, the key's own `alg`
+    /// (if it has one) equal to the token's, and the same `kid` unless one
+    /// of the two has none. A key without a kid answers to any kid (a single
+    /// PEM key works with an issuer that always sends one); a token without
+    /// a kid is tried against every key that fits otherwise.
+    pub fn fits(&self, alg: Algorithm, kid: Option<&str>) -> bool {
+        self.family == alg.family()
+            && self.alg.is_none_or(|own| own == alg)
+            && match (kid, &self.kid) {
+                (Some(want), Some(have)) => want == have,
+                _ => true,
+            }
+    }
 }
 
 /// Loads one `[[auth.providers.keys]]` entry (a JWKS file yields several keys).
@@ -26,68 +49,75 @@ pub fn load(at: &str, config: &KeyConfig) -> Result<Vec<Key>, ConfigError> {
             kid,
             secret_env,
             secret_file,
-        } => {
-            let secret = match (secret_env, secret_file) {
-                (Some(var), None) => std::env::var(var).map_err(|_| {
-                    ConfigError::invalid(
-                        format!("{at}.secret_env"),
-                        format!("environment variable {var} is not set or not UTF-8"),
-                    )
-                })?,
-                (None, Some(path)) => {
-                    let text = read(&format!("{at}.secret_file"), path)?;
-                    text.trim_end_matches(['\r', '\n']).to_owned()
-                }
-                _ => {
-                    return Err(ConfigError::invalid(
-                        at,
-                        "an hmac key needs exactly one of secret_env and secret_file",
-                    ))
-                }
-            };
-            if secret.len() < 32 {
-                return Err(ConfigError::invalid(
-                    at,
-                    "the HMAC secret is shorter than 32 bytes; use a longer random secret",
-                ));
-            }
-            Ok(vec![Key {
-                kid: kid.clone(),
-                family: AlgorithmFamily::Hmac,
-                key: DecodingKey::from_secret(secret.as_bytes()),
-            }])
-        }
+        } => hmac(at, kid, secret_env.as_deref(), secret_file.as_deref()),
         KeyConfig::Rsa { kid, pem_file } => pem(at, kid, pem_file, AlgorithmFamily::Rsa),
         KeyConfig::Ec { kid, pem_file } => pem(at, kid, pem_file, AlgorithmFamily::Ec),
         KeyConfig::Ed25519 { kid, pem_file } => pem(at, kid, pem_file, AlgorithmFamily::Ed),
-        KeyConfig::Jwks { file } => {
-            let key = format!("{at}.file");
-            let text = read(&key, file)?;
-            let set: JwkSet = serde_json::from_str(&text)
-                .map_err(|e| ConfigError::invalid(&key, format!("not a JWKS document: {e}")))?;
-            let mut keys = Vec::new();
-            for (i, jwk) in set.keys.iter().enumerate() {
-                let kid = jwk.common.key_id.clone().ok_or_else(|| {
-                    ConfigError::invalid(&key, format!("keys[{i}] has no \"kid\""))
-                })?;
-                let decoding = DecodingKey::from_jwk(jwk).map_err(|e| {
-                    ConfigError::invalid(
-                        &key,
-                        format!("keys[{i}] (kid {kid:?}) is not usable: {e}"),
-                    )
-                })?;
-                keys.push(Key {
-                    kid: Some(kid),
-                    family: decoding.family(),
-                    key: decoding,
-                });
-            }
-            if keys.is_empty() {
-                return Err(ConfigError::invalid(key, "the JWKS has no keys"));
-            }
-            Ok(keys)
-        }
+        KeyConfig::Jwks { file } => jwks(&format!("{at}.file"), file),
     }
+}
+
+/// An HMAC secret from exactly one of an environment variable and a file.
+fn hmac(
+    at: &str,
+    kid: &Option<String>,
+    secret_env: Option<&str>,
+    secret_file: Option<&Path>,
+) -> Result<Vec<Key>, ConfigError> {
+    let secret = match (secret_env, secret_file) {
+        (Some(var), None) => std::env::var(var).map_err(|_| {
+            ConfigError::invalid(
+                format!("{at}.secret_env"),
+                format!("environment variable {var} is not set or not UTF-8"),
+            )
+        })?,
+        (None, Some(path)) => {
+            let text = read(&format!("{at}.secret_file"), path)?;
+            text.trim_end_matches(['\r', '\n']).to_owned()
+        }
+        _ => {
+            return Err(ConfigError::invalid(
+                at,
+                "an hmac key needs exactly one of secret_env and secret_file",
+            ))
+        }
+    };
+    if secret.len() < MIN_HMAC_SECRET {
+        return Err(ConfigError::invalid(
+            at,
+            "the HMAC secret is shorter than 32 bytes; use a longer random secret",
+        ));
+    }
+    Ok(vec![Key {
+        kid: kid.clone(),
+        family: AlgorithmFamily::Hmac,
+        alg: None,
+        key: DecodingKey::from_secret(secret.as_bytes()),
+    }])
+}
+
+/// The keys of a local JWKS file that may verify signatures (see
+/// [`super::jwk::verification_key`]); `key` is the configuration key naming it.
+fn jwks(key: &str, file: &Path) -> Result<Vec<Key>, ConfigError> {
+    let text = read(key, file)?;
+    let set: JwkSet = serde_json::from_str(&text)
+        .map_err(|e| ConfigError::invalid(key, format!("not a JWKS document: {e}")))?;
+    let mut keys = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let usable = super::jwk::verification_key(jwk)
+            .map_err(|problem| ConfigError::invalid(key, format!("keys[{i}] {problem}")))?;
+        keys.extend(usable);
+    }
+    if set.keys.is_empty() {
+        return Err(ConfigError::invalid(key, "the JWKS has no keys"));
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::invalid(
+            key,
+            "the JWKS has no key for verifying signatures (each one's \"use\", \"key_ops\" or \"alg\" excludes it)",
+        ));
+    }
+    Ok(keys)
 }
 
 fn read(key: &str, path: &Path) -> Result<String, ConfigError> {
@@ -95,6 +125,7 @@ fn read(key: &str, path: &Path) -> Result<String, ConfigError> {
         .map_err(|e| ConfigError::invalid(key, format!("cannot read {}: {e}", path.display())))
 }
 
+/// A public key in PEM of the given family.
 fn pem(
     at: &str,
     kid: &Option<String>,
@@ -118,6 +149,7 @@ fn pem(
     Ok(vec![Key {
         kid: kid.clone(),
         family,
+        alg: None,
         key: parsed,
     }])
 }

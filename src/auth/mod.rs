@@ -1,20 +1,21 @@
-//! Token verification: providers chosen by `iss`, keys chosen by `kid` and
-//! algorithm family, signature and claim checks, and a cache of verified
-//! tokens. Only `iss`, `alg` and `kid` are read before the signature is
-//! verified, and only to choose the key.
+//! Token verification: providers chosen by `iss`, keys chosen by `kid`,
+//! algorithm family and a JWK's own `alg`, signature and claim checks, and a
+//! cache of verified tokens (by the SHA-256 of their text). Only `iss`, `alg`
+//! and `kid` are read before the signature is verified, and only to choose
+//! the provider and the key: the identity is taken from the verified claims.
 
+mod jwk;
 mod keys;
+mod provider;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, ConfigError};
-use keys::Key;
+use provider::Provider;
 
 /// Why a token was refused. The messages are safe to show the client: they
 /// never contain the token or its claims.
@@ -87,20 +88,6 @@ impl Identity {
     }
 }
 
-/// One configured issuer.
-struct Provider {
-    /// Name from the configuration.
-    name: Arc<str>,
-    /// `iss` it answers for.
-    issuer: Option<String>,
-    /// jsonwebtoken's checks (algorithms, exp, nbf, aud, iss, leeway).
-    validation: Validation,
-    /// Claims that must be present with a value.
-    required: BTreeMap<String, String>,
-    /// Verification keys.
-    keys: Vec<Key>,
-}
-
 /// Verifies tokens against the configured providers.
 pub struct Verifier {
     /// Providers in configuration order.
@@ -140,74 +127,7 @@ impl Verifier {
                     "another provider already has this issuer",
                 ));
             }
-            let mut algorithms = Vec::new();
-            for a in &p.algorithms {
-                if a.eq_ignore_ascii_case("none") {
-                    return Err(ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        "\"none\" is not allowed",
-                    ));
-                }
-                let alg: Algorithm = a.parse().map_err(|_| {
-                    ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        format!("{a:?} is not a known JWT algorithm"),
-                    )
-                })?;
-                algorithms.push(alg);
-            }
-            if algorithms.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{at}.algorithms"),
-                    "at least one algorithm is required",
-                ));
-            }
-            let mut loaded = Vec::new();
-            for (k, key) in p.keys.iter().enumerate() {
-                loaded.extend(keys::load(&format!("{at}.keys[{k}]"), key)?);
-            }
-            if loaded.is_empty() {
-                return Err(ConfigError::invalid(
-                    format!("{at}.keys"),
-                    "at least one key is required",
-                ));
-            }
-            for alg in &algorithms {
-                if !loaded.iter().any(|k| k.family == alg.family()) {
-                    return Err(ConfigError::invalid(
-                        format!("{at}.algorithms"),
-                        format!("{alg:?} has no key of its kind in {at}.keys"),
-                    ));
-                }
-            }
-            let mut validation = Validation::new(algorithms[0]);
-            validation.algorithms = algorithms;
-            validation.leeway = leeway;
-            validation.validate_exp = true;
-            validation.validate_nbf = true;
-            // jsonwebtoken only checks `aud` when the token has one: a configured
-            // audience must make it required.
-            let mut required = vec!["exp", "sub"];
-            if !p.audience.is_empty() {
-                required.push("aud");
-            }
-            validation.set_required_spec_claims(&required);
-            match &p.issuer {
-                Some(iss) => validation.set_issuer(&[iss]),
-                None => validation.iss = None,
-            }
-            if p.audience.is_empty() {
-                validation.validate_aud = false;
-            } else {
-                validation.set_audience(&p.audience);
-            }
-            providers.push(Provider {
-                name: Arc::from(p.name.as_str()),
-                issuer: p.issuer.clone(),
-                validation,
-                required: p.required_claims.clone(),
-                keys: loaded,
-            });
+            providers.push(Provider::from_config(&at, p, leeway)?);
         }
         let cache = (config.cache_size > 0).then(|| {
             moka::sync::Cache::builder()
@@ -250,6 +170,11 @@ impl Verifier {
 
     fn verify_uncached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        if header.crit.is_some() {
+            // RFC 7515 §4.1.11: extensions that must be understood; wsguard
+            // implements none (an empty list is not allowed either).
+            return Err(AuthError::Malformed);
+        }
         let unverified: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let iss = match &unverified.iss {
@@ -258,32 +183,19 @@ impl Verifier {
             Some(_) => return Err(AuthError::Malformed),
         };
         let provider = self.provider_for(iss)?;
-        if !provider.validation.algorithms.contains(&header.alg) {
-            return Err(AuthError::Algorithm);
-        }
-        let family = header.alg.family();
-        let candidates = provider.keys.iter().filter(|k| {
-            k.family == family
-                && match (&header.kid, &k.kid) {
-                    (Some(want), Some(have)) => want == have,
-                    // A key configured without a kid answers to any kid.
-                    _ => true,
-                }
-        });
-        // jsonwebtoken refuses a key unless every allowed algorithm is of the
-        // key's family, so a provider mixing families (a JWKS with EC and RSA
-        // keys) is checked with the token's own (allowlisted) algorithm only.
-        let mut validation = provider.validation.clone();
-        validation.algorithms = vec![header.alg];
-        let mut result = Err(AuthError::NoKey);
-        for key in candidates {
-            result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
-                .map_err(map_error);
-            if !matches!(result, Err(AuthError::Signature)) {
-                break;
-            }
-        }
-        let claims = result?.claims;
+        let claims = verified_claims(provider, token, &header)?;
+        self.check_claims(provider, &claims, now)?;
+        identity(provider, token, claims)
+    }
+
+    /// Checks `iat` and the provider's `required_claims` (jsonwebtoken has
+    /// checked the rest).
+    fn check_claims(
+        &self,
+        provider: &Provider,
+        claims: &Map<String, Value>,
+        now: u64,
+    ) -> Result<(), AuthError> {
         if let Some(iat) = claims.get("iat") {
             match iat.as_f64() {
                 Some(iat) if iat > (now + self.leeway) as f64 => {
@@ -298,25 +210,7 @@ impl Verifier {
                 return Err(AuthError::Claim(name.clone()));
             }
         }
-        let sub = match claims.get("sub") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(AuthError::Claim("sub".into())),
-        };
-        let exp = claims
-            .get("exp")
-            .and_then(Value::as_f64)
-            .filter(|e| (0.0..=MAX_EXP as f64).contains(e))
-            .map(|e| e as u64)
-            .ok_or_else(|| AuthError::Claim("exp".into()))?;
-        let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();
-        Ok(Identity {
-            sub,
-            iss: iss.map(str::to_owned),
-            exp,
-            claims_b64,
-            provider: provider.name.clone(),
-            issuer_pinned: provider.issuer.is_some(),
-        })
+        Ok(())
     }
 
     /// The provider for an (unverified) `iss`: the one naming it, else the one without an issuer.
@@ -335,6 +229,65 @@ impl Verifier {
             .find(|p| p.issuer.is_none())
             .ok_or(AuthError::UnknownIssuer)
     }
+}
+
+/// The claims of `token`, checked by jsonwebtoken (signature, `exp`, `nbf`,
+/// `aud`, `iss`) with the first key of `provider` that fits the header and
+/// whose signature matches.
+fn verified_claims(
+    provider: &Provider,
+    token: &str,
+    header: &jsonwebtoken::Header,
+) -> Result<Map<String, Value>, AuthError> {
+    let validation = provider
+        .validation(header.alg)
+        .ok_or(AuthError::Algorithm)?;
+    let kid = header.kid.as_deref();
+    let mut result = Err(AuthError::NoKey);
+    for key in provider.keys.iter().filter(|k| k.fits(header.alg, kid)) {
+        result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
+            .map(|data| data.claims)
+            .map_err(map_error);
+        if !matches!(result, Err(AuthError::Signature)) {
+            break;
+        }
+    }
+    result
+}
+
+/// The identity proved by verified `claims` (`sub`, `iss` and `exp` taken
+/// out of them; `token`'s payload segment kept as it was signed).
+fn identity(
+    provider: &Provider,
+    token: &str,
+    mut claims: Map<String, Value>,
+) -> Result<Identity, AuthError> {
+    let sub = match claims.remove("sub") {
+        Some(Value::String(s)) => s,
+        _ => return Err(AuthError::Claim("sub".into())),
+    };
+    // The same text as the unverified `iss` that chose the provider (a
+    // duplicated claim is malformed), but taken from the verified claims.
+    let iss = match claims.remove("iss") {
+        None => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => return Err(AuthError::Malformed),
+    };
+    let exp = claims
+        .get("exp")
+        .and_then(Value::as_f64)
+        .filter(|e| (0.0..=MAX_EXP as f64).contains(e))
+        .map(|e| e as u64)
+        .ok_or_else(|| AuthError::Claim("exp".into()))?;
+    let claims_b64 = token.split('.').nth(1).unwrap_or_default().to_owned();
+    Ok(Identity {
+        sub,
+        iss,
+        exp,
+        claims_b64,
+        provider: provider.name.clone(),
+        issuer_pinned: provider.issuer.is_some(),
+    })
 }
 
 fn map_error(e: jsonwebtoken::errors::Error) -> AuthError {
