@@ -5,6 +5,8 @@
 
 mod keys;
 
+pub use keys::MIN_HMAC_SECRET_BYTES;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
