@@ -58,6 +58,9 @@ pub async fn run(
     options: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    if options.token_ttl.as_secs() == 0 {
+        anyhow::bail!("--token-ttl must be at least 1s");
+    }
     let minter = Arc::new(Minter {
         secret: random_hex(32),
         ttl: options.token_ttl,

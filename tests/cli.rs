@@ -902,3 +902,16 @@ async fn logs_have_no_colours_when_not_a_terminal() {
     assert!(!line.contains('\u{1b}'), "ANSI escapes in {line:?}");
     assert!(line.contains("INFO"), "{line}");
 }
+
+#[test]
+fn demo_refuses_a_zero_token_ttl() {
+    let out = wsguard()
+        .args(["demo", "--listen", "127.0.0.1:0", "--token-ttl", "0s"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "wsguard: --token-ttl must be at least 1s"
+    );
+}
