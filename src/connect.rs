@@ -71,6 +71,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// The least time between two auth frames: the proxy's default
 /// `session.reauth_min_interval`, so that a refresh is not `rate_limited`.
 const MIN_REAUTH_GAP: Duration = Duration::from_secs(1);
+/// Time allowed, after a close frame, for the closing handshake to finish.
+const CLOSE_WAIT: Duration = Duration::from_secs(2);
 /// Shown instead of a token.
 const HIDDEN: &str = "<token>";
 
@@ -161,6 +163,11 @@ impl Client {
                     None => ended(1005, ""),
                 };
                 show('<', &format!("close {} {:?}", end.code, end.reason));
+                // Let the library answer the close and see the socket end.
+                let _ = tokio::time::timeout(CLOSE_WAIT, async {
+                    while self.ws.next().await.is_some() {}
+                })
+                .await;
                 return Ok(Some(end));
             }
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
@@ -252,7 +259,21 @@ fn ended(code: u16, reason: &str) -> Ended {
 /// One frame on standard output: timestamp, direction (`>` sent, `<` received), content.
 fn show(direction: char, text: &str) {
     let now = humantime::format_rfc3339_millis(SystemTime::now());
-    println!("{now} {direction} {text}");
+    println!("{now} {direction} {}", printable(text));
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`), so that a frame
+/// is one line and cannot drive the terminal.
+fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A remark on standard error (never carrying a token).
@@ -339,6 +360,14 @@ fn token_from_answer(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_escaped() {
+        assert_eq!(
+            printable("a\u{1b}[31mb\nc\u{7f}é"),
+            "a\\u{1b}[31mb\\nc\\u{7f}é"
+        );
+    }
 
     #[test]
     fn answers_are_json_or_plain_text() {

@@ -197,3 +197,33 @@ async fn the_token_endpoint_answers_through_the_proxy() {
     .await;
     assert_eq!(answer.status, 405);
 }
+
+#[tokio::test]
+async fn frames_are_printed_one_line_each_without_terminal_escapes() {
+    let demo = demo(&[]).await;
+    let mut child = wsguard_child()
+        .args(["connect", &demo.url, "--token", &demo.token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn connect");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut out = Output::new(child.stdout.take().expect("stdout"));
+    stdin
+        .write_all(b"red \x1b[31malert\x1b[0m\r done\n")
+        .await
+        .expect("write");
+    let echo = out.until("the echo", |l| l.contains(" < red ")).await;
+    assert!(
+        echo.ends_with(r" < red \u{1b}[31malert\u{1b}[0m\r done"),
+        "{echo:?}"
+    );
+    assert!(!out.seen.join("\n").contains('\u{1b}'));
+    // The server's close is answered and the exit is prompt.
+    drop(stdin);
+    let status = tokio::time::timeout(WAIT, child.wait())
+        .await
+        .expect("connect did not exit")
+        .expect("wait");
+    assert!(status.success(), "{status}");
+}
