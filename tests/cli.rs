@@ -529,39 +529,10 @@ fn token_refuses_a_malformed_claim() {
 
 /// Starts `wsguard demo` on a free port and reads its URL and token.
 async fn spawn_demo(rust_log: &str, stderr: Stdio) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .env_remove("WSGUARD_CONFIG")
-        .env("RUST_LOG", rust_log)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn wsguard demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut token) = (None, None);
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(rest) = line.strip_prefix("proxy: ") {
-                url = Some(rest.trim().to_owned());
-            } else if let Some(rest) = line.strip_prefix("token: ") {
-                token = Some(rest.trim().to_owned());
-            }
-            if url.is_some() && token.is_some() {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("demo did not print its url and token in time");
-    (
-        child,
-        url.expect("a `proxy: ` line"),
-        token.expect("a `token: ` line"),
-    )
+    let mut command = support::cli::wsguard_child();
+    command.env("RUST_LOG", rust_log).stderr(stderr);
+    let demo = support::cli::demo_with(command, &[]).await;
+    (demo.child, demo.url, demo.token)
 }
 
 #[tokio::test]

@@ -242,3 +242,23 @@ async fn the_readme_quick_start_works_literally() {
         .expect("wait");
     assert!(status.success(), "{status}\n{}", out.seen.join("\n"));
 }
+
+/// The top of the README says what building needs and gives the demo and
+/// test commands; its demo command is the one `wsguard demo` prints.
+#[test]
+fn the_readme_starts_with_build_needs_demo_and_tests() {
+    let readme = readme();
+    let top = &readme[..readme
+        .find("## What it does")
+        .expect("a `What it does` section")];
+    for needed in [
+        "a C compiler",
+        "aws-lc-sys",
+        "cargo run --release -- demo",
+        "cargo test --workspace",
+        "wsguard connect ws://127.0.0.1:8080/chat --token-url http://127.0.0.1:8080/demo/token",
+        "GET /demo/token",
+    ] {
+        assert!(top.contains(needed), "the README's top lacks {needed:?}");
+    }
+}

@@ -88,7 +88,12 @@ pub struct Demo {
 
 /// Starts `wsguard demo --listen 127.0.0.1:0` with more flags and reads its banner.
 pub async fn demo(flags: &[&str]) -> Demo {
-    let mut child = wsguard_child()
+    demo_with(wsguard_child(), flags).await
+}
+
+/// Like [`demo`], from a command prepared by the caller (environment, stderr).
+pub async fn demo_with(mut command: Command, flags: &[&str]) -> Demo {
+    let mut child = command
         .args(["demo", "--listen", "127.0.0.1:0"])
         .args(flags)
         .stdout(Stdio::piped())
