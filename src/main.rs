@@ -27,7 +27,7 @@ struct Cli {
 /// `--config`, for the subcommands that read a configuration.
 #[derive(Args, Clone)]
 struct ConfigArg {
-    /// Configuration file.
+    /// Configuration file of the proxy.
     #[arg(long, env = "WSGUARD_CONFIG")]
     config: Option<PathBuf>,
 }
@@ -63,7 +63,8 @@ enum Command {
 struct ConnectArgs {
     /// The proxy's WebSocket URL, for example ws://127.0.0.1:8080/chat.
     url: String,
-    /// A token (cannot be refreshed: prefer --token-cmd or --token-url).
+    /// A token (cannot be refreshed, and other users may see it in `ps`:
+    /// prefer --token-cmd or --token-url).
     #[arg(long)]
     token: Option<String>,
     /// A shell command printing a token; run again for every refresh.
@@ -81,7 +82,7 @@ struct ConnectArgs {
     /// Type of the refresh frame (dialect.reauth).
     #[arg(long, default_value = "REAUTH")]
     reauth_type: String,
-    /// Frame types answered with a refresh; repeatable.
+    /// Frame types answered with a refresh; repeatable (replaces the defaults).
     #[arg(long, default_values = ["auth_required", "TOKEN_EXPIRED"])]
     refresh_on: Vec<String>,
 }
