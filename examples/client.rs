@@ -1,7 +1,9 @@
-//! A minimal interactive client for wsguard's default dialect:
+//! The smallest client of wsguard's default dialect, as code to read:
 //! `cargo run --example client -- ws://127.0.0.1:8080/chat <token>`.
 //! It sends the auth frame, prints every frame it receives, and sends each
-//! line typed on standard input as a text frame.
+//! line typed on standard input as a text frame; it does not refresh its
+//! token. To use wsguard from a terminal, `wsguard connect` does all this
+//! and answers `auth_required` with a REAUTH (see the README).
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::AsyncBufReadExt;

@@ -1,13 +1,15 @@
 //! The `wsguard` command line.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use wsguard::config::Config;
+use wsguard::config::{Config, KeyConfig};
 use wsguard::proxy::Proxy;
 
 /// Authenticating WebSocket reverse proxy.
@@ -15,40 +17,100 @@ use wsguard::proxy::Proxy;
 #[command(version, about)]
 struct Cli {
     /// Configuration file (runs the proxy when no subcommand is given).
-    #[arg(long, env = "WSGUARD_CONFIG", global = true)]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArg,
     /// What to do.
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// `--config`, for the subcommands that read a configuration.
+#[derive(Args, Clone)]
+struct ConfigArg {
+    /// Configuration file of the proxy.
+    #[arg(long, env = "WSGUARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy (the default).
-    Run,
+    Run(ConfigArg),
     /// Validate a configuration file and exit.
-    Check,
+    Check(ConfigArg),
     /// Mint an HS256 token for development and tests.
-    Token {
-        /// Environment variable holding the HMAC secret.
-        #[arg(long)]
-        secret_env: String,
-        /// The `sub` claim.
-        #[arg(long)]
-        sub: String,
-        /// Lifetime, for example `90s` or `15m`.
-        #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
-        ttl: Duration,
-        /// Extra claim `key=value` (value parsed as JSON when it is JSON); repeatable.
-        #[arg(long = "claim", value_parser = wsguard::token::parse_claim)]
-        claims: Vec<(String, serde_json::Value)>,
-    },
-    /// Start a built-in echo upstream and the proxy in front of it, and print a ready token.
+    Token(TokenArgs),
+    /// Connect to a proxy as a client: authenticate, print every frame, send
+    /// stdin lines, answer auth_required with a REAUTH.
+    Connect(ConnectArgs),
+    /// Start a built-in echo upstream and the proxy in front of it, and print how to connect.
     Demo {
         /// Where the proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
+        /// Lifetime of the tokens the demo mints.
+        #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+        token_ttl: Duration,
+        /// How long before a token's `exp` the proxy sends `auth_required`.
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        reauth_lead: Duration,
     },
+}
+
+/// The flags of `wsguard connect`.
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("source").args(["token", "token_cmd", "token_url"]))]
+struct ConnectArgs {
+    /// The proxy's WebSocket URL, for example ws://127.0.0.1:8080/chat.
+    url: String,
+    /// A token (cannot be refreshed, and other users may see it in `ps`:
+    /// prefer --token-cmd or --token-url).
+    #[arg(long)]
+    token: Option<String>,
+    /// A shell command printing a token; run again for every refresh.
+    #[arg(long)]
+    token_cmd: Option<String>,
+    /// An http:// URL answering `{"token": ...}` (the demo's endpoint) or a plain-text token.
+    #[arg(long)]
+    token_url: Option<String>,
+    /// Show tokens in the frames printed (replaced by <token> otherwise).
+    #[arg(long)]
+    show_token: bool,
+    /// Type of the first frame (dialect.auth).
+    #[arg(long, default_value = "auth")]
+    auth_type: String,
+    /// Type of the refresh frame (dialect.reauth).
+    #[arg(long, default_value = "REAUTH")]
+    reauth_type: String,
+    /// Frame types answered with a refresh; repeatable (replaces the defaults).
+    #[arg(long, default_values = ["auth_required", "TOKEN_EXPIRED"])]
+    refresh_on: Vec<String>,
+}
+
+/// The flags of `wsguard token`.
+#[derive(Args)]
+struct TokenArgs {
+    /// Environment variable holding the HMAC secret.
+    #[arg(long)]
+    secret_env: String,
+    /// The `sub` claim.
+    #[arg(long)]
+    sub: String,
+    /// Lifetime, for example `90s` or `15m` (at least 1s).
+    #[arg(long, default_value = "15m", value_parser = humantime::parse_duration)]
+    ttl: Duration,
+    /// The `iss` claim (a provider with `issuer` takes only tokens naming it).
+    #[arg(long)]
+    iss: Option<String>,
+    /// An `aud` value; repeatable (one gives a string, several an array).
+    #[arg(long)]
+    aud: Vec<String>,
+    /// The header's `kid`.
+    #[arg(long)]
+    kid: Option<String>,
+    /// Extra claim `key=value` (value parsed as JSON when it is JSON); repeatable.
+    #[arg(long = "claim", value_parser = wsguard::token::parse_claim)]
+    claims: Vec<(String, serde_json::Value)>,
 }
 
 /// mimalloc instead of the system allocator: a connection's handshake makes
@@ -58,76 +120,185 @@ enum Command {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn main() -> anyhow::Result<()> {
+/// Runs the command; a failure is one line on standard error (never a
+/// backtrace, whatever `RUST_BACKTRACE` says) and exit status 1.
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("wsguard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to standard error, with colours only when it is a terminal (and
+/// `NO_COLOR` is not set).
+fn init_logging() {
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
-    match cli.command.unwrap_or(Command::Run) {
-        Command::Check => {
-            let path = cli
-                .config
-                .context("check needs --config FILE (or WSGUARD_CONFIG)")?;
-            let config = Config::load(&path)?;
-            Proxy::new(&config)?;
-            println!("{}: ok", path.display());
-            Ok(())
-        }
-        Command::Token {
-            secret_env,
-            sub,
-            ttl,
-            claims,
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Run(cli.config.clone())) {
+        Command::Check(arg) => check(&config_path(arg, &cli.config, "check")?),
+        Command::Token(args) => token(args),
+        Command::Connect(args) => connect(args),
+        Command::Demo {
+            listen,
+            token_ttl,
+            reauth_lead,
         } => {
-            let secret = std::env::var(&secret_env)
-                .with_context(|| format!("environment variable {secret_env} is not set"))?;
-            let extra = claims.into_iter().collect();
-            println!(
-                "{}",
-                wsguard::token::mint_hs256(secret.as_bytes(), &sub, ttl, &extra)?
-            );
-            Ok(())
+            let options = wsguard::demo::Options {
+                listen,
+                token_ttl,
+                reauth_lead,
+            };
+            runtime()?.block_on(wsguard::demo::run(options, ctrl_c()))?;
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { listen } => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()?
-            .block_on(wsguard::demo::run(listen, ctrl_c())),
-        Command::Run => {
-            let path = cli
-                .config
-                .context("give --config FILE (or WSGUARD_CONFIG), or try `wsguard demo`")?;
-            let config = Config::load(&path)?;
-            let proxy = Proxy::new(&config)?;
-            let bind = config.listener.bind;
-            let workers = config
-                .listener
-                .worker_threads
-                .unwrap_or_else(wsguard::workers::default_count);
-            let listeners = wsguard::workers::bind(bind, workers)
-                .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
-            let addr = listeners
-                .first()
-                .context("no listening socket was bound")?
-                .local_addr()?;
-            tracing::info!(addr = %addr, workers, "wsguard listening");
-            // ctrl-c is awaited on this thread and broadcast to the workers.
-            // Owned by the process: a reload of the configuration keeps it.
-            let registry = std::sync::Arc::new(wsguard::registry::Registry::new(workers));
-            wsguard::workers::serve(
-                listeners,
-                proxy,
-                registry,
-                config.listener.header_read_timeout,
-                workers,
-                ctrl_c(),
-            )?;
-            Ok(())
-        }
+        Command::Run(arg) => serve(&config_path(arg, &cli.config, "run")?),
     }
+}
+
+/// The subcommand's `--config`, else the one given before the subcommand.
+fn config_path(arg: ConfigArg, top: &ConfigArg, what: &str) -> anyhow::Result<PathBuf> {
+    arg.config.or_else(|| top.config.clone()).with_context(|| {
+        format!("{what} needs --config FILE (or WSGUARD_CONFIG); to try wsguard without one, run `wsguard demo`")
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// `wsguard check`: loads the file and every key, prints `ok`; warns when the
+/// only key is the reference configuration's throwaway example key.
+fn check(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    Proxy::new(&config)?;
+    if only_example_key(&config) {
+        eprintln!(
+            "wsguard: warning: the only key configured is the throwaway example key \
+             (config/keys/example-es256.pub.pem): no token can verify against it; \
+             replace the example provider with your issuer and its key"
+        );
+    }
+    println!("{}: ok", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The public half of the reference configuration's example key, whose
+/// private half was discarded.
+const EXAMPLE_KEY: &str = include_str!("../config/keys/example-es256.pub.pem");
+
+/// True when every configured key is a PEM file holding the example key.
+fn only_example_key(config: &Config) -> bool {
+    let is_example = |key: &KeyConfig| match key {
+        KeyConfig::Rsa { pem_file, .. }
+        | KeyConfig::Ec { pem_file, .. }
+        | KeyConfig::Ed25519 { pem_file, .. } => {
+            std::fs::read_to_string(pem_file).is_ok_and(|text| text.trim() == EXAMPLE_KEY.trim())
+        }
+        KeyConfig::Hmac { .. } | KeyConfig::Jwks { .. } => false,
+    };
+    config
+        .auth
+        .providers
+        .iter()
+        .flat_map(|p| &p.keys)
+        .all(is_example)
+}
+
+/// `wsguard token`: prints one token on standard output.
+fn token(args: TokenArgs) -> anyhow::Result<ExitCode> {
+    let var = &args.secret_env;
+    let secret = std::env::var(var)
+        .with_context(|| format!("--secret-env: environment variable {var} is not set"))?;
+    let claims = wsguard::token::Claims {
+        iss: args.iss,
+        aud: args.aud,
+        kid: args.kid,
+        extra: args.claims.into_iter().collect(),
+    };
+    let token = wsguard::token::mint(secret.as_bytes(), &args.sub, args.ttl, &claims)?;
+    println!("{token}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `wsguard connect`: exit status 0 after a normal close (1000), 1 otherwise.
+fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
+    use wsguard::connect::{Options, TokenSource};
+    let source = match (args.token, args.token_cmd, args.token_url) {
+        (Some(token), _, _) => TokenSource::Static(token),
+        (_, Some(command), _) => TokenSource::Command(command),
+        (_, _, Some(url)) => TokenSource::Url(url),
+        _ => TokenSource::None,
+    };
+    let options = Options {
+        url: args.url,
+        source,
+        show_token: args.show_token,
+        auth_type: args.auth_type,
+        reauth_type: args.reauth_type,
+        refresh_on: args.refresh_on,
+    };
+    let runtime = runtime()?;
+    let ended = runtime.block_on(wsguard::connect::run(options));
+    // Standard input is read on a blocking thread that may be waiting for a line.
+    runtime.shutdown_background();
+    let ended = ended?;
+    if ended.is_normal() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "wsguard connect: closed with {} {:?}",
+            ended.code, ended.reason
+        );
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c.
+fn serve(path: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(path)?;
+    let proxy = Proxy::new(&config)?;
+    let bind = config.listener.bind;
+    let workers = config
+        .listener
+        .worker_threads
+        .unwrap_or_else(wsguard::workers::default_count);
+    let listeners = wsguard::workers::bind(bind, workers)
+        .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
+    let addr = listeners
+        .first()
+        .context("no listening socket was bound")?
+        .local_addr()?;
+    tracing::info!(addr = %addr, workers, "wsguard listening");
+    // Owned by the process: a reload of the configuration keeps it.
+    let registry = std::sync::Arc::new(wsguard::registry::Registry::new(workers));
+    // ctrl-c is awaited on this thread and broadcast to the workers.
+    wsguard::workers::serve(
+        listeners,
+        proxy,
+        registry,
+        config.listener.header_read_timeout,
+        workers,
+        ctrl_c(),
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn ctrl_c() {

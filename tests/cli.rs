@@ -675,39 +675,10 @@ fn token_refuses_a_malformed_claim() {
 
 /// Starts `wsguard demo` on a free port and reads its URL and token.
 async fn spawn_demo(rust_log: &str, stderr: Stdio) -> (tokio::process::Child, String, String) {
-    let mut child = tokio::process::Command::new(BIN)
-        .env_remove("WSGUARD_CONFIG")
-        .env("RUST_LOG", rust_log)
-        .args(["demo", "--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn wsguard demo");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let (mut url, mut token) = (None, None);
-    let read = async {
-        while let Some(line) = lines.next_line().await.expect("read stdout") {
-            if let Some(rest) = line.strip_prefix("proxy: ") {
-                url = Some(rest.trim().to_owned());
-            } else if let Some(rest) = line.strip_prefix("token: ") {
-                token = Some(rest.trim().to_owned());
-            }
-            if url.is_some() && token.is_some() {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(WAIT, read)
-        .await
-        .expect("demo did not print its url and token in time");
-    (
-        child,
-        url.expect("a `proxy: ` line"),
-        token.expect("a `token: ` line"),
-    )
+    let mut command = support::cli::wsguard_child();
+    command.env("RUST_LOG", rust_log).stderr(stderr);
+    let demo = support::cli::demo_with(command, &[]).await;
+    (demo.child, demo.url, demo.token)
 }
 
 #[tokio::test]
@@ -866,4 +837,198 @@ secret_file = "secret"
     assert!(status.success(), "{status}");
     // The log ends with the process.
     while let Ok(Some(_)) = lines.next_line().await {}
+}
+
+// ---- first hour: errors, help, token flags, colours, example key ------------
+
+#[test]
+fn a_config_error_is_one_line_even_with_rust_backtrace() {
+    let var = "WSGUARD_CLI_TEST_UNSET_BACKTRACE";
+    let config = config_file(&good_with(
+        "secret_file = \"secret\"",
+        &format!("secret_env = \"{var}\""),
+    ));
+    for command in [&["check"][..], &["run"][..], &[][..]] {
+        let out = wsguard()
+            .env_remove(var)
+            .env("RUST_BACKTRACE", "1")
+            .env("RUST_LIB_BACKTRACE", "1")
+            .args(command)
+            .arg("--config")
+            .arg(&config.path)
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(1), "{command:?}");
+        let err = stderr(&out);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{command:?}: not one line:\n{err}");
+        assert!(
+            lines[0].starts_with("wsguard: ")
+                && lines[0].contains("auth.providers[0].keys[0].secret_env"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn config_is_only_in_the_help_of_subcommands_that_read_it() {
+    let help = |command: &[&str]| {
+        let out = wsguard().args(command).arg("--help").output().expect("run");
+        assert!(out.status.success(), "{command:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    for command in [&["check"][..], &["run"][..], &[][..]] {
+        assert!(help(command).contains("--config"), "{command:?}");
+    }
+    for command in ["token", "demo", "connect"] {
+        assert!(
+            !help(&[command]).contains("--config"),
+            "{command}:\n{}",
+            help(&[command])
+        );
+    }
+}
+
+/// `wsguard token` with `secret` in an environment variable and more flags.
+fn token_with(secret: &str, flags: &[&str]) -> Output {
+    wsguard()
+        .env("WSGUARD_CLI_TEST_SECRET4", secret)
+        .args([
+            "token",
+            "--secret-env",
+            "WSGUARD_CLI_TEST_SECRET4",
+            "--sub",
+            "alice",
+        ])
+        .args(flags)
+        .output()
+        .expect("run")
+}
+
+#[test]
+fn token_refuses_a_secret_the_proxy_would_refuse() {
+    let min = wsguard::auth::MIN_HMAC_SECRET_BYTES;
+    let short = "s".repeat(min - 1);
+    let out = token_with(&short, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("shorter than {min} bytes")), "{err}");
+    assert!(!err.contains(&short), "the secret was printed: {err}");
+    // Exactly the minimum is accepted, as the proxy accepts it.
+    assert!(token_with(&"s".repeat(min), &[]).status.success());
+}
+
+#[test]
+fn token_refuses_a_zero_ttl() {
+    for ttl in ["0s", "500ms"] {
+        let out = token_with(SECRET, &["--ttl", ttl]);
+        assert_eq!(out.status.code(), Some(1), "{ttl}");
+        assert!(
+            stderr(&out).contains("--ttl must be at least 1s"),
+            "{}",
+            stderr(&out)
+        );
+    }
+}
+
+#[test]
+fn token_sets_iss_aud_and_kid() {
+    let out = token_with(
+        SECRET,
+        &[
+            "--iss",
+            "https://internal.example.com/",
+            "--aud",
+            "chat",
+            "--kid",
+            "hs-1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let header = jsonwebtoken::decode_header(&token).expect("header");
+    assert_eq!(header.kid.as_deref(), Some("hs-1"));
+    let mut validation = Validation::new(Algorithm::HS256);
+    validation.set_audience(&["chat"]);
+    validation.set_issuer(&["https://internal.example.com/"]);
+    let claims = decode::<Map<String, Value>>(
+        &token,
+        &DecodingKey::from_secret(SECRET.as_bytes()),
+        &validation,
+    )
+    .expect("verifies with iss and aud")
+    .claims;
+    assert_eq!(claims["aud"], "chat");
+    // Several --aud give an array.
+    let out = token_with(SECRET, &["--aud", "a", "--aud", "b"]);
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let payload = token.split('.').nth(1).expect("payload");
+    let json: Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
+            .expect("base64"),
+    )
+    .expect("json");
+    assert_eq!(json["aud"], json!(["a", "b"]));
+}
+
+#[test]
+fn check_warns_when_the_only_key_is_the_example_key() {
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/wsguard.toml");
+    let out = check(&shipped);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("warning: the only key configured is the throwaway example key"),
+        "{err}"
+    );
+    // A configuration with a real key beside it does not warn.
+    let example = format!(
+        "{}/config/keys/example-es256.pub.pem",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let config = config_file(&good_with("@KEYS@/ec.pub.pem", &example));
+    let out = check(&config.path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+/// Logs written to a pipe or a file carry no ANSI escape sequences.
+#[cfg(unix)]
+#[tokio::test]
+async fn logs_have_no_colours_when_not_a_terminal() {
+    let upstream = Upstream::start(true).await;
+    let config = config_file(&format!(
+        "[listener]\nbind = \"127.0.0.1:0\"\nworker_threads = 1\n[upstream]\nurl = \"ws://{}\"\n\
+         [[auth.providers]]\nname = \"t\"\nalgorithms = [\"HS256\"]\n\
+         [[auth.providers.keys]]\nkind = \"hmac\"\nsecret_file = \"secret\"\n",
+        upstream.addr
+    ));
+    let mut child = support::cli::wsguard_child()
+        .env("RUST_LOG", "info")
+        .env_remove("NO_COLOR")
+        .arg("--config")
+        .arg(&config.path)
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn wsguard");
+    let mut err = support::cli::Output::new(child.stderr.take().expect("stderr"));
+    let line = err
+        .until("wsguard listening", |l| l.contains("wsguard listening"))
+        .await;
+    assert!(!line.contains('\u{1b}'), "ANSI escapes in {line:?}");
+    assert!(line.contains("INFO"), "{line}");
+}
+
+#[test]
+fn demo_refuses_a_zero_token_ttl() {
+    let out = wsguard()
+        .args(["demo", "--listen", "127.0.0.1:0", "--token-ttl", "0s"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim(),
+        "wsguard: --token-ttl must be at least 1s"
+    );
 }

@@ -44,7 +44,6 @@ secret_file = "secret"
     let mut child = tokio::process::Command::new(BIN)
         .env_remove("WSGUARD_CONFIG")
         .env("RUST_LOG", "wsguard=debug")
-        .env("NO_COLOR", "1")
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())

@@ -6,7 +6,7 @@
 use jsonwebtoken::jwk::{CommonParameters, Jwk, KeyOperations, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
-use super::keys::{Key, MIN_HMAC_SECRET};
+use super::keys::{Key, MIN_HMAC_SECRET_BYTES};
 
 /// The key a JWK gives for verifying signatures: `Ok(None)` when its
 /// parameters say it is not for that (`use` other than `sig`, `key_ops`
@@ -27,7 +27,7 @@ pub fn verification_key(jwk: &Jwk) -> Result<Option<Key>, String> {
     let key =
         DecodingKey::from_jwk(jwk).map_err(|e| format!("(kid {kid:?}) is not usable: {e}"))?;
     if key.family() == AlgorithmFamily::Hmac
-        && key.try_get_as_bytes().map_or(0, <[u8]>::len) < MIN_HMAC_SECRET
+        && key.try_get_as_bytes().map_or(0, <[u8]>::len) < MIN_HMAC_SECRET_BYTES
     {
         return Err(format!(
             "(kid {kid:?}) is an HMAC secret shorter than 32 bytes"

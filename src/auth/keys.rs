@@ -9,8 +9,9 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use crate::config::{ConfigError, KeyConfig};
 
-/// The shortest HMAC secret accepted, in bytes.
-pub(super) const MIN_HMAC_SECRET: usize = 32;
+/// The shortest HMAC secret accepted, in bytes (RFC 7518 §3.2: at least the
+/// hash size of HS256). `wsguard token` refuses shorter secrets too.
+pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
 /// One verification key, ready to use.
 pub struct Key {
@@ -82,10 +83,10 @@ fn hmac(
             ))
         }
     };
-    if secret.len() < MIN_HMAC_SECRET {
+    if secret.len() < MIN_HMAC_SECRET_BYTES {
         return Err(ConfigError::invalid(
             at,
-            "the HMAC secret is shorter than 32 bytes; use a longer random secret",
+            format!("the HMAC secret is shorter than {MIN_HMAC_SECRET_BYTES} bytes; use a longer random secret"),
         ));
     }
     Ok(vec![Key {

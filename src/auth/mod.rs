@@ -8,6 +8,8 @@ mod jwk;
 mod keys;
 mod provider;
 
+pub use keys::MIN_HMAC_SECRET_BYTES;
+
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
