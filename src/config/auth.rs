@@ -1,0 +1,136 @@
+//! `[auth]`: token verification, providers and their keys.
+
+use super::*;
+
+/// Default verification leeway, for clock skew only.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(30);
+
+/// `[auth]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Clock-skew allowance at verification.
+    #[serde(default = "default_leeway", with = "humantime_serde")]
+    pub leeway: Duration,
+    /// Verified tokens remembered (by the SHA-256 of their text, for at
+    /// most 5 minutes) so that a token seen again skips the signature
+    /// check; 0 turns the cache off.
+    #[serde(default = "default_cache_size")]
+    pub cache_size: u64,
+    /// Token issuers and their keys.
+    pub providers: Vec<ProviderConfig>,
+}
+
+pub(super) fn default_leeway() -> Duration {
+    DEFAULT_LEEWAY
+}
+
+pub(super) fn default_cache_size() -> u64 {
+    10_000
+}
+
+/// `[[auth.providers]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// A name for logs and errors.
+    pub name: String,
+    /// The `iss` this provider answers for; a provider without one takes tokens without `iss`
+    /// or with an `iss` that no other provider claims.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values; when set, a token must carry one of them.
+    #[serde(default)]
+    pub audience: Vec<String>,
+    /// Allowed signature algorithms (`none` is never allowed).
+    pub algorithms: Vec<String>,
+    /// Claims a token must carry: a string claim must equal the value or
+    /// contain it as a space-separated word (OAuth `scope`), an array claim
+    /// must contain it.
+    #[serde(default)]
+    pub required_claims: std::collections::BTreeMap<String, String>,
+    /// Verification keys.
+    pub keys: Vec<KeyConfig>,
+}
+
+/// `[[auth.providers.keys]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "lowercase")]
+pub enum KeyConfig {
+    /// A shared HMAC secret, from an environment variable or a file.
+    Hmac {
+        /// Key id to match the token's `kid`.
+        #[serde(default)]
+        kid: Option<String>,
+        /// Environment variable holding the secret.
+        #[serde(default)]
+        secret_env: Option<String>,
+        /// File holding the secret (trailing newline removed).
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+    },
+    /// An RSA public key in PEM.
+    Rsa {
+        /// Key id to match the token's `kid`.
+        #[serde(default)]
+        kid: Option<String>,
+        /// PEM file.
+        pem_file: PathBuf,
+    },
+    /// An EC (P-256/P-384) public key in PEM.
+    Ec {
+        /// Key id to match the token's `kid`.
+        #[serde(default)]
+        kid: Option<String>,
+        /// PEM file.
+        pem_file: PathBuf,
+    },
+    /// An Ed25519 public key in PEM.
+    Ed25519 {
+        /// Key id to match the token's `kid`.
+        #[serde(default)]
+        kid: Option<String>,
+        /// PEM file.
+        pem_file: PathBuf,
+    },
+    /// A local JWKS file; keys are chosen by `kid` and, when a key has one,
+    /// its `alg` (keys not for verifying signatures are left out, see
+    /// `auth/jwk.rs`).
+    Jwks {
+        /// JSON file with `{"keys": [...]}`.
+        file: PathBuf,
+    },
+}
+
+impl Config {
+    /// Makes relative key file paths relative to `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        for provider in &mut self.auth.providers {
+            for key in &mut provider.keys {
+                let path = match key {
+                    KeyConfig::Hmac {
+                        secret_file: Some(p),
+                        ..
+                    } => p,
+                    KeyConfig::Hmac { .. } => continue,
+                    KeyConfig::Rsa { pem_file, .. }
+                    | KeyConfig::Ec { pem_file, .. }
+                    | KeyConfig::Ed25519 { pem_file, .. } => pem_file,
+                    KeyConfig::Jwks { file } => file,
+                };
+                if path.is_relative() {
+                    *path = base.join(&*path);
+                }
+            }
+        }
+    }
+
+    /// `[auth]`: at least one provider (each is checked as it is built).
+    pub(super) fn check_auth(&self) -> Result<(), ConfigError> {
+        require(
+            !self.auth.providers.is_empty(),
+            "auth.providers",
+            "at least one provider is required",
+        )
+    }
+}

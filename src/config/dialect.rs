@@ -1,0 +1,57 @@
+//! `[dialect]`: the names of the control frames.
+
+use super::*;
+
+/// `[dialect]`: the control frames' names. An empty string switches a frame off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DialectConfig {
+    /// Types accepted as the first (auth) frame.
+    pub auth: Vec<String>,
+    /// Types accepted as a re-authentication after the first auth.
+    pub reauth: Vec<String>,
+    /// Success answer to auth and REAUTH; empty = never sent.
+    pub authenticated: String,
+    /// Notice sent before `exp`; empty = never sent.
+    pub auth_required: String,
+    /// Notice sent at `exp`; empty = never sent (the connection is still suspended).
+    pub token_expired: String,
+    /// Error answers to bad REAUTHs.
+    pub error: String,
+    /// Frame injected upstream after REAUTH when `session.upstream_notice` is on.
+    pub identity_refreshed: String,
+    /// Dotted path of the token inside a control frame.
+    pub token_path: String,
+}
+
+impl Default for DialectConfig {
+    fn default() -> Self {
+        DialectConfig {
+            auth: vec!["auth".into(), "AUTHENTICATE".into()],
+            reauth: vec!["REAUTH".into(), "auth".into(), "AUTHENTICATE".into()],
+            authenticated: "AUTHENTICATED".into(),
+            auth_required: "auth_required".into(),
+            token_expired: "TOKEN_EXPIRED".into(),
+            error: "error".into(),
+            identity_refreshed: "identity_refreshed".into(),
+            token_path: "payload.token".into(),
+        }
+    }
+}
+
+impl Config {
+    /// `[dialect]`.
+    pub(super) fn check_dialect(&self) -> Result<(), ConfigError> {
+        let d = &self.dialect;
+        require(
+            d.auth.iter().any(|t| !t.is_empty()),
+            "dialect.auth",
+            "needs at least one frame type",
+        )?;
+        require(
+            !d.token_path.split('.').any(str::is_empty),
+            "dialect.token_path",
+            "must be a dotted path such as \"payload.token\"",
+        )
+    }
+}
