@@ -8,6 +8,7 @@ pub mod auth;
 pub mod budget;
 pub mod config;
 pub mod connect;
+pub mod control;
 pub mod demo;
 pub mod headers;
 pub mod ids;
