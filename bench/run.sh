@@ -305,6 +305,9 @@ if [[ $QUICK == 1 ]]; then
     REAUTH=(--conns 100 --expire-in "$(( REAUTH_LEAD + 4 ))s" --grace 10s)
 else
     ECHO_CASES=("100 2000 64" "1000 500 64")
+    # BENCH_ECHO_CASES="100 2000 64 text;100 500 32768 text" replaces them
+    # ("conns msgs size [text]"; text: JSON chat messages in text frames).
+    [[ -n ${BENCH_ECHO_CASES:-} ]] && IFS=';' read -r -a ECHO_CASES <<<"$BENCH_ECHO_CASES"
     HS=(--concurrency 50 --total 5000)
     IDLE=(--conns 5000 --settle 5s --hold "${BENCH_IDLE_HOLD:-15s}")
     REAUTH=(--conns 5000 --expire-in "$(( REAUTH_LEAD + 20 ))s" --grace 20s)
@@ -335,10 +338,11 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     log "round $ROUND/$ROUNDS"
     read -r -a ORDER <<<"$(rotate $((ROUND - 1)))"
     mode_on echo && for c in "${ECHO_CASES[@]}"; do
-        read -r conns msgs size <<<"$c"
+        read -r conns msgs size kind <<<"$c"
         for t in "${ORDER[@]}"; do
             [[ $t == wsguard && $ROUND == 1 ]] && run_perf
-            lg "$t" hs256 echo --conns "$conns" --msgs "$msgs" --size "$size"
+            # shellcheck disable=SC2046 # no option, or --text
+            lg "$t" hs256 echo --conns "$conns" --msgs "$msgs" --size "$size" $([[ ${kind:-} == text ]] && echo --text)
             stop_perf
         done
     done

@@ -24,7 +24,9 @@ pub struct EchoArgs {
     /// Payload size in bytes.
     #[arg(long, default_value_t = 64)]
     pub size: usize,
-    /// Send text frames instead of binary.
+    /// Send text frames instead of binary: a JSON chat message
+    /// (`{"type":"message","text":"xx…"}`) of `size` bytes, as chat clients
+    /// send (so wsguard's control-frame check runs on each).
     #[arg(long)]
     pub text: bool,
     /// Connections opened at once while ramping up (not measured).
@@ -34,7 +36,8 @@ pub struct EchoArgs {
 
 impl EchoArgs {
     pub fn case(&self) -> String {
-        format!("{}x{} {}B", self.conns, self.msgs, self.size)
+        let kind = if self.text { " text" } else { "" };
+        format!("{}x{} {}B{kind}", self.conns, self.msgs, self.size)
     }
 }
 
@@ -42,7 +45,11 @@ pub async fn run(common: &CommonArgs, minter: Option<&Minter>, args: &EchoArgs) 
     let target = Arc::new(Target::from_args(common)?);
     let tokens = tokens_for(&target, minter, args.conns, None, false)?;
     let errors = Arc::new(Errors::default());
-    let payload = Bytes::from(vec![b'x'; args.size]);
+    let payload = Bytes::from(if args.text {
+        chat_message(args.size)
+    } else {
+        vec![b'x'; args.size]
+    });
     let (ramp, mut ctl) = ramp(args.concurrency);
 
     let mut handles = Vec::with_capacity(args.conns);
@@ -161,4 +168,12 @@ async fn echo_loop(
         hist.record(t.elapsed());
     }
     Ok(())
+}
+
+/// A JSON chat message of `size` bytes (at least its fixed part).
+fn chat_message(size: usize) -> Vec<u8> {
+    let head = br#"{"type":"message","text":""#;
+    let tail = br#""}"#;
+    let fill = size.saturating_sub(head.len() + tail.len());
+    [&head[..], &vec![b'x'; fill], &tail[..]].concat()
 }
