@@ -211,7 +211,15 @@ impl HeaderPolicy {
         }
         let xff = forwarded_for(&client.headers, trusted, client.peer);
         insert(out, X_FORWARDED_FOR, xff);
-        let inherited = |n: &str| trusted.then(|| client.headers.get(n).cloned()).flatten();
+        // From a trusted proxy, the last item of all lines: the one the
+        // nearest hop wrote (a hop that appends a line leaves the client's
+        // own line before it).
+        let inherited = |n: &str| {
+            trusted
+                .then(|| list_items(&client.headers, n).last())
+                .flatten()
+                .and_then(|v| HeaderValue::from_bytes(v).ok())
+        };
         match inherited(X_FORWARDED_PROTO) {
             Some(v) => insert(out, X_FORWARDED_PROTO, v),
             None => set(out, X_FORWARDED_PROTO, proto),

@@ -198,7 +198,7 @@ fn accept_key(request: &Request<Incoming>) -> Result<HeaderValue, HttpError> {
 /// absolute-form with an `http`, `https`, `ws` or `wss` scheme (of which
 /// only the path and query are used). Asterisk-form (`*`) and
 /// authority-form (`host:port`) are refused.
-fn is_origin_or_absolute_form(uri: &Uri) -> bool {
+pub(crate) fn is_origin_or_absolute_form(uri: &Uri) -> bool {
     match (uri.scheme_str(), uri.authority()) {
         (None, None) => uri.path().starts_with('/'),
         (Some(scheme), Some(_)) => ["http", "https", "ws", "wss"]

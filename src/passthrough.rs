@@ -20,6 +20,10 @@ pub async fn forward(
     peer: SocketAddr,
     proxy: &Proxy,
 ) -> Response<Body> {
+    // `OPTIONS *` or `host:port` would become a path under the upstream's base.
+    if !crate::listener::is_origin_or_absolute_form(request.uri()) {
+        return error(HttpError::BadRequestTarget);
+    }
     let (parts, body) = request.into_parts();
     let path_and_query = parts
         .uri

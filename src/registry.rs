@@ -8,7 +8,7 @@
 //! and by whoever looks connections up (the control thread, the admin API):
 //! never on the relay path. A command is left in the connection's
 //! [`Mailbox`] and its task woken; the task checks the mailbox with one
-//! atomic load per wake-up. The registry is owned by the process, outside
+//! atomic swap per wake-up. The registry is owned by the process, outside
 //! anything a configuration reload replaces.
 //!
 //! Per connection: the mailbox (an `Arc` of about 64 bytes), an entry in

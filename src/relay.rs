@@ -136,9 +136,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     }
 
     /// Reads the first member of text messages too large to inspect (see
-    /// [`wire::Sniff`]): the client leg.
+    /// [`wire::Sniff`]): the client leg, which starts in the pre-auth mode
+    /// ([`Leg::authenticated`] ends it).
     pub fn sniff(&mut self, sniff: std::sync::Arc<dyn wire::Sniff>) {
         self.decoder.set_sniff(sniff);
+        self.decoder.set_pre_auth(true);
+    }
+
+    /// The first message (the auth frame) was taken, or the connection is
+    /// closing: what follows it is decoded as after authentication (see
+    /// [`wire::Decoder::set_pre_auth`]).
+    pub fn end_pre_auth(&mut self) {
+        self.decoder.set_pre_auth(false);
     }
 
     /// Bytes already received from the peer outside this leg (read past an
@@ -354,6 +363,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             if self.undecoded_at < self.undecoded.len() {
                 let rest = &self.undecoded[self.undecoded_at..];
                 match self.decoder.feed_some(rest, &mut self.inbound) {
+                    // Stopped after the first message in the pre-auth mode,
+                    // and read again without the session ending it (it
+                    // always does, or closes): end it rather than spin.
+                    Ok(0) if self.inbound.is_empty() => self.decoder.set_pre_auth(false),
                     Ok(used) => self.undecoded_at += used,
                     Err(e) => self.failed = Some(e),
                 }

@@ -109,7 +109,7 @@ impl Target {
             strip: config
                 .strip_query_params
                 .iter()
-                .map(|p| p.to_lowercase())
+                .map(|p| normalized_name(p))
                 .collect(),
         })
     }
@@ -121,10 +121,15 @@ impl Target {
             None => (path_and_query, None),
         };
         let path = if path.is_empty() { "/" } else { path };
-        let kept: Vec<&str> = query
+        // Pairs are split on `&`, and inside one on `;` too (some servers
+        // split on both): each piece is judged on its own.
+        let kept: Vec<String> = query
             .into_iter()
             .flat_map(|q| q.split('&'))
-            .filter(|pair| self.keeps(pair))
+            .filter_map(|pair| {
+                let pieces: Vec<&str> = pair.split(';').filter(|p| self.keeps(p)).collect();
+                (!pieces.is_empty()).then(|| pieces.join(";"))
+            })
             .collect();
         if kept.is_empty() {
             path.to_owned()
@@ -134,18 +139,15 @@ impl Target {
     }
 
     /// Whether a `name=value` query pair goes upstream: its name, decoded
-    /// as in form encoding (`%XX`, and `+` as a space), is not one of the
-    /// stripped names, compared case-insensitively. A name that does not
-    /// decode (a bad `%` sequence, or not UTF-8) is dropped: the upstream
-    /// might decode it leniently into a stripped name. Empty names are
-    /// dropped too.
+    /// as in form encoding (`%XX`, and `+` as a space) and normalized as
+    /// the most lenient servers read it ([`normalized_name`]), is not one
+    /// of the stripped names. A name that does not decode (a bad `%`
+    /// sequence, or not UTF-8) is dropped: the upstream might decode it
+    /// leniently into a stripped name. Empty names are dropped too.
     fn keeps(&self, pair: &str) -> bool {
         let raw = pair.split('=').next().unwrap_or_default();
         match decode_query_name(raw) {
-            Some(name) if !name.is_empty() => {
-                let name = name.to_lowercase();
-                !self.strip.contains(&name)
-            }
+            Some(name) if !name.is_empty() => !self.strip.contains(&normalized_name(&name)),
             _ => false,
         }
     }
@@ -247,6 +249,15 @@ impl Target {
     }
 }
 
+/// A decoded parameter name as the most lenient servers read it: lower
+/// case, cut at the first `[` (PHP reads `token[]` and `token[x]` as
+/// `token`), `.` and space as `_` (PHP reads `access.token` as
+/// `access_token`).
+fn normalized_name(name: &str) -> String {
+    let base = name.split('[').next().unwrap_or_default();
+    base.to_lowercase().replace(['.', ' '], "_")
+}
+
 /// A query parameter's name decoded strictly: `+` is a space and `%XX` a
 /// byte; `None` when a `%` is not followed by two hex digits or the bytes
 /// are not UTF-8.
@@ -299,6 +310,11 @@ mod tests {
         assert_eq!(
             t.ws_url("/c?x%zz=1&y%4=2&%FF=3&q=a%20b&to+ken=4&Z=%41"),
             "ws://127.0.0.1:9000/base/c?q=a%20b&to+ken=4&Z=%41"
+        );
+        // Spellings lenient servers read as a token name.
+        assert_eq!(
+            t.ws_url("/c?a=1;token=x;b=2&access.token=1&access+token=2&token[]=3&Token[x]=4&c=3"),
+            "ws://127.0.0.1:9000/base/c?a=1;b=2&c=3"
         );
         assert_eq!(decode_query_name("a+b%2B"), Some("a b+".to_owned()));
         assert_eq!(decode_query_name("%"), None);

@@ -11,6 +11,10 @@
 //! - small text messages when the decoder inspects text (the client leg: a
 //!   text message of at most `inspect_limit` bytes may be a control frame of
 //!   the dialect, so it is unmasked into its own buffer and checked for UTF-8);
+//! - the first bytes of larger text messages on the client leg, held until
+//!   the dialect ([`Sniff`]) tells from their first member whether they are
+//!   data (relayed, the held bytes first) or a control frame (dropped:
+//!   [`Inbound::Refused`]);
 //! - headers, for the protocol rules and the size limits.
 //!
 //! Frame headers are parsed and written by tungstenite's [`FrameHeader`]; the
@@ -49,7 +53,16 @@ pub trait Sniff: Send + Sync + std::fmt::Debug {
     fn first_member(&self, prefix: &[u8]) -> Prefix;
 }
 
-pub use crate::protocol::scan::Prefix;
+/// What the first bytes of a text message say about it ([`Sniff`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prefix {
+    /// Not a control frame: relay it.
+    Data,
+    /// A control frame (or undecidable): refuse it.
+    Control,
+    /// More bytes are needed to tell.
+    NeedMore,
+}
 
 /// Most control frames decoded by one [`Decoder::feed_some`]: a read full of
 /// tiny pings stops there, so that what one read produces stays bounded (the
@@ -227,8 +240,9 @@ struct MessageState {
 }
 
 /// An incremental frame decoder for one leg. It keeps only a partial header
-/// (at most 14 bytes) and an inspected message being collected; everything
-/// else is handed out by [`Decoder::feed`] as soon as it arrives.
+/// (at most 14 bytes), an inspected message being collected, and the first
+/// bytes of a large text message being sniffed; everything else is handed
+/// out by [`Decoder::feed`] as soon as it arrives.
 #[derive(Debug)]
 pub struct Decoder {
     /// The peer's frames must be masked (we are the server).
@@ -246,6 +260,13 @@ pub struct Decoder {
     /// Reads the first member of text messages too large to inspect (the
     /// client leg); `None` relays them unread.
     sniff: Option<std::sync::Arc<dyn Sniff>>,
+    /// Before the first message (the auth frame) has been taken: a text
+    /// message too large to be one is refused as soon as its header
+    /// arrives, and decoding stops after the first message, so that the
+    /// session ends this mode before anything after it is decoded.
+    pre_auth: bool,
+    /// In `pre_auth`, the first message has been decoded.
+    first_done: bool,
 }
 
 /// Relayed bytes gathered during one [`Decoder::feed`].
@@ -271,7 +292,15 @@ impl Decoder {
             frame: None,
             message: None,
             sniff: None,
+            pre_auth: false,
+            first_done: false,
         }
+    }
+
+    /// Turns the pre-auth mode on or off (see [`Decoder::feed_some`]).
+    pub fn set_pre_auth(&mut self, on: bool) {
+        self.pre_auth = on;
+        self.first_done = false;
     }
 
     /// Reads the first member of text messages too large to inspect with
@@ -320,14 +349,19 @@ impl Decoder {
     pub fn feed(&mut self, mut input: &[u8], out: &mut Vec<Inbound>) -> Result<(), WireError> {
         while !input.is_empty() {
             let used = self.feed_some(input, out)?;
+            if used == 0 {
+                // Stopped after the first message in the pre-auth mode.
+                self.set_pre_auth(false);
+            }
             input = &input[used..];
         }
         Ok(())
     }
 
-    /// Decodes `input` up to the [`MAX_CONTROL_PER_FEED`]th control frame
-    /// (or all of it), appending what it holds to `out` in order; returns
-    /// the bytes used. The rest must be fed again later.
+    /// Decodes `input` up to the [`MAX_CONTROL_PER_FEED`]th control frame,
+    /// or in the pre-auth mode up to the end of the first message (or all
+    /// of it), appending what it holds to `out` in order; returns the bytes
+    /// used. The rest must be fed again later.
     /// After an error the decoder must not be fed again.
     /// Bytes relayed before a bad frame are handed out before the error.
     pub fn feed_some(&mut self, input: &[u8], out: &mut Vec<Inbound>) -> Result<usize, WireError> {
@@ -349,7 +383,7 @@ impl Decoder {
         let mut input = input;
         let mut controls = 0;
         while !input.is_empty() {
-            if controls >= MAX_CONTROL_PER_FEED {
+            if controls >= MAX_CONTROL_PER_FEED || (self.pre_auth && self.first_done) {
                 break;
             }
             if self.frame.is_none() {
@@ -512,23 +546,28 @@ impl Decoder {
         });
         if sniffing {
             // What was collected before may tell already.
-            self.decide(false, run, out);
+            self.decide(false, &[], run, out);
         }
         Ok(())
     }
 
     /// Reads the first member of the message being sniffed: relays what
-    /// was held (data), refuses the message (control frame, or no answer
-    /// within [`SNIFF_BYTES`] or [`MAX_SNIFF_FRAMES`]), or waits for more.
-    /// `ended`: the message is complete, so waiting is over.
-    fn decide(&mut self, ended: bool, run: &mut Option<Run>, out: &mut Vec<Inbound>) {
+    /// was held and `tail` (data), refuses the message (control frame, or
+    /// no answer within [`SNIFF_BYTES`] or [`MAX_SNIFF_FRAMES`]), or holds
+    /// `tail` too and waits for more. `tail`: payload bytes just received,
+    /// already in the prefix but not yet held. `ended`: the message is
+    /// complete, so waiting is over. Before the first message has been
+    /// taken (`pre_auth`), every such message is refused at once: it is
+    /// larger than an auth frame may be.
+    fn decide(&mut self, ended: bool, tail: &[u8], run: &mut Option<Run>, out: &mut Vec<Inbound>) {
         let (Some(sniff), Some(message)) = (&self.sniff, self.message.as_mut()) else {
             return;
         };
-        let Some(held) = &message.sniffing else {
+        let Some(held) = &mut message.sniffing else {
             return;
         };
         let verdict = match sniff.first_member(&held.prefix) {
+            _ if self.pre_auth => Prefix::Control,
             Prefix::NeedMore if ended => Prefix::Data,
             Prefix::NeedMore
                 if held.prefix.len() >= SNIFF_BYTES || held.frames > MAX_SNIFF_FRAMES =>
@@ -538,16 +577,21 @@ impl Decoder {
             verdict => verdict,
         };
         let kind = match verdict {
-            Prefix::NeedMore => return,
+            Prefix::NeedMore => {
+                held.raw.extend_from_slice(tail);
+                return;
+            }
             Prefix::Data => {
-                if let Some(held) = message.sniffing.take() {
-                    push_run(run, &held.raw, true, Boundary::Message).frames += held.frames;
-                }
+                let r = push_run(run, &held.raw, true, Boundary::Message);
+                r.frames += held.frames;
+                r.bytes.extend_from_slice(tail);
+                message.sniffing = None;
                 FrameKind::Pass
             }
             Prefix::Control => {
                 message.sniffing = None;
                 message.refused = true;
+                self.first_done = true;
                 out.push(Inbound::Refused);
                 FrameKind::Drop
             }
@@ -680,8 +724,8 @@ impl Decoder {
                 }
             }
             FrameKind::Sniff => {
+                // Held (in `decide`) only while the first bytes do not tell.
                 if let Some(s) = self.message.as_mut().and_then(|m| m.sniffing.as_mut()) {
-                    s.raw.extend_from_slice(bytes);
                     let start = s.prefix.len();
                     let wanted = &bytes[..bytes.len().min(SNIFF_BYTES - start)];
                     s.prefix.extend_from_slice(wanted);
@@ -696,7 +740,7 @@ impl Decoder {
         frame.remaining -= n as u64;
         frame.seen += n;
         if sniffing {
-            self.decide(false, run, out);
+            self.decide(false, bytes, run, out);
         }
         n
     }
@@ -722,13 +766,15 @@ impl Decoder {
             FrameKind::Pass | FrameKind::Drop => {
                 if frame.fin {
                     self.message = None;
+                    self.first_done = true;
                 }
             }
             FrameKind::Sniff => {
                 if frame.fin {
                     // Ended before its first bytes told: nothing read it as a control frame.
-                    self.decide(true, run, out);
+                    self.decide(true, &[], run, out);
                     self.message = None;
+                    self.first_done = true;
                 }
             }
             FrameKind::Collect => {
@@ -743,6 +789,7 @@ impl Decoder {
                             raw: Bytes::from(c.raw),
                             frames: c.frames,
                         });
+                        self.first_done = true;
                     }
                 }
             }

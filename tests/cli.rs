@@ -382,6 +382,14 @@ fn check_names_the_key_of_each_bad_value() {
             "dialect.token_path: must be a dotted path",
         ),
         (
+            appended("[dialect]\nreauth = [\"REAUTH\", \"re auth\"]"),
+            "dialect.reauth[1]: must be at most 64 characters of A-Z a-z 0-9 _ . : -",
+        ),
+        (
+            appended("[dialect]\nidentity_refreshed = \"id\\\\refreshed\""),
+            "dialect.identity_refreshed: must be at most 64 characters",
+        ),
+        (
             appended("[upstream.identity_headers]\nsubject = \"X Subject\""),
             "upstream.identity_headers.subject: \"X Subject\" is not a valid header name",
         ),

@@ -1,8 +1,9 @@
-//! Control frames of the dialect are never relayed, whatever their size,
-//! fragmentation or spelling, and whatever a JSON parser makes of them;
-//! application messages pass untouched; the upstream can tell the proxy's
-//! notice from anything a client sends (docs/protocol.md, "Control frames
-//! and the upstream notice").
+//! Control frames of the dialect are never relayed: small ones whatever
+//! their spelling or what a JSON parser makes of them, large or much
+//! fragmented ones when their first member is the type; application
+//! messages pass untouched; the upstream can tell the proxy's notice from
+//! anything a client sends by its key (docs/protocol.md, "Client →
+//! wsguard" and "wsguard → upstream").
 
 mod support;
 
@@ -234,4 +235,32 @@ async fn application_messages_pass_untouched() {
     }
     send_fragmented(&mut ws, &messages[6], 20).await;
     assert_eq!(up_text(&mut up).await, messages[6]);
+}
+
+#[tokio::test]
+async fn a_first_frame_too_large_to_be_an_auth_frame_is_closed_at_its_header() {
+    use support::raw::{header, mask_at, read_head, upgrade_request, TEXT};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Upstream::start(false).await;
+    // A long auth timeout: the close must come from the header, not the timer.
+    let proxy = proxy(upstream.addr)
+        .session("auth_timeout = \"60s\"")
+        .start()
+        .await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.addr)
+        .await
+        .expect("connect");
+    let mut bytes = upgrade_request(proxy.addr, "/", "").into_bytes();
+    bytes.extend(header(TEXT, 100_000, true));
+    bytes.extend(mask_at(br#"{"type":"REA"#, 0));
+    tcp.write_all(&bytes).await.expect("write");
+    let head = read_head(&mut tcp).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut frame = [0u8; 4];
+    tokio::time::timeout(WAIT, tcp.read_exact(&mut frame))
+        .await
+        .expect("closed at once, not after the auth timeout")
+        .expect("read");
+    assert_eq!(frame[0], 0x88, "a close frame: {frame:?}");
+    assert_eq!(u16::from_be_bytes([frame[2], frame[3]]), 1009);
 }

@@ -514,6 +514,20 @@ async fn asterisk_and_authority_form_upgrades_get_400() {
     );
 }
 
+#[tokio::test]
+async fn asterisk_and_authority_form_http_requests_get_400() {
+    let mut http = support::requests::HttpUpstream::start().await;
+    let proxy = proxy(http.addr).start().await;
+    for target in ["*", "app.example:80"] {
+        let raw = format!("OPTIONS {target} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+        refused_400(&proxy, &raw, "bad_request_target").await;
+    }
+    assert!(
+        http.request_within(QUIET).await.is_none(),
+        "the upstream got a request"
+    );
+}
+
 /// Absolute-form is accepted and only its path and query are used (token
 /// parameters still stripped); origin-form is the usual case.
 #[tokio::test]

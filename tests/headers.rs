@@ -271,6 +271,25 @@ async fn trusted_proxy_x_forwarded_for_lines_are_all_kept_in_order() {
 }
 
 #[tokio::test]
+async fn trusted_proxy_forwarding_lines_take_the_nearest_hops_value() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .listener("trusted_proxies = [\"127.0.0.0/8\"]")
+        .start()
+        .await;
+    // The client's own lines first, the trusted hop's appended after them.
+    let extra = "X-Forwarded-Proto: http\r\nX-Forwarded-Proto: https\r\n\
+                 X-Forwarded-Host: evil.example\r\nX-Forwarded-Host: app.example\r\n\
+                 X-Request-Id: client-chosen\r\nX-Request-Id: hop-1\r\n";
+    let request = raw::upgrade_request(proxy.addr, "/chat", extra);
+    let _client = raw::raw_client_request(proxy.addr, &request, &hs256("alice", 300), &[]).await;
+    let up = upstream.accept().await;
+    assert_eq!(all(&up, "x-forwarded-proto"), ["https"]);
+    assert_eq!(all(&up, "x-forwarded-host"), ["app.example"]);
+    assert_eq!(all(&up, "x-request-id"), ["hop-1"]);
+}
+
+#[tokio::test]
 async fn trusted_proxy_without_headers_gets_the_defaults() {
     let mut upstream = Upstream::start(true).await;
     let proxy = proxy(upstream.addr)
@@ -461,9 +480,10 @@ async fn token_query_parameters_are_stripped() {
 /// Names are compared percent-decoded and case-insensitively; a name that
 /// does not decode is dropped; everything else stays as written, in order.
 const SPELLED_QUERY: &str = "/room?Token=a&TOKEN=b&%74oken=c&access%5Ftoken=d&ACCESS%5fTOKEN=e\
-                             &x%zz=f&%FF=g&y%2=h&q=a%20b+c&to+ken=i&z=%41%zz";
+                             &x%zz=f&%FF=g&y%2=h&q=a%20b+c&to+ken=i&z=%41%zz\
+                             &k=1;token=j&access.token=l&access+token=m&token[]=n";
 /// What is left of [`SPELLED_QUERY`].
-const SPELLED_KEPT: &str = "/room?q=a%20b+c&to+ken=i&z=%41%zz";
+const SPELLED_KEPT: &str = "/room?q=a%20b+c&to+ken=i&z=%41%zz&k=1";
 
 #[tokio::test]
 async fn token_query_parameters_are_stripped_by_any_spelling() {

@@ -52,6 +52,35 @@ impl Config {
             !d.token_path.split('.').any(str::is_empty),
             "dialect.token_path",
             "must be a dotted path such as \"payload.token\"",
-        )
+        )?;
+        let lists = (d.auth.iter().enumerate()).map(|(i, n)| (format!("dialect.auth[{i}]"), n));
+        let lists = lists
+            .chain((d.reauth.iter().enumerate()).map(|(i, n)| (format!("dialect.reauth[{i}]"), n)));
+        let single = [
+            ("dialect.authenticated", &d.authenticated),
+            ("dialect.auth_required", &d.auth_required),
+            ("dialect.token_expired", &d.token_expired),
+            ("dialect.error", &d.error),
+            ("dialect.identity_refreshed", &d.identity_refreshed),
+        ];
+        let named = single.into_iter().map(|(k, n)| (k.to_owned(), n));
+        for (key, name) in lists.chain(named) {
+            require(
+                name.len() <= MAX_NAME && name.bytes().all(name_byte),
+                &key,
+                "must be at most 64 characters of A-Z a-z 0-9 _ . : - (or \"\" to switch it off)",
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// Longest frame type name.
+const MAX_NAME: usize = 64;
+
+/// The characters a frame type name may have: no quote, backslash, space
+/// or control character, so that only a `\\u` escape can spell one in JSON
+/// (the cheap pre-check in `protocol` relies on that).
+fn name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-')
 }

@@ -274,8 +274,7 @@ pub fn notice_key() -> String {
 
 impl crate::wire::Sniff for Dialect {
     fn first_member(&self, prefix: &[u8]) -> scan::Prefix {
-        let names: Vec<&[u8]> = self.later.iter().map(|n| &n[..]).collect();
-        scan::first_member(prefix, &names)
+        scan::first_member(prefix, &self.later)
     }
 }
 

@@ -115,13 +115,16 @@ enum Str {
     Done(usize),
     /// The input ended first (inside the string or an escape).
     Unterminated,
+    /// An escape that JSON does not have (`\R`): no JSON parser reads
+    /// this string, so nothing it could spell counts.
+    Broken,
 }
 
 impl Str {
     fn done(self) -> Option<usize> {
         match self {
             Str::Done(at) => Some(at),
-            Str::Unterminated => None,
+            Str::Unterminated | Str::Broken => None,
         }
     }
 }
@@ -129,8 +132,9 @@ impl Str {
 /// Decodes the string starting at the quote at `at` into `out` (at most
 /// `cap` bytes are kept; more than `cap` shows as `cap + 1` bytes, so that a
 /// longer string never equals a shorter name). Escapes are decoded
-/// leniently: a lone surrogate becomes U+FFFD, an unknown escape its
-/// character.
+/// leniently where parsers differ (a lone surrogate becomes U+FFFD) and
+/// strictly where none does: an escape JSON does not have breaks the
+/// string. So only `\u` can spell a letter, as the pre-check assumes.
 fn string(text: &[u8], at: usize, out: &mut Vec<u8>, cap: usize) -> Str {
     let mut i = at + 1;
     let keep = |out: &mut Vec<u8>, bytes: &[u8]| {
@@ -145,8 +149,11 @@ fn string(text: &[u8], at: usize, out: &mut Vec<u8>, cap: usize) -> Str {
                     return Str::Unterminated;
                 };
                 if e == b'u' {
-                    let Some((c, used)) = unicode_escape(&text[i..]) else {
+                    let Some(escape) = unicode_escape(&text[i..]) else {
                         return Str::Unterminated;
+                    };
+                    let Some((c, used)) = escape else {
+                        return Str::Broken;
                     };
                     let mut buf = [0; 4];
                     keep(out, c.encode_utf8(&mut buf).as_bytes());
@@ -159,7 +166,8 @@ fn string(text: &[u8], at: usize, out: &mut Vec<u8>, cap: usize) -> Str {
                     b'n' => b'\n',
                     b'r' => b'\r',
                     b't' => b'\t',
-                    other => other,
+                    b'"' | b'\\' | b'/' => e,
+                    _ => return Str::Broken,
                 };
                 keep(out, &[c]);
                 i += 2;
@@ -174,15 +182,18 @@ fn string(text: &[u8], at: usize, out: &mut Vec<u8>, cap: usize) -> Str {
 }
 
 /// Reads `\uXXXX` (and a low surrogate's `\uXXXX` after a high one) at the
-/// start of `text`; returns the character and the bytes used, or `None`
-/// when the input ends inside the escape. Bad hex digits read as the letter
-/// `u` alone.
-fn unicode_escape(text: &[u8]) -> Option<(char, usize)> {
+/// start of `text`: the character and the bytes used; `Some(None)` when
+/// the digits are not hex (no JSON parser reads that); `None` when the
+/// input ends inside the escape. A lone surrogate reads as U+FFFD.
+fn unicode_escape(text: &[u8]) -> Option<Option<(char, usize)>> {
     let Some(first) = hex4(text, 0)? else {
-        return Some(('u', 2));
+        return Some(None);
     };
     if !(0xD800..0xDC00).contains(&first) {
-        return Some((char::from_u32(u32::from(first)).unwrap_or('\u{FFFD}'), 6));
+        return Some(Some((
+            char::from_u32(u32::from(first)).unwrap_or('\u{FFFD}'),
+            6,
+        )));
     }
     // A high surrogate: a low one must follow to make a character.
     let next = &text[6..];
@@ -194,11 +205,11 @@ fn unicode_escape(text: &[u8]) -> Option<(char, usize)> {
             if (0xDC00..0xE000).contains(&second) {
                 let c =
                     0x10000 + ((u32::from(first) - 0xD800) << 10) + (u32::from(second) - 0xDC00);
-                return Some((char::from_u32(c).unwrap_or('\u{FFFD}'), 12));
+                return Some(Some((char::from_u32(c).unwrap_or('\u{FFFD}'), 12)));
             }
         }
     }
-    Some(('\u{FFFD}', 6))
+    Some(Some(('\u{FFFD}', 6)))
 }
 
 /// The four hex digits of the `\u` escape at `at`: `None` when the input
@@ -260,21 +271,12 @@ fn skip_ws(text: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// What the first bytes of a message say about it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Prefix {
-    /// Not a control frame: relay it.
-    Data,
-    /// Its first member is `type` (in some case) with one of the names.
-    Control,
-    /// More bytes are needed to tell.
-    NeedMore,
-}
+pub use crate::wire::Prefix;
 
 /// Reads the first member of a message from its first bytes: a control
 /// frame if that member's key is `type` (in some ASCII case) and its value
 /// a string equal to one of `names` (escapes decoded).
-pub fn first_member(prefix: &[u8], names: &[&[u8]]) -> Prefix {
+pub fn first_member<N: AsRef<[u8]>>(prefix: &[u8], names: &[N]) -> Prefix {
     use Prefix::{Control, Data, NeedMore};
     let mut at = 0;
     if prefix.len() < BOM.len() && BOM.starts_with(prefix) {
@@ -295,22 +297,24 @@ pub fn first_member(prefix: &[u8], names: &[&[u8]]) -> Prefix {
         let mut key = Vec::new();
         let read = string_start(prefix, at, &mut key, KEY_CAP)?;
         let key_ok = key.len() <= 4 && key.eq_ignore_ascii_case(&b"type"[..key.len()]);
-        let Str::Done(at) = read else {
-            return Err(if key_ok { NeedMore } else { Data });
+        let at = match read {
+            Str::Done(at) => at,
+            Str::Unterminated if key_ok => return Err(NeedMore),
+            Str::Unterminated | Str::Broken => return Err(Data),
         };
         if !(key_ok && key.len() == 4) {
             return Err(Data);
         }
         let at = expect(skip_ws(prefix, at), b':')?;
         let at = skip_ws(prefix, at);
-        let longest = names.iter().map(|n| n.len()).max().unwrap_or(0);
+        let longest = names.iter().map(|n| n.as_ref().len()).max().unwrap_or(0);
         let mut value = Vec::new();
         let read = string_start(prefix, at, &mut value, longest)?;
         Ok(match read {
-            Str::Done(_) if names.contains(&value.as_slice()) => Control,
+            Str::Done(_) if names.iter().any(|n| n.as_ref() == value.as_slice()) => Control,
             Str::Done(_) => Data,
-            Str::Unterminated if names.iter().any(|n| n.starts_with(&value)) => NeedMore,
-            Str::Unterminated => Data,
+            Str::Unterminated if names.iter().any(|n| n.as_ref().starts_with(&value)) => NeedMore,
+            Str::Unterminated | Str::Broken => Data,
         })
     };
     step().unwrap_or_else(|verdict| verdict)

@@ -69,6 +69,7 @@ impl<C: ClientIo> Session<C> {
         // Values from a token are logged escaped (Debug), never as they are.
         tracing::debug!(conn = %self.id, sub = ?identity.sub, provider = %identity.provider, "authenticated");
         self.client.io_mut().lift();
+        self.client.end_pre_auth();
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
         };

@@ -474,6 +474,7 @@ impl<C: ClientIo> Session<C> {
     }
 
     fn enter_closing(&mut self) {
+        self.client.end_pre_auth();
         self.phase = Phase::Closing {
             until: Instant::now() + self.proxy.session.close_timeout,
         };

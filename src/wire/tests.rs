@@ -926,3 +926,105 @@ fn pings_inside_a_sniffed_message_are_still_answered() {
     let out = decode(&mut d, &input, &[100], sniff_held(4)).unwrap();
     assert_eq!(normalize(&out), vec![Ev::Ping(b"p".to_vec()), Ev::Refused]);
 }
+
+#[test]
+fn before_the_first_message_a_large_text_is_refused_at_its_header() {
+    let mut d = sniffing(32);
+    d.set_pre_auth(true);
+    let mut out = Vec::new();
+    // The header of a 100 KB text frame and its first bytes, nothing more.
+    let mut input = head(FIN | TEXT, MASK, 100_000);
+    input.extend(b"{\"type\":\"REA");
+    d.feed_some(&input, &mut out).unwrap();
+    assert_eq!(normalize(&out), vec![Ev::Refused]);
+    assert_eq!(d.held_bytes(), 0);
+}
+
+#[test]
+fn before_the_first_message_decoding_stops_after_it() {
+    let mut d = sniffing(64);
+    d.set_pre_auth(true);
+    let first = frame(FIN | TEXT, MASK, br#"{"type":"auth"}"#);
+    let big = format!(r#"{{"type":"REAUTH","pad":"{}"}}"#, "x".repeat(100));
+    let second = frame(FIN | TEXT, MASK, big.as_bytes());
+    let input = [first.clone(), second.clone()].concat();
+    let mut out = Vec::new();
+    let used = d.feed_some(&input, &mut out).unwrap();
+    assert_eq!(used, first.len(), "stops after the first message");
+    assert_eq!(
+        normalize(&out),
+        vec![
+            Ev::Bytes(first.clone()),
+            Ev::Text(r#"{"type":"auth"}"#.into())
+        ]
+    );
+    // Nothing more until the session ends the mode ...
+    assert_eq!(d.feed_some(&input[used..], &mut Vec::new()).unwrap(), 0);
+    // ... then the rest is sniffed as after authentication (refused: REAUTH first).
+    d.set_pre_auth(false);
+    let mut rest = Vec::new();
+    d.feed(&input[used..], &mut rest).unwrap();
+    assert_eq!(normalize(&rest), vec![Ev::Refused]);
+}
+
+#[test]
+fn a_first_member_hidden_behind_many_empty_frames_is_refused() {
+    let mut d = sniffing(8);
+    let mut out = Vec::new();
+    d.feed(&frame(TEXT, MASK, b"{"), &mut out).unwrap();
+    for _ in 0..100 {
+        d.feed(&frame(CONT, MASK, b""), &mut out).unwrap();
+        assert!(d.held_bytes() <= sniff_held(8), "{} held", d.held_bytes());
+    }
+    d.feed(&frame(FIN | CONT, MASK, b"}"), &mut out).unwrap();
+    assert_eq!(normalize(&out), vec![Ev::Refused]);
+    assert_eq!(d.held_bytes(), 0);
+    assert_eq!(d.boundary(), Boundary::Message);
+}
+
+proptest! {
+    /// A large REAUTH, fragmented anywhere, with pings between its
+    /// fragments and fed in any chunks, is refused once and none of its
+    /// bytes are relayed; the messages around it pass whole.
+    #[test]
+    fn a_large_control_frame_is_refused_however_it_arrives(
+        cuts in vec(any::<Index>(), 0..12),
+        pings in vec(any::<bool>(), 12),
+        chunks in chunks(),
+        pad in 40usize..400,
+    ) {
+        let text = format!(r#"{{"type":"REAUTH","payload":{{"token":"{}"}}}}"#, "t".repeat(pad));
+        let bytes = text.as_bytes();
+        let mut points: Vec<usize> = cuts.iter().map(|i| i.index(bytes.len())).collect();
+        points.push(0);
+        points.push(bytes.len());
+        points.sort_unstable();
+        points.dedup();
+        let before = frame(FIN | BIN, MASK, b"before");
+        let after = frame(FIN | BIN, MASK, b"after");
+        let mut input = before.clone();
+        let mut expected_pings = 0;
+        for (k, w) in points.windows(2).enumerate() {
+            let op = if k == 0 { TEXT } else { CONT };
+            let fin = if w[1] == bytes.len() { FIN } else { 0 };
+            input.extend(frame(fin | op, MASK, &bytes[w[0]..w[1]]));
+            if fin == 0 && pings[k % pings.len()] {
+                input.extend(frame(FIN | PING, MASK, b"p"));
+                expected_pings += 1;
+            }
+        }
+        input.extend(after.clone());
+        let mut d = sniffing(32);
+        let out = decode(&mut d, &input, &chunks, sniff_held(32)).expect("valid stream");
+        let log = normalize(&out);
+        let refused = log.iter().filter(|e| **e == Ev::Refused).count();
+        prop_assert_eq!(refused, 1);
+        let relayed: Vec<u8> = log.iter().flat_map(|e| match e {
+            Ev::Bytes(b) => b.clone(),
+            _ => Vec::new(),
+        }).collect();
+        prop_assert_eq!(relayed, [before, after].concat());
+        prop_assert_eq!(log.iter().filter(|e| matches!(e, Ev::Ping(_))).count(), expected_pings);
+        prop_assert_eq!(d.held_bytes(), 0);
+    }
+}
