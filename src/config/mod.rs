@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 mod auth;
 mod dialect;
+mod http_rules;
+mod legacy;
 mod listener;
 mod session;
 mod upstream;
@@ -18,6 +20,8 @@ mod websocket;
 
 pub use auth::*;
 pub use dialect::*;
+pub use http_rules::*;
+pub use legacy::*;
 pub use listener::*;
 pub use session::*;
 pub use upstream::*;
@@ -78,6 +82,9 @@ pub struct Config {
     /// Names of the control frames.
     #[serde(default)]
     pub dialect: DialectConfig,
+    /// The Origin allowlist and protected plain HTTP routes.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -129,6 +136,8 @@ impl Config {
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
+        self.check_http()?;
+        self.check_legacy()?;
         self.check_auth()
     }
 
