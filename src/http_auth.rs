@@ -15,7 +15,7 @@ use http_body_util::BodyExt;
 
 use crate::auth::legacy::{bearer, cookie};
 use crate::auth::Identity;
-use crate::config::HttpConfig;
+use crate::config::{ConfigError, HttpConfig};
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 use crate::session::Start;
@@ -75,17 +75,30 @@ fn is_preflight(method: &Method, headers: &HeaderMap) -> bool {
 }
 
 impl HttpRules {
-    /// The rules of `[http]` (prefixes were checked by `Config::validate`).
-    pub fn new(config: &HttpConfig) -> HttpRules {
+    /// The rules of `[http]`; a public prefix that is not an absolute
+    /// path of plain segments is an error naming it.
+    pub fn new(config: &HttpConfig) -> Result<HttpRules, ConfigError> {
         let public = config
             .public_prefixes
             .iter()
-            .filter_map(|p| segments(p.trim_end_matches('/')))
-            .collect();
-        HttpRules {
+            .enumerate()
+            .map(|(i, prefix)| {
+                let decoded = prefix
+                    .starts_with('/')
+                    .then(|| segments(prefix.trim_end_matches('/')))
+                    .flatten();
+                decoded.ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("http.public_prefixes[{i}]"),
+                        "must be a path starting with / without '..' segments, encoded '/' or bad %-sequences",
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HttpRules {
             protect: config.protect,
             public,
-        }
+        })
     }
 
     /// Whether decoded segments start with a public prefix's segments.
@@ -219,7 +232,21 @@ mod tests {
         let rules = HttpRules::new(&HttpConfig {
             public_prefixes: vec!["/health".into(), "/static/".into()],
             ..HttpConfig::default()
-        });
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        for bad in ["health", "/a/../b", "/a%2Fb"] {
+            let config = HttpConfig {
+                public_prefixes: vec!["/ok".into(), bad.into()],
+                ..HttpConfig::default()
+            };
+            let err = HttpRules::new(&config).err().map(|e| e.to_string());
+            assert!(
+                err.as_deref()
+                    .unwrap_or_default()
+                    .starts_with("http.public_prefixes[1]:"),
+                "{bad}: {err:?}"
+            );
+        }
         let public = |p: &str| segments(p).is_some_and(|s| rules.is_public(&s));
         assert!(public("/health"));
         assert!(public("/health/live"));

@@ -90,6 +90,7 @@ impl Proxy {
         let mut target = Target::from_config(&config.upstream)?;
         config.validate()?;
         let origins = crate::origin::OriginPolicy::from_config(config)?;
+        let http_rules = crate::http_auth::HttpRules::new(&config.http)?;
         let legacy = crate::auth::legacy::LegacyAuth::new(&config.auth.legacy);
         if let Some(name) = &config.auth.legacy.query {
             target.also_strip(name);
@@ -112,7 +113,7 @@ impl Proxy {
                 .strip_cookie(legacy.cookie_name()),
             wire: WireSettings::new(&config.websocket, &config.session),
             http,
-            http_rules: crate::http_auth::HttpRules::new(&config.http),
+            http_rules,
             legacy,
             origins,
             epoch: tokio::time::Instant::now(),

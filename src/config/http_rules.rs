@@ -23,19 +23,6 @@ pub struct HttpConfig {
 }
 
 impl Config {
-    /// `[http]`: public prefixes are absolute paths. The origins are
-    /// checked where they are parsed ([`crate::origin::OriginPolicy::from_config`]).
-    pub(super) fn check_http(&self) -> Result<(), ConfigError> {
-        for (i, prefix) in self.http.public_prefixes.iter().enumerate() {
-            require(
-                prefix.starts_with('/'),
-                &format!("http.public_prefixes[{i}]"),
-                "must start with /",
-            )?;
-        }
-        Ok(())
-    }
-
     /// Whether an upgrade without `Origin` passes the allowlist.
     pub fn allow_missing_origin(&self) -> bool {
         self.http

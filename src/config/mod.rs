@@ -125,10 +125,12 @@ impl Config {
     }
 
     /// Checks the values that the schema alone cannot, section by section.
-    /// Two checks happen where their values are turned into what they
-    /// configure: the upstream URLs in [`crate::upstream::Target::from_config`]
-    /// and the providers' algorithms and keys in
-    /// [`crate::auth::Verifier::from_config`].
+    /// Some checks happen where their values are turned into what they
+    /// configure: the upstream URLs in [`crate::upstream::Target::from_config`],
+    /// the providers' algorithms and keys in
+    /// [`crate::auth::Verifier::from_config`], `http.allowed_origins` in
+    /// [`crate::origin::OriginPolicy::from_config`] and
+    /// `http.public_prefixes` in [`crate::http_auth::HttpRules::new`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check_header_names()?;
         self.check_bounds()?;
@@ -136,7 +138,6 @@ impl Config {
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
-        self.check_http()?;
         self.check_legacy()?;
         self.check_auth()
     }
