@@ -141,6 +141,49 @@ async fn an_auth_frame_after_a_header_upgrade_is_a_reauth() {
 }
 
 #[tokio::test]
+async fn the_first_frame_may_be_of_an_auth_type_that_is_no_reauth_type() {
+    let mut upstream = Upstream::start(false).await;
+    let p = proxy(upstream.addr)
+        .legacy("header = true")
+        .dialect("auth = [\"AUTHENTICATE\"]\nreauth = [\"REAUTH\"]")
+        .start()
+        .await;
+    let token = hs256("alice", 300);
+    let auth = format!("Bearer {token}");
+    let mut ws = connect_request(request(&p, "/", &[("authorization", auth)])).await;
+    let mut up = upstream.accept().await;
+    let first = support::lifecycle::control("AUTHENTICATE", "f1", &token);
+    ws.send(first).await.expect("send");
+    let answer = recv_type(&mut ws, "AUTHENTICATED").await;
+    assert_eq!(answer["payload"]["in_reply_to"], "f1", "{answer}");
+    // Only the first message is read as an auth frame; later ones are data.
+    let later = support::lifecycle::control("AUTHENTICATE", "f2", &token);
+    ws.send(later.clone()).await.expect("send");
+    assert_eq!(up.recv().await, later);
+}
+
+#[tokio::test]
+async fn an_auth_frame_while_the_upstream_opens_waits_for_it() {
+    use support::wire::{handshake, next_any, RawUpstream};
+    let upstream = RawUpstream::start().await;
+    let p = proxy(upstream.addr).legacy("header = true").start().await;
+    let token = hs256("alice", 300);
+    let auth = format!("Bearer {token}");
+    let mut ws = connect_request(request(&p, "/", &[("authorization", auth)])).await;
+    // The upstream's TCP is accepted, its handshake not answered yet.
+    let tcp = upstream.accept_tcp().await;
+    ws.send(auth_frame(&token)).await.expect("auth");
+    // Not answered `not_authenticated`: kept until the upstream is open.
+    assert_eq!(recv_within(&mut ws, Duration::from_millis(150)).await, None);
+    let (mut up, _) = handshake(tcp).await;
+    let answer = recv_type(&mut ws, "AUTHENTICATED").await;
+    assert_eq!(answer["payload"]["in_reply_to"], "a1", "{answer}");
+    send_text(&mut ws, "data").await;
+    // The auth frame never reached the upstream; the data did.
+    assert_eq!(next_any(&mut up).await, Message::text("data"));
+}
+
+#[tokio::test]
 async fn invalid_legacy_tokens_close_with_1008() {
     let mut upstream = Upstream::start(false).await;
     let p = all_on(&upstream, "").await;
@@ -302,7 +345,8 @@ async fn legacy_tokens_never_reach_the_log() {
     .await
     .expect("listening line in time")
     .expect("a listening line");
-    let (by_cookie, by_query) = (hs256("carol", 300), hs256("dave", 300));
+    let (by_cookie, by_query, by_header) =
+        (hs256("carol", 300), hs256("dave", 300), hs256("erin", 300));
     let url = format!("ws://{addr}/chat?t={by_query}");
     let mut r = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
         .expect("request");
@@ -314,6 +358,18 @@ async fn legacy_tokens_never_reach_the_log() {
     let (mut ws, _) = tokio_tungstenite::connect_async(r).await.expect("connect");
     let mut up = upstream.accept().await;
     assert_eq!(up.header("x-auth-subject").as_deref(), Some("carol"));
+    relays_at_once(&mut ws, &mut up).await;
+    let url = format!("ws://{addr}/chat");
+    let mut r = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url)
+        .expect("request");
+    let bearer = format!("Bearer {by_header}");
+    r.headers_mut().insert(
+        "authorization",
+        HeaderValue::from_str(&bearer).expect("header"),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(r).await.expect("connect");
+    let mut up = upstream.accept().await;
+    assert_eq!(up.header("x-auth-subject").as_deref(), Some("erin"));
     relays_at_once(&mut ws, &mut up).await;
     for _ in 0..2 {
         let url = format!("ws://{addr}/chat?t={by_query}");
@@ -345,10 +401,15 @@ async fn legacy_tokens_never_reach_the_log() {
     };
     assert_eq!(count("WARN", "query"), 1, "{log:#?}");
     assert_eq!(count("WARN", "cookie"), 1, "{log:#?}");
+    assert_eq!(count("WARN", "header"), 1, "{log:#?}");
     assert_eq!(count("DEBUG", "query"), 2, "{log:#?}");
     let signature = |t: &str| t.rsplit('.').next().unwrap_or_default().to_owned();
     for line in &log {
-        for secret in [signature(&by_cookie), signature(&by_query)] {
+        for secret in [
+            signature(&by_cookie),
+            signature(&by_query),
+            signature(&by_header),
+        ] {
             assert!(!line.contains(&secret), "token logged: {line}");
         }
     }
