@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, HOST};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, COOKIE, HOST};
 use http::HeaderMap;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -120,6 +120,8 @@ pub struct HeaderPolicy {
     forward_authorization: bool,
     /// Keep the client's `Host`.
     preserve_host: bool,
+    /// The auth cookie (`auth.legacy.cookie`), removed from `Cookie`.
+    auth_cookie: Option<String>,
 }
 
 /// What the proxy knows of the client's request.
@@ -177,7 +179,15 @@ impl HeaderPolicy {
             reserved,
             forward_authorization: config.forward_authorization,
             preserve_host: config.preserve_host,
+            auth_cookie: None,
         }
+    }
+
+    /// Removes the cookie `name` (the auth cookie) from every `Cookie`
+    /// header sent upstream; the other cookies pass.
+    pub fn strip_cookie(mut self, name: Option<&str>) -> HeaderPolicy {
+        self.auth_cookie = name.map(str::to_owned);
+        self
     }
 
     /// Whether the peer is a trusted proxy.
@@ -204,6 +214,12 @@ impl HeaderPolicy {
             if key == HOST {
                 if self.preserve_host {
                     out.insert(HOST, value.clone());
+                }
+                continue;
+            }
+            if let (true, Some(auth)) = (key == COOKIE, &self.auth_cookie) {
+                if let Some(kept) = without_cookie(value, auth) {
+                    out.append(COOKIE, kept);
                 }
                 continue;
             }
@@ -279,6 +295,22 @@ impl HeaderPolicy {
             }
         }
     }
+}
+
+/// A `Cookie` line without the cookie `name`; `None` when nothing is left.
+/// A line that is not text is dropped (it cannot be checked).
+fn without_cookie(line: &HeaderValue, name: &str) -> Option<HeaderValue> {
+    let text = line.to_str().ok()?;
+    let kept: Vec<&str> = text
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| pair.split('=').next().map(str::trim) != Some(name))
+        .collect();
+    if kept.is_empty() {
+        return None;
+    }
+    HeaderValue::from_str(&kept.join("; ")).ok()
 }
 
 /// `X-Forwarded-For` for the upstream: the peer's address, appended to
@@ -379,6 +411,19 @@ mod tests {
         assert!(has_token(&h, "Connection", "upgrade"));
         assert!(!has_token(&h, "connection", "close"));
         assert_eq!(connection_listed(&h).len(), 3);
+    }
+
+    #[test]
+    fn auth_cookie_is_removed() {
+        let line = HeaderValue::from_static("a=1; sid=secret;b=2");
+        assert_eq!(
+            without_cookie(&line, "sid"),
+            Some(HeaderValue::from_static("a=1; b=2"))
+        );
+        assert_eq!(
+            without_cookie(&HeaderValue::from_static("sid=x"), "sid"),
+            None
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ use crate::headers::{has_token, list_items, ClientRequest};
 use crate::proxy::{Body, Proxy};
 use crate::registry::Shard;
 use crate::rescue::HttpError;
-use crate::session::Session;
+use crate::session::{Session, Start};
 
 /// Bytes an unauthenticated client may send beyond the first-frame limit
 /// (frame headers, a few pings).
@@ -77,8 +77,8 @@ pub async fn run(
     }
 }
 
-/// The upgrade request a connection answered with 101, if any.
-type Upgrade = Arc<Mutex<Option<ClientRequest>>>;
+/// The upgrade request a connection answered with 101, if any, and how its session starts.
+type Upgrade = Arc<Mutex<Option<(ClientRequest, Start)>>>;
 
 /// Serves one TCP connection: HTTP/1 until it ends, or until a WebSocket
 /// upgrade, after which hyper hands the socket back (its manual upgrade:
@@ -121,7 +121,7 @@ async fn serve(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .take();
-    let Some(client) = answered else {
+    let Some((client, start)) = answered else {
         // Plain HTTP, served until the client was done.
         return;
     };
@@ -130,7 +130,7 @@ async fn serve(
     let http1::Parts { io, read_buf, .. } = parts;
     let socket = Budgeted::new(io.into_inner(), budget);
     let id = crate::ids::connection_id();
-    let session = Session::new(proxy, shard, id, client, socket, &read_buf);
+    let session = Session::new(proxy, shard, id, client, socket, &read_buf).begin(start);
     // `read_buf` shares hyper's read buffer: dropped before the session runs,
     // or every open connection would keep that buffer.
     drop(read_buf);
@@ -148,9 +148,14 @@ async fn route(
     if request.headers().contains_key(UPGRADE)
         || has_token(request.headers(), CONNECTION.as_str(), "upgrade")
     {
-        return match accept_key(&request) {
-            Ok(accept) => answer_upgrade(request, peer, &proxy, accept, upgrade),
-            Err(e) => error(e),
+        let accept = match accept_key(&request) {
+            Ok(accept) => accept,
+            Err(e) => return error(e),
+        };
+        let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        return match crate::http_auth::admit_upgrade(&proxy, request.headers(), target) {
+            Ok(start) => answer_upgrade(request, peer, &proxy, accept, (upgrade, start)),
+            Err(refused) => *refused,
         };
     }
     crate::passthrough::forward(request, peer, &proxy).await
@@ -214,7 +219,7 @@ fn answer_upgrade(
     peer: SocketAddr,
     proxy: &Proxy,
     accept: HeaderValue,
-    upgrade: &Upgrade,
+    (upgrade, start): (&Upgrade, Start),
 ) -> Response<Body> {
     let subprotocol = choose_subprotocol(request.headers(), &proxy.upstream.subprotocols);
     let client = ClientRequest {
@@ -227,7 +232,7 @@ fn answer_upgrade(
             .map(|p| p.as_str().to_owned())
             .unwrap_or_else(|| "/".to_owned()),
     };
-    *upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some(client);
+    *upgrade.lock().unwrap_or_else(PoisonError::into_inner) = Some((client, start));
     let mut response = Response::new(
         http_body_util::Empty::new()
             .map_err(|never| match never {})

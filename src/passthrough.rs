@@ -10,6 +10,7 @@ use http_body_util::BodyExt;
 use hyper::body::{Body as _, Incoming};
 
 use crate::headers::{remove_hop_by_hop, ClientRequest};
+use crate::http_auth::Verdict;
 use crate::listener::error;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
@@ -30,6 +31,15 @@ pub async fn forward(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
+    let verified =
+        match proxy
+            .http_rules
+            .check(proxy, &parts.method, &parts.headers, parts.uri.path())
+        {
+            Verdict::Pass => None,
+            Verdict::Verified(identity, token) => Some((identity, token)),
+            Verdict::Refused(answer) => return answer,
+        };
     let Ok(uri) = proxy.target.http_url(path_and_query).parse::<Uri>() else {
         return error(HttpError::UpstreamUnavailable);
     };
@@ -43,6 +53,14 @@ pub async fn forward(
     proxy
         .headers
         .forward(&client, &crate::ids::connection_id(), "http", &mut headers);
+    if let Some((identity, token)) = verified {
+        proxy.headers.identity(&identity, &mut headers);
+        if proxy.upstream.forward_token {
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                headers.insert(http::header::AUTHORIZATION, v);
+            }
+        }
+    }
     set_content_length(&client.headers, &body, &mut headers);
     let mut outgoing = Request::new(body.boxed());
     *outgoing.method_mut() = parts.method;

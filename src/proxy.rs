@@ -39,6 +39,12 @@ pub struct Proxy {
     pub wire: WireSettings,
     /// Client for plain HTTP pass-through.
     pub http: Client<HttpConnector, Body>,
+    /// Legacy auth methods on the upgrade request (`[auth.legacy]`).
+    pub legacy: crate::auth::legacy::LegacyAuth,
+    /// The Origin allowlist (`http.allowed_origins`).
+    pub origins: crate::origin::OriginPolicy,
+    /// Protected plain HTTP routes (`[http]`).
+    pub http_rules: crate::http_auth::HttpRules,
     /// When the proxy was built: the origin of the heartbeat grid shared by
     /// all connections (see `session::beat_after`).
     pub epoch: tokio::time::Instant,
@@ -81,8 +87,14 @@ impl Proxy {
     /// `wsguard check` reports a configuration's first mistake: the
     /// upstream URLs, the other values, then the providers and their keys.
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ConfigError> {
-        let target = Target::from_config(&config.upstream)?;
+        let mut target = Target::from_config(&config.upstream)?;
         config.validate()?;
+        let origins = crate::origin::OriginPolicy::from_config(config)?;
+        let http_rules = crate::http_auth::HttpRules::new(&config.http)?;
+        let legacy = crate::auth::legacy::LegacyAuth::new(&config.auth.legacy);
+        if let Some(name) = &config.auth.legacy.query {
+            target.also_strip(name);
+        }
         let verifier = Verifier::from_config(&config.auth)?;
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(config.upstream.connect_timeout));
@@ -97,9 +109,13 @@ impl Proxy {
                 config.session.upstream_notice,
             )),
             target,
-            headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies),
+            headers: HeaderPolicy::new(&config.upstream, &config.listener.trusted_proxies)
+                .strip_cookie(legacy.cookie_name()),
             wire: WireSettings::new(&config.websocket, &config.session),
             http,
+            http_rules,
+            legacy,
+            origins,
             epoch: tokio::time::Instant::now(),
         }))
     }

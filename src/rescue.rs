@@ -165,6 +165,17 @@ pub enum HttpError {
     UpstreamUnavailable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// An upgrade whose `Origin` is not in `http.allowed_origins` (or is
+    /// missing without `allow_missing_origin`); answered before any token
+    /// is looked at.
+    OriginNotAllowed,
+    /// A request to a protected HTTP route whose path has a `..` segment or
+    /// an encoded `/` (`%2F`), or does not percent-decode.
+    BadPath,
+    /// A protected HTTP route (or, with `auth.legacy.reject_with_http`, an
+    /// upgrade) without a valid token: 401 with `WWW-Authenticate`, see
+    /// [`HttpError::unauthorized`].
+    TokenNotValid,
 }
 
 impl HttpError {
@@ -196,12 +207,62 @@ impl HttpError {
                 "upstream_timeout",
                 "the upstream did not answer in time",
             ),
+            HttpError::OriginNotAllowed => (
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "this Origin may not open a WebSocket here",
+            ),
+            HttpError::BadPath => (
+                StatusCode::BAD_REQUEST,
+                "bad_path",
+                "the path has a '..' segment, an encoded '/' or a bad percent-encoding",
+            ),
+            HttpError::TokenNotValid => (
+                StatusCode::UNAUTHORIZED,
+                "token_not_valid",
+                "a valid token is required",
+            ),
         }
     }
 
     /// The response: the status with `{"error": code, "message": ...}`.
     pub fn response(self) -> Response<Full<Bytes>> {
-        let (status, code, message) = self.parts();
+        let (_, _, message) = self.parts();
+        self.response_with(message)
+    }
+
+    /// The 401 for a missing (`refused: None`) or refused token: body
+    /// `{"error":"token_not_valid","message":<reason>}` and
+    /// `WWW-Authenticate: Bearer realm="wsguard"`, with
+    /// `error="invalid_token", error_description=<reason>` when a token was
+    /// sent (RFC 6750 §3). The reason is an [`crate::auth::AuthError`]'s
+    /// text: it never holds the token.
+    pub fn unauthorized(refused: Option<&str>) -> Response<Full<Bytes>> {
+        let (_, _, default) = HttpError::TokenNotValid.parts();
+        let mut response = HttpError::TokenNotValid.response_with(refused.unwrap_or(default));
+        let challenge = match refused {
+            None => "Bearer realm=\"wsguard\"".to_owned(),
+            Some(reason) => {
+                let quoted: String = reason
+                    .chars()
+                    .filter(|c| (' '..='~').contains(c) && *c != '"' && *c != '\\')
+                    .collect();
+                format!(
+                    "Bearer realm=\"wsguard\", error=\"invalid_token\", error_description=\"{quoted}\""
+                )
+            }
+        };
+        if let Ok(v) = http::HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(http::header::WWW_AUTHENTICATE, v);
+        }
+        response
+    }
+
+    /// The response with another message (the status and code stay).
+    fn response_with(self, message: &str) -> Response<Full<Bytes>> {
+        let (status, code, _) = self.parts();
         let body = serde_json::json!({ "error": code, "message": message }).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;

@@ -114,6 +114,15 @@ impl Target {
         })
     }
 
+    /// Removes the query parameter `name` too (the legacy auth parameter),
+    /// by the same rules as `upstream.strip_query_params`.
+    pub fn also_strip(&mut self, name: &str) {
+        let name = normalized_name(name);
+        if !self.strip.contains(&name) {
+            self.strip.push(name);
+        }
+    }
+
     /// The client's path and query with token parameters removed.
     pub fn forwarded_path(&self, path_and_query: &str) -> String {
         let (path, query) = match path_and_query.split_once('?') {
@@ -258,10 +267,10 @@ fn normalized_name(name: &str) -> String {
     base.to_lowercase().replace(['.', ' '], "_")
 }
 
-/// A query parameter's name decoded strictly: `+` is a space and `%XX` a
+/// A query parameter's name (or value) decoded strictly: `+` is a space and `%XX` a
 /// byte; `None` when a `%` is not followed by two hex digits or the bytes
 /// are not UTF-8.
-fn decode_query_name(raw: &str) -> Option<String> {
+pub(crate) fn decode_query_name(raw: &str) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.bytes();
     while let Some(b) = bytes.next() {

@@ -6,6 +6,7 @@
 
 mod jwk;
 mod keys;
+pub mod legacy;
 mod provider;
 
 pub use keys::MIN_HMAC_SECRET_BYTES;

@@ -19,6 +19,9 @@ pub struct AuthConfig {
     pub cache_size: u64,
     /// Token issuers and their keys.
     pub providers: Vec<ProviderConfig>,
+    /// Tokens taken from the upgrade request (header, cookie, query).
+    #[serde(default)]
+    pub legacy: LegacyAuthConfig,
 }
 
 pub(super) fn default_leeway() -> Duration {

@@ -11,6 +11,8 @@ use serde::Deserialize;
 
 mod auth;
 mod dialect;
+mod http_rules;
+mod legacy;
 mod listener;
 mod session;
 mod upstream;
@@ -18,6 +20,8 @@ mod websocket;
 
 pub use auth::*;
 pub use dialect::*;
+pub use http_rules::*;
+pub use legacy::*;
 pub use listener::*;
 pub use session::*;
 pub use upstream::*;
@@ -78,6 +82,9 @@ pub struct Config {
     /// Names of the control frames.
     #[serde(default)]
     pub dialect: DialectConfig,
+    /// The Origin allowlist and protected plain HTTP routes.
+    #[serde(default)]
+    pub http: HttpConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -118,10 +125,12 @@ impl Config {
     }
 
     /// Checks the values that the schema alone cannot, section by section.
-    /// Two checks happen where their values are turned into what they
-    /// configure: the upstream URLs in [`crate::upstream::Target::from_config`]
-    /// and the providers' algorithms and keys in
-    /// [`crate::auth::Verifier::from_config`].
+    /// Some checks happen where their values are turned into what they
+    /// configure: the upstream URLs in [`crate::upstream::Target::from_config`],
+    /// the providers' algorithms and keys in
+    /// [`crate::auth::Verifier::from_config`], `http.allowed_origins` in
+    /// [`crate::origin::OriginPolicy::from_config`] and
+    /// `http.public_prefixes` in [`crate::http_auth::HttpRules::new`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.check_header_names()?;
         self.check_bounds()?;
@@ -129,6 +138,7 @@ impl Config {
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
+        self.check_legacy()?;
         self.check_auth()
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{ClientIo, Credentials, Flow, Listed, Phase, Session};
+use super::{Answer, ClientIo, Credentials, Flow, Listed, Phase, Session};
 use crate::auth::{unix_now, AuthError, Identity};
 use crate::headers::ClientRequest;
 use crate::protocol::{self, ClientFrame};
@@ -66,6 +66,17 @@ impl<C: ClientIo> Session<C> {
             }
             None => return self.close(CloseCause::InvalidToken),
         };
+        self.authenticate(
+            identity,
+            token.unwrap_or_default(),
+            Answer::Authenticated(id),
+        );
+    }
+
+    /// A verified token (from the first frame or the upgrade request): the
+    /// upstream is opened with its identity, the clocks start, the
+    /// connection is listed.
+    pub(super) fn authenticate(&mut self, identity: Arc<Identity>, token: String, answer: Answer) {
         // Values from a token are logged escaped (Debug), never as they are.
         tracing::debug!(conn = %self.id, sub = ?identity.sub, provider = %identity.provider, "authenticated");
         self.client.io_mut().lift();
@@ -76,7 +87,7 @@ impl<C: ClientIo> Session<C> {
         if self.proxy.session.upstream_notice {
             self.notice_key = Some(protocol::notice_key().into());
         }
-        let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
+        let attempt = self.connect_upstream(request, &identity, token);
         let s = &self.proxy.session;
         self.credentials = Some(Credentials::new(
             identity.clone(),
@@ -84,10 +95,7 @@ impl<C: ClientIo> Session<C> {
             s.reauth_jitter,
         ));
         self.list(identity);
-        self.phase = Phase::Connecting {
-            attempt,
-            reply_to: id,
-        };
+        self.phase = Phase::Connecting { attempt, answer };
     }
 
     /// Starts opening the upstream with the identity headers. The client's
@@ -135,8 +143,8 @@ impl<C: ClientIo> Session<C> {
 
     /// The upstream connect attempt finished.
     pub(super) fn on_connected(&mut self, result: Result<Box<UpstreamSocket>, UpstreamError>) {
-        let reply_to = match std::mem::replace(&mut self.phase, Phase::Authenticated) {
-            Phase::Connecting { reply_to, .. } => reply_to,
+        let answer = match std::mem::replace(&mut self.phase, Phase::Authenticated) {
+            Phase::Connecting { answer, .. } => answer,
             other => {
                 self.phase = other;
                 return;
@@ -153,27 +161,47 @@ impl<C: ClientIo> Session<C> {
         let UpstreamSocket { io, received } = *socket;
         let mut upstream = Leg::new(io, Role::Client, wire.upstream, wire.read_limit);
         upstream.received(&received);
-        if let Some(c) = &self.credentials {
-            let id = &c.identity;
-            if let Some(text) =
-                self.proxy
-                    .dialect
-                    .authenticated(&id.sub, id.exp, &self.id, reply_to.as_ref())
-            {
-                self.client.push_text(&text);
+        let deferred = match answer {
+            Answer::Authenticated(reply_to) => {
+                self.announce(reply_to.as_ref());
+                None
             }
-        }
+            Answer::Upgrade(deferred) => deferred,
+        };
         for piece in self.held.drain() {
             upstream.forward(piece.bytes, piece.start, piece.end);
         }
         self.upstream = Some(upstream);
         let s = &self.proxy.session;
         self.held.set_bounds(s.hold_max_frames, s.hold_max_bytes);
+        if let Some(frame) = deferred {
+            let (id, token) = *frame;
+            self.on_reauth(id, token);
+        }
+    }
+
+    /// `AUTHENTICATED` for the first token, in reply to its auth frame.
+    fn announce(&mut self, reply_to: Option<&Value>) {
+        if let Some(c) = &self.credentials {
+            let id = &c.identity;
+            if let Some(text) = self
+                .proxy
+                .dialect
+                .authenticated(&id.sub, id.exp, &self.id, reply_to)
+            {
+                self.client.push_text(&text);
+            }
+        }
     }
 
     /// A re-authentication frame after the first auth.
     pub(super) fn on_reauth(&mut self, id: Option<Value>, token: Option<String>) {
-        if let Phase::Connecting { .. } = self.phase {
+        if let Phase::Connecting { answer, .. } = &mut self.phase {
+            // Authenticated at the upgrade: the first auth frame waits for the upstream.
+            if let Answer::Upgrade(deferred @ None) = answer {
+                *deferred = Some(Box::new((id, token)));
+                return;
+            }
             // The first AUTHENTICATED has not been sent yet; answering a
             // REAUTH now would reorder the answers. Not counted as a failure.
             return self.reply_error(

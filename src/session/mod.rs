@@ -79,8 +79,8 @@ enum Phase {
     Connecting {
         /// The connect attempt.
         attempt: Connecting,
-        /// The auth frame's `id`, for `in_reply_to`.
-        reply_to: Option<Value>,
+        /// What the client is told once the upstream is open.
+        answer: Answer,
     },
     /// Relaying; `auth_required` is not due yet.
     Authenticated,
@@ -96,6 +96,35 @@ enum Phase {
         /// When the sockets are dropped regardless.
         until: Instant,
     },
+}
+
+/// What a connection being connected tells its client once the upstream is open.
+enum Answer {
+    /// `AUTHENTICATED`, in reply to the first auth frame (its `id`, for `in_reply_to`).
+    Authenticated(Option<Value>),
+    /// Nothing: the client authenticated at the upgrade. An auth frame it
+    /// sent meanwhile (its `id` and token) is handled as a REAUTH then.
+    Upgrade(Option<Box<(Option<Value>, Option<String>)>>),
+}
+
+/// How a session starts (decided on the upgrade request, see
+/// [`crate::http_auth::admit_upgrade`]).
+pub enum Start {
+    /// First-message auth: the first frame must be an auth frame.
+    FirstFrame,
+    /// A legacy method's token verified at the upgrade: the upstream is
+    /// opened at once and the client's frames are data from the first one.
+    Verified {
+        /// The verified identity.
+        identity: Arc<Identity>,
+        /// The token (sent upstream only with `upstream.forward_token`).
+        token: String,
+        /// How it was presented.
+        method: crate::auth::legacy::Method,
+    },
+    /// A legacy method's token was refused: the upgrade is accepted and
+    /// closed at once with `invalid token`.
+    Refused,
 }
 
 /// The verified identity and its clocks.
@@ -194,6 +223,9 @@ pub struct Session<C = TcpStream> {
     client_first: bool,
     /// The timer's target when no deadline applies (fixed, so the timer is not reset).
     far_future: Instant,
+    /// Authenticated at the upgrade and no client message seen yet: a first
+    /// message that is an auth frame is handled as a REAUTH.
+    first_unseen: bool,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -241,8 +273,28 @@ impl<C: ClientIo> Session<C> {
             armed: deadline,
             client_first: true,
             far_future: now + FAR_FUTURE,
+            first_unseen: false,
             proxy,
         }
+    }
+
+    /// Starts the session as the upgrade request decided: waiting for the
+    /// first frame, authenticated already, or closing at once.
+    pub fn begin(mut self, start: Start) -> Session<C> {
+        match start {
+            Start::FirstFrame => {}
+            Start::Refused => self.close(CloseCause::InvalidToken),
+            Start::Verified {
+                identity,
+                token,
+                method,
+            } => {
+                tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
+                self.first_unseen = true;
+                self.authenticate(identity, token, Answer::Upgrade(None));
+            }
+        }
+        self
     }
 
     /// Runs the connection to its end.
@@ -493,6 +545,9 @@ impl<C: ClientIo> Session<C> {
             }
         };
         let first = matches!(self.phase, Phase::Authenticating { .. });
+        if matches!(item, Inbound::Data { .. }) {
+            self.first_unseen = false;
+        }
         match item {
             _ if matches!(self.phase, Phase::Closing { .. }) => self.while_closing(item),
             Inbound::Close(frame) => {
@@ -504,6 +559,10 @@ impl<C: ClientIo> Session<C> {
             }
             Inbound::Ping(_) | Inbound::Pong(_) => {}
             Inbound::Text { text, .. } if first => self.on_first_frame(&text),
+            Inbound::Text { text, raw, frames } if self.first_unseen => {
+                self.first_unseen = false;
+                self.on_first_after_upgrade(&text, raw, frames)
+            }
             // Text longer than the inspection limit is longer than an auth frame may be.
             Inbound::Data { text: true, .. } | Inbound::Refused if first => {
                 self.close(CloseCause::AuthFrameTooLarge)
@@ -570,6 +629,16 @@ impl<C: ClientIo> Session<C> {
         ) = (item, &mut self.upstream)
         {
             up.forward(raw, start, boundary);
+        }
+    }
+
+    /// The first message of a client authenticated at the upgrade: an auth
+    /// frame (a client in mid-migration) is handled as a REAUTH, anything
+    /// else as any later message.
+    fn on_first_after_upgrade(&mut self, text: &str, raw: bytes::Bytes, frames: usize) {
+        match self.proxy.dialect.classify_first(text) {
+            ClientFrame::Auth { id, token } => self.on_reauth(id, token),
+            _ => self.on_client_text(text, raw, frames),
         }
     }
 

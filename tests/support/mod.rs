@@ -43,6 +43,8 @@ pub struct ProxyBuilder {
     websocket: String,
     dialect: String,
     listener: String,
+    legacy: String,
+    http: String,
 }
 
 /// A running proxy; it stops when dropped.
@@ -63,6 +65,8 @@ pub fn proxy(upstream: SocketAddr) -> ProxyBuilder {
         websocket: String::new(),
         dialect: String::new(),
         listener: String::new(),
+        legacy: String::new(),
+        http: String::new(),
     }
 }
 
@@ -97,6 +101,16 @@ impl ProxyBuilder {
         self.dialect = lines.to_owned();
         self
     }
+    /// Lines for `[auth.legacy]`.
+    pub fn legacy(mut self, lines: &str) -> Self {
+        self.legacy = lines.to_owned();
+        self
+    }
+    /// Lines for `[http]`.
+    pub fn http(mut self, lines: &str) -> Self {
+        self.http = lines.to_owned();
+        self
+    }
     /// Lines for `[listener]`.
     pub fn listener(mut self, lines: &str) -> Self {
         self.listener = lines.to_owned();
@@ -112,8 +126,8 @@ impl ProxyBuilder {
             session.push_str("\nreauth_jitter = \"0s\"");
         }
         format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n",
-            self.listener, self.upstream, self.upstream_extra, auth, session, self.websocket, self.dialect
+            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n",
+            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http
         )
         .replace("@KEYS@", &keys_dir())
         .replace("@SECRET_FILE@", secret_file)
