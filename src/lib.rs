@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod budget;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod demo;
 pub mod headers;
 pub mod ids;
 pub mod listener;
+pub mod metrics;
 pub mod passthrough;
 pub mod protocol;
 pub mod proxy;

@@ -165,6 +165,18 @@ pub enum HttpError {
     UpstreamUnavailable,
     /// The upstream did not answer in time.
     UpstreamTimeout,
+    /// Admin listener: the endpoint needs `Authorization: Bearer` with the
+    /// token of `admin.token_env`.
+    AdminUnauthorized,
+    /// Admin listener: no such endpoint.
+    AdminNotFound,
+    /// Admin listener: the endpoints answer `GET` only.
+    AdminMethodNotAllowed,
+    /// Admin listener: a query parameter of `/connections` is not valid.
+    AdminBadQuery,
+    /// Admin listener: `/readyz` while a readiness check fails (the body
+    /// names them in `failing`).
+    NotReady,
 }
 
 impl HttpError {
@@ -196,13 +208,44 @@ impl HttpError {
                 "upstream_timeout",
                 "the upstream did not answer in time",
             ),
+            HttpError::AdminUnauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs Authorization: Bearer <the admin token>",
+            ),
+            HttpError::AdminNotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            HttpError::AdminMethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the admin endpoints answer GET only",
+            ),
+            HttpError::AdminBadQuery => (
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "limit must be a number from 1 to 1000; sub and cursor must be percent-encoded UTF-8",
+            ),
+            HttpError::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "a readiness check fails (see failing)",
+            ),
         }
     }
 
     /// The response: the status with `{"error": code, "message": ...}`.
     pub fn response(self) -> Response<Full<Bytes>> {
+        self.response_with(serde_json::Map::new())
+    }
+
+    /// The response, with more members in its JSON body (`/readyz`'s `failing`).
+    pub fn response_with(
+        self,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Response<Full<Bytes>> {
         let (status, code, message) = self.parts();
-        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        extra.insert("error".into(), code.into());
+        extra.insert("message".into(), message.into());
+        let body = serde_json::Value::Object(extra).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let h = response.headers_mut();
@@ -210,6 +253,12 @@ impl HttpError {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        if self == HttpError::AdminUnauthorized {
+            h.insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if self == HttpError::UnsupportedWebSocketVersion {
             // RFC 6455 §4.4: the versions the server speaks.
             h.insert(

@@ -114,6 +114,11 @@ impl Target {
         })
     }
 
+    /// The upstream's `host:port` (what the readiness probe connects to).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
     /// The client's path and query with token parameters removed.
     pub fn forwarded_path(&self, path_and_query: &str) -> String {
         let (path, query) = match path_and_query.split_once('?') {
@@ -250,7 +255,7 @@ impl Target {
 /// A query parameter's name decoded strictly: `+` is a space and `%XX` a
 /// byte; `None` when a `%` is not followed by two hex digits or the bytes
 /// are not UTF-8.
-fn decode_query_name(raw: &str) -> Option<String> {
+pub(crate) fn decode_query_name(raw: &str) -> Option<String> {
     let mut out = Vec::with_capacity(raw.len());
     let mut bytes = raw.bytes();
     while let Some(b) = bytes.next() {

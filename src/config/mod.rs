@@ -9,16 +9,20 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod admin;
 mod auth;
 mod dialect;
 mod listener;
+mod log;
 mod session;
 mod upstream;
 mod websocket;
 
+pub use admin::*;
 pub use auth::*;
 pub use dialect::*;
 pub use listener::*;
+pub use log::*;
 pub use session::*;
 pub use upstream::*;
 pub use websocket::*;
@@ -78,6 +82,12 @@ pub struct Config {
     /// Names of the control frames.
     #[serde(default)]
     pub dialect: DialectConfig,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -129,6 +139,8 @@ impl Config {
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
+        self.check_admin()?;
+        self.check_log()?;
         self.check_auth()
     }
 

@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use crate::auth::Identity;
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
+use crate::metrics::{self, ConnStats, Direction, Ending, Side, State};
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
 use crate::registry::{Command, Registration, Shard};
@@ -32,6 +33,9 @@ use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
 use crate::wire::{Boundary, Inbound, Role, WireError};
+
+/// The target of the audit log's events.
+pub const AUDIT: &str = "wsguard::audit";
 
 /// Own frames (answers, pongs, notices) waiting on a leg beyond which its
 /// peer is not read: a peer that sends pings or requests but does not read
@@ -194,6 +198,8 @@ pub struct Session<C = TcpStream> {
     client_first: bool,
     /// The timer's target when no deadline applies (fixed, so the timer is not reset).
     far_future: Instant,
+    /// Its metrics: state, relayed counts, how it ended.
+    stats: ConnStats,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -225,6 +231,7 @@ impl<C: ClientIo> Session<C> {
         );
         client.sniff(proxy.dialect.clone());
         client.received(received);
+        let stats = ConnStats::new(request.peer);
         Session {
             id,
             request: Some(request),
@@ -241,6 +248,7 @@ impl<C: ClientIo> Session<C> {
             armed: deadline,
             client_first: true,
             far_future: now + FAR_FUTURE,
+            stats,
             proxy,
         }
     }
@@ -250,16 +258,62 @@ impl<C: ClientIo> Session<C> {
         if let Some(request) = &self.request {
             // Path without its query (which may hold a token), escaped.
             let path = request.path_and_query.split('?').next().unwrap_or_default();
-            tracing::debug!(conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
+            tracing::info!(target: AUDIT, event = "accepted", conn = %self.id, peer = %request.peer, path = ?path, "connection accepted");
         }
         loop {
             // poll_event points the timer at the next deadline itself.
             let event = poll_fn(|cx| self.poll_event(cx)).await;
-            if let Flow::Done = self.handle(event) {
+            let flow = self.handle(event);
+            self.stats.set(self.state());
+            if let Flow::Done = flow {
                 break;
             }
         }
-        tracing::debug!(conn = %self.id, "connection finished");
+        self.audit_close();
+    }
+
+    /// The state exported for the current phase.
+    fn state(&self) -> State {
+        match self.phase {
+            Phase::Authenticating { .. } => State::Authenticating,
+            Phase::Connecting { .. } => State::Connecting,
+            Phase::Authenticated => State::Authenticated,
+            Phase::ReauthPending => State::ReauthPending,
+            Phase::Suspended { .. } => State::Suspended,
+            Phase::Closing { .. } => State::Closing,
+        }
+    }
+
+    /// The audit line of the connection's end: cause, side, code, duration.
+    fn audit_close(&self) {
+        let identity = self.credentials.as_ref().map(|c| &c.identity);
+        let ending = self.stats.ending;
+        tracing::info!(
+            target: AUDIT,
+            event = "closed",
+            conn = %self.id,
+            peer = %self.stats.peer,
+            sub = ?identity.map(|i| &i.sub),
+            iss = ?identity.and_then(|i| i.iss.as_ref()),
+            reason = ending.map_or("none", |e| e.reason),
+            side = ending.map_or("none", |e| e.side.name()),
+            code = ?ending.and_then(|e| e.code),
+            duration_ms = u64::try_from(self.stats.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "connection closed"
+        );
+    }
+
+    /// Records a close a peer started with its close frame.
+    fn peer_closed(
+        &mut self,
+        side: Side,
+        frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    ) {
+        self.stats.ended(Ending {
+            side,
+            reason: "peer",
+            code: frame.map(|f| u16::from(f.code)),
+        });
     }
 
     /// The earliest deadline of the current phase.
@@ -366,12 +420,14 @@ impl<C: ClientIo> Session<C> {
             Event::Command(command) => self.on_command(command),
             Event::Finished => {}
             Event::ClientWriteFailed => {
+                metrics::send_error();
                 self.client.abandon();
                 if !matches!(self.phase, Phase::Closing { .. }) {
                     self.close(CloseCause::ClientGone);
                 }
             }
             Event::UpstreamWriteFailed => {
+                metrics::send_error();
                 if let Some(up) = &mut self.upstream {
                     up.abandon();
                 }
@@ -458,6 +514,11 @@ impl<C: ClientIo> Session<C> {
             return;
         }
         tracing::debug!(conn = %self.id, reason = cause.reason(), "closing connection");
+        self.stats.ended(Ending {
+            side: Side::Proxy,
+            reason: metrics::close_label(cause),
+            code: Some(cause.client_code(self.proxy.session.close_codes)),
+        });
         let frames = cause.frames(self.proxy.session.close_codes);
         if !self.client.read_done || !self.client.write_done {
             if let Some(f) = frames.client {
@@ -495,6 +556,7 @@ impl<C: ClientIo> Session<C> {
         match item {
             _ if matches!(self.phase, Phase::Closing { .. }) => self.while_closing(item),
             Inbound::Close(frame) => {
+                self.peer_closed(Side::Client, frame.as_ref());
                 // The leg has echoed the client's close; pass it on upstream.
                 if let Some(up) = &mut self.upstream {
                     up.close(frame);
@@ -600,6 +662,8 @@ impl<C: ClientIo> Session<C> {
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
     fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
+        self.stats
+            .relayed(Direction::ToUpstream, frames, piece.bytes.len());
         match (&self.phase, &mut self.upstream) {
             (Phase::Authenticated | Phase::ReauthPending, Some(up)) => {
                 up.forward(piece.bytes, piece.start, piece.end)
@@ -623,6 +687,7 @@ impl<C: ClientIo> Session<C> {
         match item {
             Some(Ok(Inbound::Close(frame))) => {
                 if !closing {
+                    self.peer_closed(Side::Upstream, frame.as_ref());
                     self.client.close(frame);
                     self.enter_closing();
                 }
@@ -634,10 +699,15 @@ impl<C: ClientIo> Session<C> {
                 raw,
                 start,
                 boundary,
+                frames,
                 ..
-            })) => self.client.forward(raw, start, boundary),
+            })) => {
+                self.stats.relayed(Direction::ToClient, frames, raw.len());
+                self.client.forward(raw, start, boundary)
+            }
             // Not inspected on this leg; relayed whole if it ever occurs.
-            Some(Ok(Inbound::Text { raw, .. })) => {
+            Some(Ok(Inbound::Text { raw, frames, .. })) => {
+                self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client
                     .forward(raw, Boundary::Message, Boundary::Message)
             }
