@@ -111,11 +111,11 @@ impl<C: ClientIo> Session<C> {
         reason: AuthReason,
         verified: Option<&Arc<Identity>>,
     ) {
-        let event = match (kind, reason) {
-            (AuthKind::First, AuthReason::Ok) => "auth_ok",
-            (AuthKind::First, _) => "auth_failed",
-            (AuthKind::Reauth, AuthReason::Ok) => "reauth_ok",
-            (AuthKind::Reauth, _) => "reauth_failed",
+        let (event, message) = match (kind, reason) {
+            (AuthKind::First, AuthReason::Ok) => ("auth_ok", "authenticated"),
+            (AuthKind::First, _) => ("auth_failed", "auth failed"),
+            (AuthKind::Reauth, AuthReason::Ok) => ("reauth_ok", "reauthenticated"),
+            (AuthKind::Reauth, _) => ("reauth_failed", "reauth failed"),
         };
         // The identity so far (a failed REAUTH: the connection's), escaped.
         let identity = verified.or(self.credentials.as_ref().map(|c| &c.identity));
@@ -124,25 +124,25 @@ impl<C: ClientIo> Session<C> {
             event,
             conn = %self.id,
             peer = %self.stats.peer,
-            sub = ?identity.map(|i| &i.sub),
-            iss = ?identity.and_then(|i| i.iss.as_ref()),
-            provider = ?identity.map(|i| &i.provider),
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
+            provider = identity.map(|i| tracing::field::debug(&i.provider)),
             reason = reason.name(),
-            "{event}"
+            "{message}"
         );
     }
 
     /// An audit line about the connection's token (`auth_required`, `token_expired`).
-    fn audit_notice(&self, event: &'static str) {
+    fn audit_notice(&self, event: &'static str, message: &'static str) {
         let identity = self.credentials.as_ref().map(|c| &c.identity);
         tracing::info!(
             target: AUDIT,
             event,
             conn = %self.id,
             peer = %self.stats.peer,
-            sub = ?identity.map(|i| &i.sub),
-            iss = ?identity.and_then(|i| i.iss.as_ref()),
-            "{event}"
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
+            "{message}"
         );
     }
 
@@ -318,7 +318,6 @@ impl<C: ClientIo> Session<C> {
         if let Listed::Listed(registration) = &self.listed {
             registration.update(identity.clone());
         }
-        tracing::debug!(conn = %self.id, "reauthenticated");
         if let Some(text) =
             self.proxy
                 .dialect
@@ -469,7 +468,7 @@ impl<C: ClientIo> Session<C> {
         {
             self.client.push_text(&text);
             metrics::auth_required_sent();
-            self.audit_notice("auth_required");
+            self.audit_notice("auth_required", "auth_required sent");
         }
         self.phase = Phase::ReauthPending;
         self.maybe_suspend(now);
@@ -487,9 +486,8 @@ impl<C: ClientIo> Session<C> {
         if let Some(text) = self.proxy.dialect.token_expired(creds.identity.exp, grace) {
             self.client.push_text(&text);
             metrics::token_expired_sent();
-            self.audit_notice("token_expired");
+            self.audit_notice("token_expired", "token expired; connection suspended");
         }
-        tracing::debug!(conn = %self.id, "token expired; connection suspended");
         self.phase = Phase::Suspended { until: now + grace };
     }
 

@@ -258,7 +258,7 @@ impl<C: ClientIo> Session<C> {
         if let Some(request) = &self.request {
             // Path without its query (which may hold a token), escaped.
             let path = request.path_and_query.split('?').next().unwrap_or_default();
-            tracing::info!(target: AUDIT, event = "accepted", conn = %self.id, peer = %request.peer, path = ?path, "connection accepted");
+            tracing::info!(target: AUDIT, event = "accepted", conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
         }
         loop {
             // poll_event points the timer at the next deadline itself.
@@ -293,13 +293,13 @@ impl<C: ClientIo> Session<C> {
             event = "closed",
             conn = %self.id,
             peer = %self.stats.peer,
-            sub = ?identity.map(|i| &i.sub),
-            iss = ?identity.and_then(|i| i.iss.as_ref()),
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
             reason = ending.map_or("none", |e| e.reason),
             side = ending.map_or("none", |e| e.side.name()),
-            code = ?ending.and_then(|e| e.code),
+            code = ending.and_then(|e| e.code),
             duration_ms = u64::try_from(self.stats.started.elapsed().as_millis()).unwrap_or(u64::MAX),
-            "connection closed"
+            "connection finished"
         );
     }
 
