@@ -323,6 +323,7 @@ mod tests {
         drop(a);
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.find(|_| true)[0].id.as_ref(), "b");
+        assert_eq!(registry.find(|_| true)[0].worker, 1, "the shard's worker");
         b.update(identity("bobby"));
         assert_eq!(registry.find(|_| true)[0].identity.sub, "bobby");
         drop(b);

@@ -299,48 +299,95 @@ async fn the_admin_token_guards_all_but_the_probes() {
     assert_eq!(proxy.get("/nothing", Some(ADMIN_TOKEN)).await.status, 404);
 }
 
-#[tokio::test]
-async fn a_non_loopback_admin_address_needs_a_token() {
+/// `wsguard check` on `text`, with the admin token variable set to `token`
+/// if given: whether it passed, and its standard error.
+fn check(text: &str, token: Option<&str>) -> (bool, String) {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
-    let text = config(Upstream::unused_addr().await, "", "").replace(
-        "bind = \"127.0.0.1:0\"\nupstream_check",
-        "bind = \"0.0.0.0:0\"\nupstream_check",
-    );
     let path = dir.path().join("wsguard.toml");
-    std::fs::write(&path, &text).expect("config");
-    let check = |env: Option<&str>| {
-        let mut cmd = std::process::Command::new(support::cli::BIN);
-        cmd.env_remove("WSGUARD_CONFIG")
-            .arg("check")
-            .arg("--config")
-            .arg(&path);
-        if let Some(v) = env {
-            cmd.env("WSGUARD_TEST_ADMIN_TOKEN", v);
-        }
-        cmd.output().expect("run check")
-    };
-    let refused = check(None);
-    assert!(!refused.status.success());
-    let err = String::from_utf8_lossy(&refused.stderr);
+    std::fs::write(&path, text).expect("config");
+    let mut cmd = std::process::Command::new(support::cli::BIN);
+    cmd.env_remove("WSGUARD_CONFIG")
+        .env_remove("WSGUARD_TEST_ADMIN_TOKEN")
+        .arg("check")
+        .arg("--config")
+        .arg(&path);
+    if let Some(v) = token {
+        cmd.env("WSGUARD_TEST_ADMIN_TOKEN", v);
+    }
+    let out = cmd.output().expect("run check");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    (out.status.success(), err)
+}
+
+/// `text` with the admin listener's `bind` replaced.
+fn admin_bind(text: &str, bind: &str) -> String {
+    text.replace(
+        "bind = \"127.0.0.1:0\"\nupstream_check",
+        &format!("bind = \"{bind}\"\nupstream_check"),
+    )
+}
+
+#[tokio::test]
+async fn a_non_loopback_admin_address_needs_a_token() {
+    let text = admin_bind(&config(Upstream::unused_addr().await, "", ""), "0.0.0.0:0");
+    let (ok, err) = check(&text, None);
     assert!(
-        err.contains("admin.bind") && err.contains("admin.token_env"),
+        !ok && err.contains("admin.bind") && err.contains("admin.token_env"),
         "{err}"
     );
-    std::fs::write(
-        &path,
-        text.replace(
-            "[admin]",
-            "[admin]\ntoken_env = \"WSGUARD_TEST_ADMIN_TOKEN\"",
-        ),
-    )
-    .expect("config");
-    let ok = check(Some(ADMIN_TOKEN));
-    assert!(
-        ok.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ok.stderr)
+    let with_token = text.replace(
+        "[admin]",
+        "[admin]\ntoken_env = \"WSGUARD_TEST_ADMIN_TOKEN\"",
     );
+    let (ok, err) = check(&with_token, Some(ADMIN_TOKEN));
+    assert!(ok, "{err}");
+}
+
+#[tokio::test]
+async fn admin_and_log_mistakes_name_their_key() {
+    let base = config(Upstream::unused_addr().await, "", "");
+    let token_env = "[admin]\ntoken_env = \"WSGUARD_TEST_ADMIN_TOKEN\"";
+    let same = admin_bind(&base, "127.0.0.1:18080").replacen(
+        "bind = \"127.0.0.1:0\"",
+        "bind = \"127.0.0.1:18080\"",
+        1,
+    );
+    let cases = [
+        (same, None, "admin.bind: must differ from listener.bind"),
+        (admin_bind(&base, "admin"), None, "admin.bind"),
+        (
+            base.replace("\"100ms\"", "\"1ms\""),
+            None,
+            "admin.upstream_check_interval",
+        ),
+        (
+            base.replace("[admin]", token_env),
+            None,
+            "admin.token_env: environment variable",
+        ),
+        (
+            base.replace("[admin]", token_env),
+            Some("short"),
+            "admin.token_env: the token",
+        ),
+        (
+            base.replace("format = \"json\"", "format = \"json\"\nlevel = \"info,[\""),
+            None,
+            "log.level",
+        ),
+        (
+            base.replace("format = \"json\"", "format = \"xml\""),
+            None,
+            "format",
+        ),
+    ];
+    for (text, token, wanted) in cases {
+        let (ok, err) = check(&text, token);
+        assert!(!ok && err.contains(wanted), "{wanted}: {err}");
+    }
+    let (ok, err) = check(&admin_bind(&base, ""), None);
+    assert!(ok, "admin off: {err}");
 }
 
 /// The JSON log's audit events, by `event`.
