@@ -583,14 +583,16 @@ impl ConnStats {
         }
         let h = handles();
         let counter = match ending.side {
-            Side::Client => &h.client_closes,
-            Side::Upstream => &h.upstream_closes,
+            Side::Client => Some(&h.client_closes),
+            Side::Upstream => Some(&h.upstream_closes),
             Side::Proxy => CAUSES
                 .iter()
                 .position(|c| close_label(*c) == ending.reason)
-                .map_or(&h.client_closes, |i| &h.closes[i]),
+                .map(|i| &h.closes[i]),
         };
-        counter.increment(1);
+        if let Some(counter) = counter {
+            counter.increment(1);
+        }
         self.ending = Some(ending);
         true
     }

@@ -404,19 +404,33 @@ async fn the_json_audit_log_carries_the_fields_and_never_the_token() {
     let mut upstream = Upstream::start(true).await;
     // Every level, every target: not even a trace line may hold the token.
     let proxy = run(&config(upstream.addr, "", ""), &[("RUST_LOG", "trace")]).await;
+    // auth_required at once (the default lead is 60 s), then a REAUTH.
     let (good, _) = token("alice", 60);
+    let (fresh, _) = token("alice", 600);
     let mut ws = proxy.connect("/chat?room=1").await;
     ws.send(auth_frame(&good)).await.expect("auth");
     assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
     let _up = upstream.accept().await;
+    assert_eq!(recv_json(&mut ws).await["type"], "auth_required");
+    ws.send(reauth("r1", &fresh)).await.expect("reauth");
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
     ws.send(Message::Close(None)).await.expect("close");
     expect_close(&mut ws).await;
     let (expired, _) = token("bob", -600);
     let mut refused = proxy.connect("/").await;
     refused.send(auth_frame(&expired)).await.expect("auth");
     expect_close(&mut refused).await;
+    // A token that expires on the connection: TOKEN_EXPIRED.
+    let (short, _) = token("carol", 2);
+    let mut carol = proxy.connect("/").await;
+    carol.send(auth_frame(&short)).await.expect("auth");
+    assert_eq!(recv_json(&mut carol).await["type"], "AUTHENTICATED");
+    let _carol_up = upstream.accept().await;
+    assert_eq!(recv_json(&mut carol).await["type"], "auth_required");
+    assert_eq!(recv_json(&mut carol).await["type"], "TOKEN_EXPIRED");
+    drop(carol);
     let deadline = tokio::time::Instant::now() + WAIT;
-    while audit(&proxy.lines(), "closed").len() < 2 {
+    while audit(&proxy.lines(), "closed").len() < 3 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no close lines: {:?}",
@@ -426,14 +440,13 @@ async fn the_json_audit_log_carries_the_fields_and_never_the_token() {
     }
     let lines = proxy.lines();
     for line in &lines {
-        assert!(
-            !line.contains(&good) && !line.contains(&expired),
-            "token in {line}"
-        );
+        for t in [&good, &fresh, &expired, &short] {
+            assert!(!line.contains(t.as_str()), "token in {line}");
+        }
         assert!(!line.contains("room=1"), "query string in {line}");
     }
     let accepted = audit(&lines, "accepted");
-    assert_eq!(accepted.len(), 2, "{accepted:?}");
+    assert_eq!(accepted.len(), 3, "{accepted:?}");
     assert!(accepted[0]["peer"]
         .as_str()
         .is_some_and(|p| p.starts_with("127.0.0.1:")));
@@ -452,9 +465,20 @@ async fn the_json_audit_log_carries_the_fields_and_never_the_token() {
     assert_eq!(mine["side"], "client", "{mine}");
     assert_eq!(mine["reason"], "peer", "{mine}");
     assert!(mine["duration_ms"].as_u64().is_some(), "{mine}");
+    for (event, sub) in [
+        ("reauth_ok", "\"alice\""),
+        ("auth_required", "\"alice\""),
+        ("token_expired", "\"carol\""),
+    ] {
+        let found = audit(&lines, event);
+        assert!(found.iter().any(|e| e["sub"] == sub), "{event}: {found:?}");
+    }
+    let scrape = proxy.scrape(None).await;
+    assert_eq!(scrape.value("wsguard_token_expired_sent_total", &[]), 1.0);
+    assert_eq!(scrape.value("wsguard_auth_required_sent_total", &[]), 2.0);
     let theirs = closes
         .iter()
-        .find(|c| c["conn"] != conn)
+        .find(|c| c["reason"] == "invalid_token")
         .expect("bob's close");
     assert_eq!(theirs["reason"], "invalid_token", "{theirs}");
     assert_eq!(theirs["code"], 1008, "{theirs}");
