@@ -630,6 +630,16 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_adds_little() {
+        // Per connection: this in the session, plus the shared state cell.
+        assert!(
+            std::mem::size_of::<ConnStats>() <= 128,
+            "{}",
+            std::mem::size_of::<ConnStats>()
+        );
+    }
+
+    #[test]
     fn states_round_trip() {
         for s in State::ALL {
             assert_eq!(State::from_u8(s as u8), s);

@@ -356,7 +356,10 @@ impl<C: ClientIo> Session<C> {
         if let Listed::Unlisted(shard) = &self.listed {
             let about = crate::registry::About {
                 peer: self.stats.peer,
-                started: std::time::SystemTime::now() - self.stats.started.elapsed(),
+                started: {
+                    let now = std::time::SystemTime::now();
+                    now.checked_sub(self.stats.started.elapsed()).unwrap_or(now)
+                },
                 state: self.stats.shared_state(),
             };
             let registration = shard.register(self.id.as_str().into(), identity, about);
