@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use crate::auth::legacy::{bearer, cookie};
 use crate::auth::Identity;
 use crate::config::{ConfigError, HttpConfig};
+use crate::metrics::AuthReason;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 use crate::session::Start;
@@ -185,7 +186,15 @@ pub fn admit_upgrade(
     let Some((method, token)) = proxy.legacy.find(headers, path_and_query) else {
         return Ok(Start::FirstFrame);
     };
-    match proxy.verifier.verify(&token) {
+    let started = std::time::Instant::now();
+    let verified = proxy.verifier.verify(&token);
+    let kind = crate::metrics::AuthKind::legacy(method);
+    let reason = verified
+        .as_ref()
+        .err()
+        .map_or(AuthReason::Ok, AuthReason::of);
+    crate::metrics::auth(kind, reason, started.elapsed());
+    match verified {
         Ok(identity) => Ok(Start::Verified {
             identity,
             token,
@@ -198,7 +207,7 @@ pub fn admit_upgrade(
                 let answer = HttpError::unauthorized(Some(&reason));
                 return Err(Box::new(own_answer(proxy, headers, answer)));
             }
-            Ok(Start::Refused)
+            Ok(Start::Refused { method, reason })
         }
     }
 }

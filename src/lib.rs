@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod auth;
 pub mod budget;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod headers;
 pub mod http_auth;
 pub mod ids;
 pub mod listener;
+pub mod metrics;
 pub mod origin;
 pub mod passthrough;
 pub mod protocol;

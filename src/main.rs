@@ -9,8 +9,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 
-use wsguard::config::{Config, KeyConfig};
+use wsguard::config::{Config, KeyConfig, LogConfig, LogFormat};
+use wsguard::control::Control;
 use wsguard::proxy::Proxy;
+use wsguard::registry::Registry;
 
 /// Authenticating WebSocket reverse proxy.
 #[derive(Parser)]
@@ -124,7 +126,6 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// backtrace, whatever `RUST_BACKTRACE` says) and exit status 1.
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -134,23 +135,37 @@ fn main() -> ExitCode {
     }
 }
 
-/// Logs go to standard error, with colours only when it is a terminal (and
-/// `NO_COLOR` is not set).
-fn init_logging() {
-    let ansi = std::io::stderr().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .init();
+/// Logs go to standard error: `[log] format` (text with colours only when
+/// standard error is a terminal and `NO_COLOR` is not set, or one JSON
+/// object per line) at `[log] level`, which `RUST_LOG` overrides.
+fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => {
+            let ansi = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            builder.with_ansi(ansi).init()
+        }
+    }
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command.unwrap_or(Command::Run(cli.config.clone())) {
+    let command = cli.command.unwrap_or(Command::Run(cli.config.clone()));
+    if !matches!(command, Command::Run(_)) {
+        init_logging(&LogConfig::default());
+    }
+    match command {
         Command::Check(arg) => check(&config_path(arg, &cli.config, "check")?),
         Command::Token(args) => token(args),
         Command::Connect(args) => connect(args),
@@ -271,10 +286,14 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c.
+/// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c;
+/// the control thread runs the admin listener and the background work.
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
+    init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
+    let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
+    let control = Control::start().context("cannot start the control thread")?;
     let bind = config.listener.bind;
     let workers = config
         .listener
@@ -288,7 +307,11 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .local_addr()?;
     tracing::info!(addr = %addr, workers, "wsguard listening");
     // Owned by the process: a reload of the configuration keeps it.
-    let registry = std::sync::Arc::new(wsguard::registry::Registry::new(workers));
+    let registry = std::sync::Arc::new(Registry::new(workers));
+    control
+        .handle()
+        .spawn(wsguard::admin::upkeep(metrics.clone()));
+    start_admin(&config, &proxy, &control, metrics, registry.clone())?;
     // ctrl-c is awaited on this thread and broadcast to the workers.
     wsguard::workers::serve(
         listeners,
@@ -299,6 +322,40 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         ctrl_c(),
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Binds the admin listener (unless `admin.bind = ""`) and serves it, and
+/// the upstream probe behind `/readyz`, on the control thread.
+fn start_admin(
+    config: &Config,
+    proxy: &Proxy,
+    control: &Control,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+    registry: std::sync::Arc<Registry>,
+) -> anyhow::Result<()> {
+    let Some(bind) = config.admin.address()? else {
+        tracing::info!("admin listener off (admin.bind = \"\")");
+        return Ok(());
+    };
+    let token = config.admin.token()?;
+    let listener = std::net::TcpListener::bind(bind)
+        .with_context(|| format!("admin.bind: cannot bind {bind}"))?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let health = wsguard::admin::Health::new(config.admin.upstream_check_interval);
+    let authority = proxy.target.authority().to_owned();
+    control
+        .handle()
+        .spawn(health.clone().probe_upstream(authority));
+    let admin = wsguard::admin::Admin::new(metrics, health, registry, token.as_deref());
+    control.handle().spawn(async move {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => wsguard::admin::serve(listener, std::sync::Arc::new(admin)).await,
+            Err(e) => tracing::error!(error = %e, "admin listener failed"),
+        }
+    });
+    tracing::info!(addr = %addr, "admin listening");
+    Ok(())
 }
 
 async fn ctrl_c() {

@@ -16,10 +16,11 @@
 //! registration held by the session.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::Context;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use futures_util::task::AtomicWaker;
 
@@ -101,6 +102,26 @@ pub struct Entry {
     pub identity: Arc<Identity>,
     /// Its inbox.
     pub mailbox: Arc<Mailbox>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted.
+    pub started: SystemTime,
+    /// The index of the worker it runs on.
+    pub worker: usize,
+    /// Its state (`metrics::State` as a number), written by the session on
+    /// phase changes only.
+    pub state: Arc<AtomicU8>,
+}
+
+/// What a connection tells the registry besides its identity.
+#[derive(Debug, Clone)]
+pub struct About {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// When the connection was accepted.
+    pub started: SystemTime,
+    /// Its state cell, shared with the session.
+    pub state: Arc<AtomicU8>,
 }
 
 /// One worker's live connections.
@@ -110,17 +131,28 @@ pub struct Shard {
     entries: Mutex<HashMap<u64, Entry>>,
     /// The next registration number.
     next: AtomicU64,
+    /// The worker's index.
+    worker: usize,
 }
 
 impl Shard {
     /// Registers a connection; it stays until the registration is dropped.
-    pub fn register(self: &Arc<Self>, id: Arc<str>, identity: Arc<Identity>) -> Registration {
+    pub fn register(
+        self: &Arc<Self>,
+        id: Arc<str>,
+        identity: Arc<Identity>,
+        about: About,
+    ) -> Registration {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         let mailbox = Arc::new(Mailbox::default());
         let entry = Entry {
             id,
             identity,
             mailbox: mailbox.clone(),
+            peer: about.peer,
+            started: about.started,
+            worker: self.worker,
+            state: about.state,
         };
         lock(&self.entries).insert(key, entry);
         Registration {
@@ -203,7 +235,14 @@ impl Registry {
     /// A registry for `workers` workers (at least one shard).
     pub fn new(workers: usize) -> Registry {
         Registry {
-            shards: (0..workers.max(1)).map(|_| Arc::default()).collect(),
+            shards: (0..workers.max(1))
+                .map(|worker| {
+                    Arc::new(Shard {
+                        worker,
+                        ..Shard::default()
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -263,15 +302,28 @@ mod tests {
         })
     }
 
+    fn about() -> About {
+        About {
+            peer: SocketAddr::from(([127, 0, 0, 1], 1)),
+            started: SystemTime::now(),
+            state: Arc::default(),
+        }
+    }
+
     #[test]
     fn entries_leave_with_their_registration() {
         let registry = Registry::new(2);
-        let a = registry.shard(0).register("a".into(), identity("alice"));
-        let b = registry.shard(1).register("b".into(), identity("bob"));
+        let a = registry
+            .shard(0)
+            .register("a".into(), identity("alice"), about());
+        let b = registry
+            .shard(1)
+            .register("b".into(), identity("bob"), about());
         assert_eq!(registry.len(), 2);
         drop(a);
         assert_eq!(registry.len(), 1);
         assert_eq!(registry.find(|_| true)[0].id.as_ref(), "b");
+        assert_eq!(registry.find(|_| true)[0].worker, 1, "the shard's worker");
         b.update(identity("bobby"));
         assert_eq!(registry.find(|_| true)[0].identity.sub, "bobby");
         drop(b);
@@ -281,8 +333,12 @@ mod tests {
     #[test]
     fn commands_reach_the_selected_connections_and_the_stronger_wins() {
         let registry = Registry::new(1);
-        let a = registry.shard(0).register("a".into(), identity("alice"));
-        let b = registry.shard(0).register("b".into(), identity("bob"));
+        let a = registry
+            .shard(0)
+            .register("a".into(), identity("alice"), about());
+        let b = registry
+            .shard(0)
+            .register("b".into(), identity("bob"), about());
         let cx = Context::from_waker(std::task::Waker::noop());
         let reauth = |secs| Command::Reauth {
             within: Duration::from_secs(secs),

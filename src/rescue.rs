@@ -176,6 +176,18 @@ pub enum HttpError {
     /// upgrade) without a valid token: 401 with `WWW-Authenticate`, see
     /// [`HttpError::unauthorized`].
     TokenNotValid,
+    /// Admin listener: the endpoint needs `Authorization: Bearer` with the
+    /// token of `admin.token_env`.
+    AdminUnauthorized,
+    /// Admin listener: no such endpoint.
+    AdminNotFound,
+    /// Admin listener: the endpoints answer `GET` only.
+    AdminMethodNotAllowed,
+    /// Admin listener: a query parameter of `/connections` is not valid.
+    AdminBadQuery,
+    /// Admin listener: `/readyz` while a readiness check fails (the body
+    /// names them in `failing`).
+    NotReady,
 }
 
 impl HttpError {
@@ -222,13 +234,43 @@ impl HttpError {
                 "token_not_valid",
                 "a valid token is required",
             ),
+            HttpError::AdminUnauthorized => (
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this endpoint needs Authorization: Bearer <the admin token>",
+            ),
+            HttpError::AdminNotFound => (StatusCode::NOT_FOUND, "not_found", "no such endpoint"),
+            HttpError::AdminMethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "the admin endpoints answer GET only",
+            ),
+            HttpError::AdminBadQuery => (
+                StatusCode::BAD_REQUEST,
+                "bad_query",
+                "limit must be a number from 1 to 1000; sub and cursor must be percent-encoded UTF-8",
+            ),
+            HttpError::NotReady => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "a readiness check fails (see failing)",
+            ),
         }
     }
 
     /// The response: the status with `{"error": code, "message": ...}`.
     pub fn response(self) -> Response<Full<Bytes>> {
         let (_, _, message) = self.parts();
-        self.response_with(message)
+        self.body(message, serde_json::Map::new())
+    }
+
+    /// The response, with more members in its JSON body (`/readyz`'s `failing`).
+    pub fn response_with(
+        self,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Response<Full<Bytes>> {
+        let (_, _, message) = self.parts();
+        self.body(message, extra)
     }
 
     /// The 401 for a missing (`refused: None`) or refused token: body
@@ -239,7 +281,8 @@ impl HttpError {
     /// text: it never holds the token.
     pub fn unauthorized(refused: Option<&str>) -> Response<Full<Bytes>> {
         let (_, _, default) = HttpError::TokenNotValid.parts();
-        let mut response = HttpError::TokenNotValid.response_with(refused.unwrap_or(default));
+        let mut response =
+            HttpError::TokenNotValid.body(refused.unwrap_or(default), serde_json::Map::new());
         let challenge = match refused {
             None => "Bearer realm=\"wsguard\"".to_owned(),
             Some(reason) => {
@@ -260,10 +303,16 @@ impl HttpError {
         response
     }
 
-    /// The response with another message (the status and code stay).
-    fn response_with(self, message: &str) -> Response<Full<Bytes>> {
+    /// The response with `message` and the `extra` members (the status and code stay).
+    fn body(
+        self,
+        message: &str,
+        mut extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Response<Full<Bytes>> {
         let (status, code, _) = self.parts();
-        let body = serde_json::json!({ "error": code, "message": message }).to_string();
+        extra.insert("error".into(), code.into());
+        extra.insert("message".into(), message.into());
+        let body = serde_json::Value::Object(extra).to_string();
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
         let h = response.headers_mut();
@@ -271,6 +320,12 @@ impl HttpError {
             http::header::CONTENT_TYPE,
             http::HeaderValue::from_static("application/json"),
         );
+        if self == HttpError::AdminUnauthorized {
+            h.insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if self == HttpError::UnsupportedWebSocketVersion {
             // RFC 6455 §4.4: the versions the server speaks.
             h.insert(

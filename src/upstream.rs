@@ -123,6 +123,11 @@ impl Target {
         }
     }
 
+    /// The upstream's `host:port` (what the readiness probe connects to).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
     /// The client's path and query with token parameters removed.
     pub fn forwarded_path(&self, path_and_query: &str) -> String {
         let (path, query) = match path_and_query.split_once('?') {

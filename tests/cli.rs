@@ -37,6 +37,12 @@ fn config_file(text: &str) -> ConfigFile {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("secret"), format!("{SECRET}\n")).expect("write secret");
     let path = dir.path().join("wsguard.toml");
+    // The admin listener on a free port (its default, 9901, is a fixed port).
+    let text = if text.contains("[admin]") {
+        text.to_owned()
+    } else {
+        format!("{text}\n[admin]\nbind = \"127.0.0.1:0\"\n")
+    };
     std::fs::write(&path, text.replace("@KEYS@", &keys_dir())).expect("write config");
     ConfigFile { dir, path }
 }

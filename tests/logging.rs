@@ -36,6 +36,8 @@ algorithms = ["HS256"]
 [[auth.providers.keys]]
 kind = "hmac"
 secret_file = "secret"
+[admin]
+bind = "127.0.0.1:0"
 "#,
             upstream.addr
         ),

@@ -163,6 +163,8 @@ impl Session {
         }
         let text = text
             .replacen("bind = \"127.0.0.1:8080\"", "bind = \"127.0.0.1:0\"", 1)
+            // The admin listener's default port is fixed too.
+            .replacen("bind = \"127.0.0.1:9901\"", "bind = \"127.0.0.1:0\"", 1)
             .replacen(
                 "url = \"ws://127.0.0.1:9000\"",
                 &format!("url = \"ws://{upstream}\""),

@@ -35,14 +35,15 @@ impl Method {
         }
     }
 
-    fn index(self) -> usize {
+    /// Its place in [`Method::ALL`].
+    pub fn index(self) -> usize {
         self as usize
     }
 }
 
 /// Per-method use counters (a token presented by that method, valid or
-/// not), process-wide. The metrics exporter reads them with
-/// [`DeprecatedAuth::count`] as `wsguard_deprecated_auth_total{method}`.
+/// not), process-wide; each use is also counted in the metric
+/// `wsguard_deprecated_auth_total{method}` ([`crate::metrics::deprecated_auth`]).
 #[derive(Debug)]
 pub struct DeprecatedAuth {
     /// Uses per method, indexed like [`Method::ALL`].
@@ -72,6 +73,7 @@ impl DeprecatedAuth {
     pub fn record(&self, method: Method) {
         let i = method.index();
         self.uses[i].fetch_add(1, Ordering::Relaxed);
+        crate::metrics::deprecated_auth(method);
         if !self.warned[i].swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 method = method.label(),

@@ -9,20 +9,24 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+mod admin;
 mod auth;
 mod dialect;
 mod http_rules;
 mod legacy;
 mod listener;
+mod log;
 mod session;
 mod upstream;
 mod websocket;
 
+pub use admin::*;
 pub use auth::*;
 pub use dialect::*;
 pub use http_rules::*;
 pub use legacy::*;
 pub use listener::*;
+pub use log::*;
 pub use session::*;
 pub use upstream::*;
 pub use websocket::*;
@@ -85,6 +89,12 @@ pub struct Config {
     /// The Origin allowlist and protected plain HTTP routes.
     #[serde(default)]
     pub http: HttpConfig,
+    /// The admin listener.
+    #[serde(default)]
+    pub admin: AdminConfig,
+    /// Log format and level.
+    #[serde(default)]
+    pub log: LogConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -139,6 +149,8 @@ impl Config {
         self.check_sizes()?;
         self.check_dialect()?;
         self.check_legacy()?;
+        self.check_admin()?;
+        self.check_log()?;
         self.check_auth()
     }
 

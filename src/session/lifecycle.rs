@@ -8,9 +8,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{Answer, ClientIo, Credentials, Flow, Listed, Phase, Session};
+use super::{Answer, ClientIo, Credentials, Flow, Listed, Phase, Session, AUDIT};
 use crate::auth::{unix_now, AuthError, Identity};
 use crate::headers::ClientRequest;
+use crate::metrics::{self, AuthKind, AuthReason};
 use crate::protocol::{self, ClientFrame};
 use crate::registry::Command;
 use crate::relay::Leg;
@@ -58,13 +59,12 @@ impl<C: ClientIo> Session<C> {
                 return self.close(CloseCause::AuthRequired)
             }
         };
-        let identity = match token.as_deref().map(|t| self.proxy.verifier.verify(t)) {
-            Some(Ok(identity)) => identity,
-            Some(Err(e)) => {
-                tracing::debug!(conn = %self.id, error = %e, "first token refused");
+        let identity = match self.verify(AuthKind::First, token.as_deref()) {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::debug!(conn = %self.id, error = ?e, "first token refused");
                 return self.close(CloseCause::InvalidToken);
             }
-            None => return self.close(CloseCause::InvalidToken),
         };
         self.authenticate(
             identity,
@@ -77,8 +77,6 @@ impl<C: ClientIo> Session<C> {
     /// upstream is opened with its identity, the clocks start, the
     /// connection is listed.
     pub(super) fn authenticate(&mut self, identity: Arc<Identity>, token: String, answer: Answer) {
-        // Values from a token are logged escaped (Debug), never as they are.
-        tracing::debug!(conn = %self.id, sub = ?identity.sub, provider = %identity.provider, "authenticated");
         self.client.io_mut().lift();
         self.client.end_pre_auth();
         let Some(request) = self.request.take() else {
@@ -96,6 +94,67 @@ impl<C: ClientIo> Session<C> {
         ));
         self.list(identity);
         self.phase = Phase::Connecting { attempt, answer };
+    }
+
+    /// Verifies a token, counting the attempt and writing its audit line.
+    fn verify(&self, kind: AuthKind, token: Option<&str>) -> Result<Arc<Identity>, AuthReason> {
+        let started = std::time::Instant::now();
+        let verified = match token {
+            Some(t) => self
+                .proxy
+                .verifier
+                .verify(t)
+                .map_err(|e| AuthReason::of(&e)),
+            None => Err(AuthReason::MissingToken),
+        };
+        let reason = verified.as_ref().err().copied().unwrap_or(AuthReason::Ok);
+        metrics::auth(kind, reason, started.elapsed());
+        self.audit_auth(kind, reason, verified.as_ref().ok());
+        verified
+    }
+
+    /// The audit line of an authentication attempt.
+    pub(super) fn audit_auth(
+        &self,
+        kind: AuthKind,
+        reason: AuthReason,
+        verified: Option<&Arc<Identity>>,
+    ) {
+        let (event, message) = match (kind, reason) {
+            (AuthKind::First, AuthReason::Ok) => ("auth_ok", "authenticated"),
+            (AuthKind::First, _) => ("auth_failed", "auth failed"),
+            (AuthKind::Reauth, AuthReason::Ok) => ("reauth_ok", "reauthenticated"),
+            (AuthKind::Reauth, _) => ("reauth_failed", "reauth failed"),
+            (_, AuthReason::Ok) => ("auth_ok", "authenticated (deprecated method)"),
+            (_, _) => ("auth_failed", "auth failed (deprecated method)"),
+        };
+        // The identity so far (a failed REAUTH: the connection's), escaped.
+        let identity = verified.or(self.credentials.as_ref().map(|c| &c.identity));
+        tracing::info!(
+            target: AUDIT,
+            event,
+            conn = %self.id,
+            peer = %self.stats.peer,
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
+            provider = identity.map(|i| tracing::field::debug(&i.provider)),
+            reason = reason.name(),
+            "{message}"
+        );
+    }
+
+    /// An audit line about the connection's token (`auth_required`, `token_expired`).
+    fn audit_notice(&self, event: &'static str, message: &'static str) {
+        let identity = self.credentials.as_ref().map(|c| &c.identity);
+        tracing::info!(
+            target: AUDIT,
+            event,
+            conn = %self.id,
+            peer = %self.stats.peer,
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
+            "{message}"
+        );
     }
 
     /// Starts opening the upstream with the identity headers. The client's
@@ -129,15 +188,17 @@ impl<C: ClientIo> Session<C> {
                     }
                 }
             };
-            proxy
+            let started = std::time::Instant::now();
+            let socket = proxy
                 .target
                 .connect(
                     &request.path_and_query,
                     prepare,
                     proxy.upstream.connect_timeout,
                 )
-                .await
-                .map(Box::new)
+                .await?;
+            metrics::upstream_connected(started.elapsed());
+            Ok(Box::new(socket))
         })
     }
 
@@ -217,22 +278,38 @@ impl<C: ClientIo> Session<C> {
                 id.as_ref(),
             );
         }
+        let started = std::time::Instant::now();
         let verified = match token.as_deref() {
             Some(t) => self.proxy.verifier.verify(t),
             None => Err(AuthError::Malformed),
         };
         let identity = match verified {
             Ok(identity) => identity,
-            Err(e) => return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref()),
+            Err(e) => {
+                let reason = AuthReason::of(&e);
+                metrics::auth(AuthKind::Reauth, reason, started.elapsed());
+                self.audit_auth(AuthKind::Reauth, reason, None);
+                return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref());
+            }
         };
         let Some(creds) = &self.credentials else {
             return;
         };
-        if identity.sub != creds.identity.sub || identity.iss != creds.identity.iss {
+        let failed = if identity.sub != creds.identity.sub || identity.iss != creds.identity.iss {
+            Some(AuthReason::IdentityMismatch)
+        } else if identity.exp < creds.identity.exp {
+            Some(AuthReason::StaleToken)
+        } else {
+            None
+        };
+        let reason = failed.unwrap_or(AuthReason::Ok);
+        metrics::auth(AuthKind::Reauth, reason, started.elapsed());
+        self.audit_auth(AuthKind::Reauth, reason, None);
+        if failed == Some(AuthReason::IdentityMismatch) {
             tracing::warn!(conn = %self.id, "REAUTH with another identity");
             return self.close(CloseCause::IdentityMismatch);
         }
-        if identity.exp < creds.identity.exp {
+        if failed == Some(AuthReason::StaleToken) {
             return self.reauth_failed(
                 "stale_token",
                 "the token expires before the current one",
@@ -272,7 +349,6 @@ impl<C: ClientIo> Session<C> {
         if let Listed::Listed(registration) = &self.listed {
             registration.update(identity.clone());
         }
-        tracing::debug!(conn = %self.id, "reauthenticated");
         if let Some(text) =
             self.proxy
                 .dialect
@@ -309,7 +385,15 @@ impl<C: ClientIo> Session<C> {
     /// Registers the authenticated connection in its worker's shard.
     fn list(&mut self, identity: Arc<Identity>) {
         if let Listed::Unlisted(shard) = &self.listed {
-            let registration = shard.register(self.id.as_str().into(), identity);
+            let about = crate::registry::About {
+                peer: self.stats.peer,
+                started: {
+                    let now = std::time::SystemTime::now();
+                    now.checked_sub(self.stats.started.elapsed()).unwrap_or(now)
+                },
+                state: self.stats.shared_state(),
+            };
+            let registration = shard.register(self.id.as_str().into(), identity, about);
             self.listed = Listed::Listed(registration);
         }
     }
@@ -363,6 +447,7 @@ impl<C: ClientIo> Session<C> {
         let now = Instant::now();
         let slow = self.proxy.session.slow_consumer_timeout;
         if self.client.blocked_since().is_some_and(|t| t + slow <= now) {
+            metrics::send_error();
             self.client.discard_queued();
             self.close(CloseCause::SlowClient);
         }
@@ -372,6 +457,7 @@ impl<C: ClientIo> Session<C> {
             .and_then(|u| u.blocked_since())
             .is_some_and(|t| t + slow <= now)
         {
+            metrics::send_error();
             if let Some(up) = &mut self.upstream {
                 up.discard_queued();
             }
@@ -380,6 +466,7 @@ impl<C: ClientIo> Session<C> {
         match &self.phase {
             Phase::Closing { until } if *until <= now => return Flow::Done,
             Phase::Authenticating { deadline } if *deadline <= now => {
+                metrics::auth_timeout();
                 self.close(CloseCause::AuthTimeout)
             }
             Phase::Authenticated => self.maybe_notice(now),
@@ -394,6 +481,7 @@ impl<C: ClientIo> Session<C> {
             self.close(CloseCause::MaxLifetime);
         }
         if self.next_ping.is_some_and(|t| t <= now) {
+            self.stats.flush();
             self.heartbeat(now);
         }
         self.flow()
@@ -413,6 +501,8 @@ impl<C: ClientIo> Session<C> {
             .auth_required(creds.identity.exp, unix_now())
         {
             self.client.push_text(&text);
+            metrics::auth_required_sent();
+            self.audit_notice("auth_required", "auth_required sent");
         }
         self.phase = Phase::ReauthPending;
         self.maybe_suspend(now);
@@ -429,8 +519,9 @@ impl<C: ClientIo> Session<C> {
         let grace = self.proxy.session.grace;
         if let Some(text) = self.proxy.dialect.token_expired(creds.identity.exp, grace) {
             self.client.push_text(&text);
+            metrics::token_expired_sent();
+            self.audit_notice("token_expired", "token expired; connection suspended");
         }
-        tracing::debug!(conn = %self.id, "token expired; connection suspended");
         self.phase = Phase::Suspended { until: now + grace };
     }
 

@@ -25,6 +25,7 @@ use tokio::time::{Instant, Sleep};
 use crate::auth::Identity;
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
+use crate::metrics::{self, ConnStats, Direction, Ending, Side, State};
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
 use crate::registry::{Command, Registration, Shard};
@@ -32,6 +33,9 @@ use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamSocket};
 use crate::wire::{Boundary, Inbound, Role, WireError};
+
+/// The target of the audit log's events.
+pub const AUDIT: &str = "wsguard::audit";
 
 /// Own frames (answers, pongs, notices) waiting on a leg beyond which its
 /// peer is not read: a peer that sends pings or requests but does not read
@@ -124,7 +128,12 @@ pub enum Start {
     },
     /// A legacy method's token was refused: the upgrade is accepted and
     /// closed at once with `invalid token`.
-    Refused,
+    Refused {
+        /// How it was presented.
+        method: crate::auth::legacy::Method,
+        /// Why it was refused.
+        reason: crate::metrics::AuthReason,
+    },
 }
 
 /// The verified identity and its clocks.
@@ -226,6 +235,8 @@ pub struct Session<C = TcpStream> {
     /// Authenticated at the upgrade and no client message seen yet: a first
     /// message that is an auth frame is handled as a REAUTH.
     first_unseen: bool,
+    /// Its metrics: state, relayed counts, how it ended.
+    stats: ConnStats,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -257,6 +268,7 @@ impl<C: ClientIo> Session<C> {
         );
         client.sniff(proxy.dialect.clone());
         client.received(received);
+        let stats = ConnStats::new(request.peer);
         Session {
             id,
             request: Some(request),
@@ -274,6 +286,7 @@ impl<C: ClientIo> Session<C> {
             client_first: true,
             far_future: now + FAR_FUTURE,
             first_unseen: false,
+            stats,
             proxy,
         }
     }
@@ -283,13 +296,18 @@ impl<C: ClientIo> Session<C> {
     pub fn begin(mut self, start: Start) -> Session<C> {
         match start {
             Start::FirstFrame => {}
-            Start::Refused => self.close(CloseCause::InvalidToken),
+            Start::Refused { method, reason } => {
+                self.audit_auth(crate::metrics::AuthKind::legacy(method), reason, None);
+                self.close(CloseCause::InvalidToken)
+            }
             Start::Verified {
                 identity,
                 token,
                 method,
             } => {
                 tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
+                let kind = crate::metrics::AuthKind::legacy(method);
+                self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
                 self.first_unseen = true;
                 self.authenticate(identity, token, Answer::Upgrade(None));
             }
@@ -302,16 +320,62 @@ impl<C: ClientIo> Session<C> {
         if let Some(request) = &self.request {
             // Path without its query (which may hold a token), escaped.
             let path = request.path_and_query.split('?').next().unwrap_or_default();
-            tracing::debug!(conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
+            tracing::info!(target: AUDIT, event = "accepted", conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
         }
         loop {
             // poll_event points the timer at the next deadline itself.
             let event = poll_fn(|cx| self.poll_event(cx)).await;
-            if let Flow::Done = self.handle(event) {
+            let flow = self.handle(event);
+            self.stats.set(self.state());
+            if let Flow::Done = flow {
                 break;
             }
         }
-        tracing::debug!(conn = %self.id, "connection finished");
+        self.audit_close();
+    }
+
+    /// The state exported for the current phase.
+    fn state(&self) -> State {
+        match self.phase {
+            Phase::Authenticating { .. } => State::Authenticating,
+            Phase::Connecting { .. } => State::Connecting,
+            Phase::Authenticated => State::Authenticated,
+            Phase::ReauthPending => State::ReauthPending,
+            Phase::Suspended { .. } => State::Suspended,
+            Phase::Closing { .. } => State::Closing,
+        }
+    }
+
+    /// The audit line of the connection's end: cause, side, code, duration.
+    fn audit_close(&self) {
+        let identity = self.credentials.as_ref().map(|c| &c.identity);
+        let ending = self.stats.ending;
+        tracing::info!(
+            target: AUDIT,
+            event = "closed",
+            conn = %self.id,
+            peer = %self.stats.peer,
+            sub = identity.map(|i| tracing::field::debug(&i.sub)),
+            iss = identity.and_then(|i| i.iss.as_ref()).map(tracing::field::debug),
+            reason = ending.map_or("none", |e| e.reason),
+            side = ending.map_or("none", |e| e.side.name()),
+            code = ending.and_then(|e| e.code),
+            duration_ms = u64::try_from(self.stats.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "connection finished"
+        );
+    }
+
+    /// Records a close a peer started with its close frame.
+    fn peer_closed(
+        &mut self,
+        side: Side,
+        frame: Option<&tokio_tungstenite::tungstenite::protocol::CloseFrame>,
+    ) {
+        self.stats.ended(Ending {
+            side,
+            reason: "peer",
+            code: frame.map(|f| u16::from(f.code)),
+        });
     }
 
     /// The earliest deadline of the current phase.
@@ -418,12 +482,14 @@ impl<C: ClientIo> Session<C> {
             Event::Command(command) => self.on_command(command),
             Event::Finished => {}
             Event::ClientWriteFailed => {
+                metrics::send_error();
                 self.client.abandon();
                 if !matches!(self.phase, Phase::Closing { .. }) {
                     self.close(CloseCause::ClientGone);
                 }
             }
             Event::UpstreamWriteFailed => {
+                metrics::send_error();
                 if let Some(up) = &mut self.upstream {
                     up.abandon();
                 }
@@ -510,6 +576,11 @@ impl<C: ClientIo> Session<C> {
             return;
         }
         tracing::debug!(conn = %self.id, reason = cause.reason(), "closing connection");
+        self.stats.ended(Ending {
+            side: Side::Proxy,
+            reason: metrics::close_label(cause),
+            code: Some(cause.client_code(self.proxy.session.close_codes)),
+        });
         let frames = cause.frames(self.proxy.session.close_codes);
         if !self.client.read_done || !self.client.write_done {
             if let Some(f) = frames.client {
@@ -551,6 +622,7 @@ impl<C: ClientIo> Session<C> {
         match item {
             _ if matches!(self.phase, Phase::Closing { .. }) => self.while_closing(item),
             Inbound::Close(frame) => {
+                self.peer_closed(Side::Client, frame.as_ref());
                 // The leg has echoed the client's close; pass it on upstream.
                 if let Some(up) = &mut self.upstream {
                     up.close(frame);
@@ -670,6 +742,8 @@ impl<C: ClientIo> Session<C> {
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
     fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
+        self.stats
+            .relayed(Direction::ToUpstream, frames, piece.bytes.len());
         match (&self.phase, &mut self.upstream) {
             (Phase::Authenticated | Phase::ReauthPending, Some(up)) => {
                 up.forward(piece.bytes, piece.start, piece.end)
@@ -693,6 +767,7 @@ impl<C: ClientIo> Session<C> {
         match item {
             Some(Ok(Inbound::Close(frame))) => {
                 if !closing {
+                    self.peer_closed(Side::Upstream, frame.as_ref());
                     self.client.close(frame);
                     self.enter_closing();
                 }
@@ -704,10 +779,15 @@ impl<C: ClientIo> Session<C> {
                 raw,
                 start,
                 boundary,
+                frames,
                 ..
-            })) => self.client.forward(raw, start, boundary),
+            })) => {
+                self.stats.relayed(Direction::ToClient, frames, raw.len());
+                self.client.forward(raw, start, boundary)
+            }
             // Not inspected on this leg; relayed whole if it ever occurs.
-            Some(Ok(Inbound::Text { raw, .. })) => {
+            Some(Ok(Inbound::Text { raw, frames, .. })) => {
+                self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client
                     .forward(raw, Boundary::Message, Boundary::Message)
             }

@@ -2,6 +2,7 @@
 //! token minting for every key kind, and client helpers.
 #![allow(dead_code)]
 
+pub mod admin;
 pub mod cli;
 pub mod lifecycle;
 pub mod raw;

@@ -92,6 +92,19 @@ impl Upstream {
         Upstream { addr, conns }
     }
 
+    /// Starts an echo server on `addr` (an address that was free, for a
+    /// test where the upstream comes back).
+    pub async fn start_on(addr: SocketAddr) -> Upstream {
+        let listener = TcpListener::bind(addr).await.expect("bind upstream again");
+        let (conn_tx, conns) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                tokio::spawn(serve(tcp, true, conn_tx.clone()));
+            }
+        });
+        Upstream { addr, conns }
+    }
+
     /// An address where nothing listens.
     pub async fn unused_addr() -> SocketAddr {
         let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
