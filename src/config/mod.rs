@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 mod auth;
 mod dialect;
+mod jwks;
 mod listener;
 mod session;
 mod upstream;
@@ -18,6 +19,7 @@ mod websocket;
 
 pub use auth::*;
 pub use dialect::*;
+pub use jwks::*;
 pub use listener::*;
 pub use session::*;
 pub use upstream::*;
@@ -129,6 +131,7 @@ impl Config {
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
+        self.check_jwks()?;
         self.check_auth()
     }
 
