@@ -235,7 +235,10 @@ fn check_online(proxy: &Proxy) -> anyhow::Result<bool> {
             }
             Err(e) => {
                 ok = false;
-                eprintln!("wsguard: provider {:?}: cannot load keys: {e}", set.provider);
+                eprintln!(
+                    "wsguard: provider {:?}: cannot load keys: {e}",
+                    set.provider
+                );
             }
         }
     }

@@ -78,7 +78,9 @@ impl Fetcher {
         let builder = hyper_rustls::HttpsConnectorBuilder::new();
         let tls = |e: rustls::Error| ConfigError::invalid(at, format!("TLS setup failed: {e}"));
         let builder = match &p.ca_file {
-            None => builder.with_provider_and_webpki_roots(provider).map_err(tls)?,
+            None => builder
+                .with_provider_and_webpki_roots(provider)
+                .map_err(tls)?,
             Some(path) => {
                 let key = format!("{at}.ca_file");
                 let roots = roots(&key, path)?;

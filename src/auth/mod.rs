@@ -243,7 +243,12 @@ impl Verifier {
     }
 
     /// Caches a fresh verification.
-    fn remember(&self, key: [u8; 32], cached: Cached, now: u64) -> Result<Arc<Identity>, AuthError> {
+    fn remember(
+        &self,
+        key: [u8; 32],
+        cached: Cached,
+        now: u64,
+    ) -> Result<Arc<Identity>, AuthError> {
         if cached.identity.exp <= now {
             return Err(AuthError::Expired);
         }
@@ -327,7 +332,7 @@ fn verified_claims(
     provider: &Provider,
     token: &str,
     header: &jsonwebtoken::Header,
-) -> Result<(Map<String, Value>, Option<Arc<str>>, Option<Arc<RemoteKeys>>), Failure> {
+) -> Result<Verified, Failure> {
     let validation = provider
         .validation(header.alg)
         .ok_or(AuthError::Algorithm)?;
@@ -356,12 +361,21 @@ fn verified_claims(
             Ok((claims, kid, Some((*remote).clone())))
         }
         (Ok((claims, kid)), _) => Ok((claims, kid, None)),
-        (Err(AuthError::NoKey), Some((remote, set))) if kid.is_some_and(|kid| unknown(provider, set, kid)) => {
+        (Err(AuthError::NoKey), Some((remote, set)))
+            if kid.is_some_and(|kid| unknown(provider, set, kid)) =>
+        {
             Err(Failure::Miss((*remote).clone(), set.generation))
         }
         (Err(e), _) => Err(e.into()),
     }
 }
+
+/// Verified claims, the `kid` of the key that verified them and its remote set.
+type Verified = (
+    Map<String, Value>,
+    Option<Arc<str>>,
+    Option<Arc<RemoteKeys>>,
+);
 
 /// Whether no key of the provider (local or in `set`) has this `kid`.
 fn unknown(provider: &Provider, set: &remote::KeySet, kid: &str) -> bool {

@@ -241,13 +241,13 @@ impl RemoteKeys {
             issuer.trim_end_matches('/')
         );
         let fetched = self.fetcher.get(&at).await?;
-        let doc: Discovery = serde_json::from_slice(&fetched.body)
-            .map_err(|_| FetchError::Garbage("discovery"))?;
+        let doc: Discovery =
+            serde_json::from_slice(&fetched.body).map_err(|_| FetchError::Garbage("discovery"))?;
         if doc.issuer != *issuer {
             return Err(FetchError::IssuerMismatch);
         }
-        let secure = doc.jwks_uri.starts_with("https://");
-        if !secure && !(self.allow_http && doc.jwks_uri.starts_with("http://")) {
+        let plain = self.allow_http && doc.jwks_uri.starts_with("http://");
+        if !(doc.jwks_uri.starts_with("https://") || plain) {
             return Err(FetchError::InsecureUri);
         }
         *self.lock_uri() = Some(doc.jwks_uri.clone());

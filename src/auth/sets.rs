@@ -101,7 +101,9 @@ impl Verifier {
         let waits: Vec<_> = if self.jwks.start_without_keys {
             Vec::new()
         } else {
-            self.remotes().map(|r| (r.name.clone(), r.state())).collect()
+            self.remotes()
+                .map(|r| (r.name.clone(), r.state()))
+                .collect()
         };
         async move {
             let deadline = tokio::time::Instant::now() + timeout;
@@ -136,9 +138,10 @@ impl Verifier {
                     keys.iter()
                         .map(|k| {
                             let kid = k.kid.as_deref().unwrap_or_default().to_owned();
-                            let alg = k
-                                .alg
-                                .map_or_else(|| format!("any {:?}", k.family), |a| format!("{a:?}"));
+                            let alg = k.alg.map_or_else(
+                                || format!("any {:?}", k.family),
+                                |a| format!("{a:?}"),
+                            );
                             (kid, alg)
                         })
                         .collect()

@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{ClientIo, Credentials, Flow, Listed, Phase, Session};
-use crate::auth::{unix_now, AuthError, Identity};
+use crate::auth::{unix_now, AuthError, Identity, KeyWait, Verdict};
 use crate::headers::ClientRequest;
 use crate::protocol::{self, ClientFrame};
 use crate::registry::Command;
@@ -58,13 +58,61 @@ impl<C: ClientIo> Session<C> {
                 return self.close(CloseCause::AuthRequired)
             }
         };
-        let identity = match token.as_deref().map(|t| self.proxy.verifier.verify(t)) {
-            Some(Ok(identity)) => identity,
-            Some(Err(e)) => {
+        let Some(token) = token else {
+            return self.close(CloseCause::InvalidToken);
+        };
+        match self.proxy.verifier.verify_or_wait(&token) {
+            Verdict::Done(result) => self.first_verified(id, token, result),
+            // The client is not read meanwhile; session.auth_timeout still runs.
+            Verdict::Wait(wait) => self.await_keys(wait, token, id, true),
+        }
+    }
+
+    /// A token waits for its provider's refetch (an unknown `kid`).
+    fn await_keys(&mut self, wait: KeyWait, token: String, reply_to: Option<Value>, first: bool) {
+        self.awaiting = Some(Box::new(super::Awaiting {
+            wait,
+            token,
+            reply_to,
+            first,
+        }));
+    }
+
+    /// The refetch a token waited for is done: it is verified again (an
+    /// unknown `kid` now is `no matching key`).
+    pub(super) fn on_keys_arrived(&mut self) {
+        let Some(awaiting) = self.awaiting.take() else {
+            return;
+        };
+        let super::Awaiting {
+            token,
+            reply_to,
+            first,
+            ..
+        } = *awaiting;
+        let result = self.proxy.verifier.verify(&token);
+        match self.phase {
+            Phase::Authenticating { .. } if first => self.first_verified(reply_to, token, result),
+            Phase::Authenticated | Phase::ReauthPending | Phase::Suspended { .. } if !first => {
+                self.reauth_verified(result, reply_to.as_ref())
+            }
+            _ => {}
+        }
+    }
+
+    /// The first token's verification is known.
+    fn first_verified(
+        &mut self,
+        id: Option<Value>,
+        token: String,
+        result: Result<Arc<Identity>, AuthError>,
+    ) {
+        let identity = match result {
+            Ok(identity) => identity,
+            Err(e) => {
                 tracing::debug!(conn = %self.id, error = %e, "first token refused");
                 return self.close(CloseCause::InvalidToken);
             }
-            None => return self.close(CloseCause::InvalidToken),
         };
         // Values from a token are logged escaped (Debug), never as they are.
         tracing::debug!(conn = %self.id, sub = ?identity.sub, provider = %identity.provider, "authenticated");
@@ -75,7 +123,7 @@ impl<C: ClientIo> Session<C> {
         if self.proxy.session.upstream_notice {
             self.notice_key = Some(protocol::notice_key().into());
         }
-        let attempt = self.connect_upstream(request, &identity, token.unwrap_or_default());
+        let attempt = self.connect_upstream(request, &identity, token);
         let s = &self.proxy.session;
         self.credentials = Some(Credentials::new(
             identity.clone(),
@@ -188,13 +236,21 @@ impl<C: ClientIo> Session<C> {
                 id.as_ref(),
             );
         }
-        let verified = match token.as_deref() {
-            Some(t) => self.proxy.verifier.verify(t),
-            None => Err(AuthError::Malformed),
+        let Some(token) = token else {
+            return self.reauth_verified(Err(AuthError::Malformed), id.as_ref());
         };
+        match self.proxy.verifier.verify_or_wait(&token) {
+            Verdict::Done(result) => self.reauth_verified(result, id.as_ref()),
+            // Relaying goes on meanwhile; a newer REAUTH replaces this one.
+            Verdict::Wait(wait) => self.await_keys(wait, token, id, false),
+        }
+    }
+
+    /// A REAUTH token's verification is known.
+    fn reauth_verified(&mut self, verified: Result<Arc<Identity>, AuthError>, id: Option<&Value>) {
         let identity = match verified {
             Ok(identity) => identity,
-            Err(e) => return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref()),
+            Err(e) => return self.reauth_failed("invalid_token", &e.to_string(), id),
         };
         let Some(creds) = &self.credentials else {
             return;
@@ -207,10 +263,10 @@ impl<C: ClientIo> Session<C> {
             return self.reauth_failed(
                 "stale_token",
                 "the token expires before the current one",
-                id.as_ref(),
+                id,
             );
         }
-        self.reauthenticated(identity, id.as_ref());
+        self.reauthenticated(identity, id);
     }
 
     /// Records a REAUTH attempt; true when it came too soon after the last.
