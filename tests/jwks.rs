@@ -173,6 +173,16 @@ async fn bad_answers_stop_start_up_with_the_provider_and_the_reason() {
             .expect("start-up must fail");
         assert!(err.contains("\"idp\"") && err.contains(reason), "{err}");
     }
+    // An allowed algorithm without a key of its family is checked when the
+    // set loads (not by `wsguard check`, which has no set).
+    let idp = Idp::start(vec![jwk("kid-a")]).await;
+    let auth = discovery_auth(&idp, jwks, "").replace(
+        "algorithms = [\"ES256\"]",
+        "algorithms = [\"ES256\", \"RS256\"]",
+    );
+    let err = proxy(up.addr).auth(&auth).try_start().await.err();
+    let err = err.expect("start-up must fail");
+    assert!(err.contains("no key for allowed algorithm RS256"), "{err}");
 }
 
 #[tokio::test]
@@ -330,6 +340,25 @@ async fn a_reauth_after_key_removal_keeps_the_connection() {
     recv_type(&mut a, "AUTHENTICATED").await;
     expect_silence(&mut a, Duration::from_millis(2500)).await;
     round_trip(&mut a, "still here").await;
+}
+
+#[tokio::test]
+async fn a_reauth_waiting_for_a_refetch_does_not_pause_relaying() {
+    let up = Upstream::start(true).await;
+    let idp = Idp::start(vec![jwk("kid-a")]).await;
+    let p = proxy(up.addr)
+        .auth(&discovery_auth(&idp, "refresh_interval = \"1h\"", ""))
+        .start()
+        .await;
+    let mut ws = authed(&p, "/", &token_a(&idp, "alice")).await;
+    idp.set_keys(vec![jwk("kid-a"), ec_pem_jwk("kid-new")]);
+    idp.answer(Answer::Slow(Duration::from_millis(800)));
+    send(&mut ws, reauth("r1", &token_ec(&idp, "kid-new", "alice"))).await;
+    // While the refetch runs, data still goes both ways.
+    round_trip(&mut ws, "during the refetch").await;
+    let v = recv_type(&mut ws, "AUTHENTICATED").await;
+    assert_eq!(v["payload"]["in_reply_to"], "r1", "{v}");
+    assert_eq!(idp.fetches(), 2);
 }
 
 #[tokio::test]

@@ -240,7 +240,11 @@ impl<C: ClientIo> Session<C> {
             return self.reauth_verified(Err(AuthError::Malformed), id.as_ref());
         };
         match self.proxy.verifier.verify_or_wait(&token) {
-            Verdict::Done(result) => self.reauth_verified(result, id.as_ref()),
+            Verdict::Done(result) => {
+                // A newer REAUTH supersedes one still waiting for keys.
+                self.awaiting = None;
+                self.reauth_verified(result, id.as_ref())
+            }
             // Relaying goes on meanwhile; a newer REAUTH replaces this one.
             Verdict::Wait(wait) => self.await_keys(wait, token, id, false),
         }
