@@ -2,12 +2,15 @@
 # wsguard benchmark harness.
 #
 #   bench/run.sh [--install] [--quick] [--rounds N] [--targets "direct nginx haproxy wsguard"]
-#                [--modes "echo handshake idle reauth"] [--out FILE.md] [--perf] [--keep]
+#                [--modes "echo handshake idle reauth rotation"] [--out FILE.md] [--perf] [--keep]
 #
 # Starts an echo upstream, nginx, HAProxy and (when bench/wsguard.toml exists)
 # wsguard on free loopback ports, runs interleaved rounds of the loadgen modes
 # (echo, handshake, idle, reauth) and prints a markdown table of medians, also
-# written to FILE.md (JSON lines beside it). Everything it starts is stopped on
+# written to FILE.md (JSON lines beside it). With wsguard, `rotation` runs once
+# after the rounds: `benchtool rotation-storm` (its own wsguard process and
+# JWKS server; 5000 connections present a new kid at once: it fails unless
+# all authenticate with exactly one JWKS fetch; 200 in --quick). Everything it starts is stopped on
 # exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
 # --perf: perf-record wsguard during its first run of the first mode selected
 # (echo, or handshake with HS256 tokens; perf-*.data beside the results). --keep: keep the temp dir with configs and logs.
@@ -294,7 +297,7 @@ rotate() { # print ACTIVE rotated by $1
 }
 
 QUIET_WAIT=${BENCH_QUIET_WAIT:-30s}
-MODES=" ${MODES:-echo handshake idle reauth} "
+MODES=" ${MODES:-echo handshake idle reauth rotation} "
 mode_on() { [[ $MODES == *" $1 "* ]]; }
 if [[ $QUICK == 1 ]]; then
     ROUNDS=1
@@ -369,6 +372,15 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
     fi
 done
 
+if mode_on rotation && [[ " ${ACTIVE[*]} " == *" wsguard "* ]]; then
+    STORM=()
+    [[ $QUICK == 1 ]] && STORM=(--quick)
+    if ! "$BIN/benchtool" rotation-storm --wsguard "$WSGUARD_BIN" "${STORM[@]}" | tee -a "$TMP/rotation.jsonl"; then
+        FAILED_RUNS=$((FAILED_RUNS + 1))
+        log "rotation-storm failed"
+    fi
+fi
+
 # ---------------------------------------------------------------- report
 {
     echo "## wsguard benchmark $STAMP$SUFFIX"
@@ -384,6 +396,7 @@ done
         "(% of one core; should be ~0 — if not, something else was running)"
     echo "- load average at start: $LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- idle: each run on a freshly started target process"
+    [[ -s $TMP/rotation.jsonl ]] && echo "- rotation storm: $(cat "$TMP/rotation.jsonl")"
     [[ $FAILED_RUNS -gt 0 ]] && echo "- WARNING: $FAILED_RUNS runs exited non-zero (see errors columns and $JSONL)"
     "$BIN/benchtool" table "$JSONL"
 } | tee "$OUT"

@@ -39,7 +39,7 @@ enum Command {
     /// Run the proxy (the default).
     Run(ConfigArg),
     /// Validate a configuration file and exit.
-    Check(ConfigArg),
+    Check(CheckArgs),
     /// Mint an HS256 token for development and tests.
     Token(TokenArgs),
     /// Connect to a proxy as a client: authenticate, print every frame, send
@@ -57,6 +57,18 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         reauth_lead: Duration,
     },
+}
+
+/// The flags of `wsguard check`.
+#[derive(Args)]
+struct CheckArgs {
+    /// Configuration file of the proxy.
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Also fetch every provider's keys (discovery, JWKS URL) and print,
+    /// per provider, the kids and algorithms found.
+    #[arg(long)]
+    online: bool,
 }
 
 /// The flags of `wsguard connect`.
@@ -166,7 +178,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         init_logging(&LogConfig::default());
     }
     match command {
-        Command::Check(arg) => check(&config_path(arg, &cli.config, "check")?),
+        Command::Check(args) => check(
+            &config_path(args.config, &cli.config, "check")?,
+            args.online,
+        ),
         Command::Token(args) => token(args),
         Command::Connect(args) => connect(args),
         Command::Demo {
@@ -200,10 +215,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// `wsguard check`: loads the file and every key, prints `ok`; warns when the
-/// only key is the reference configuration's throwaway example key.
-fn check(path: &Path) -> anyhow::Result<ExitCode> {
+/// only key is the reference configuration's throwaway example key. With
+/// `online`, also fetches every provider's keys and prints them.
+fn check(path: &Path, online: bool) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    Proxy::new(&config)?;
+    let proxy = Proxy::new(&config)?;
+    if online && !check_online(&proxy)? {
+        return Ok(ExitCode::FAILURE);
+    }
     if only_example_key(&config) {
         eprintln!(
             "wsguard: warning: the only key configured is the throwaway example key \
@@ -213,6 +232,32 @@ fn check(path: &Path) -> anyhow::Result<ExitCode> {
     }
     println!("{}: ok", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `wsguard check --online`: one line per provider with fetched keys (its
+/// kids and algorithms, or why they could not be loaded); false if one failed.
+fn check_online(proxy: &Proxy) -> anyhow::Result<bool> {
+    let fetched = runtime()?.block_on(proxy.verifier.fetch_all());
+    let mut ok = true;
+    for set in fetched {
+        match set.keys {
+            Ok(keys) => {
+                let keys: Vec<String> = keys
+                    .iter()
+                    .map(|(kid, alg)| format!("{kid:?} {alg}"))
+                    .collect();
+                println!("provider {:?}: {}", set.provider, keys.join(", "));
+            }
+            Err(e) => {
+                ok = false;
+                eprintln!(
+                    "wsguard: provider {:?}: cannot load keys: {e}",
+                    set.provider
+                );
+            }
+        }
+    }
+    Ok(ok)
 }
 
 /// The public half of the reference configuration's example key, whose
@@ -227,14 +272,10 @@ fn only_example_key(config: &Config) -> bool {
         | KeyConfig::Ed25519 { pem_file, .. } => {
             std::fs::read_to_string(pem_file).is_ok_and(|text| text.trim() == EXAMPLE_KEY.trim())
         }
-        KeyConfig::Hmac { .. } | KeyConfig::Jwks { .. } => false,
+        KeyConfig::Hmac { .. } | KeyConfig::Jwks { .. } | KeyConfig::JwksUrl { .. } => false,
     };
-    config
-        .auth
-        .providers
-        .iter()
-        .flat_map(|p| &p.keys)
-        .all(is_example)
+    let providers = &config.auth.providers;
+    !providers.iter().any(|p| p.discovery) && providers.iter().flat_map(|p| &p.keys).all(is_example)
 }
 
 /// `wsguard token`: prints one token on standard output.
@@ -293,12 +334,21 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
     let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
+    // Background work (key refresh, admin listener, probes) runs there, never on a worker.
     let control = Control::start().context("cannot start the control thread")?;
     let bind = config.listener.bind;
     let workers = config
         .listener
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
+    // Owned by the process: a reload of the configuration keeps it.
+    let registry = std::sync::Arc::new(Registry::new(workers));
+    proxy
+        .verifier
+        .start(control.handle(), registry.clone(), config.session.grace);
+    control
+        .run(proxy.verifier.first_keys())?
+        .map_err(|e| anyhow::anyhow!("auth.providers: {e}"))?;
     let listeners = wsguard::workers::bind(bind, workers)
         .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
     let addr = listeners
@@ -306,8 +356,6 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .context("no listening socket was bound")?
         .local_addr()?;
     tracing::info!(addr = %addr, workers, "wsguard listening");
-    // Owned by the process: a reload of the configuration keeps it.
-    let registry = std::sync::Arc::new(Registry::new(workers));
     control
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
@@ -328,7 +376,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
 /// the upstream probe behind `/readyz`, on the control thread.
 fn start_admin(
     config: &Config,
-    proxy: &Proxy,
+    proxy: &std::sync::Arc<Proxy>,
     control: &Control,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     registry: std::sync::Arc<Registry>,
@@ -347,6 +395,9 @@ fn start_admin(
     control
         .handle()
         .spawn(health.clone().probe_upstream(authority));
+    control
+        .handle()
+        .spawn(wsguard::admin::watch_keys(proxy.clone(), health.clone()));
     let admin = wsguard::admin::Admin::new(metrics, health, registry, token.as_deref());
     control.handle().spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {

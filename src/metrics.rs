@@ -331,7 +331,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 18] = [
+const CAUSES: [CloseCause; 19] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -350,6 +350,7 @@ const CAUSES: [CloseCause; 18] = [
     CloseCause::TooManyFailedReauth,
     CloseCause::PingTimeout,
     CloseCause::MaxLifetime,
+    CloseCause::KeyRevoked,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -375,6 +376,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         TooManyFailedReauth => "too_many_failed_reauth",
         PingTimeout => "ping_timeout",
         MaxLifetime => "max_lifetime",
+        KeyRevoked => "key_revoked",
     }
 }
 
@@ -426,7 +428,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 18],
+    closes: [Counter; 19],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -632,6 +634,31 @@ impl Drop for ConnStats {
     fn drop(&mut self) {
         self.flush();
         handles().active[self.shown as usize].decrement(1.0);
+    }
+}
+
+/// Exports the key sets' counts (`wsguard_jwks_refresh_total`,
+/// `wsguard_jwks_keys`, `wsguard_jwks_age_seconds`), one series per
+/// provider with fetched keys (their names come from the configuration,
+/// so their number is bounded). Called about once a second on the control
+/// thread, never on a connection's path.
+pub fn key_sets(sets: &[(std::sync::Arc<str>, &crate::auth::KeyStats)], now_unix: u64) {
+    use std::sync::atomic::Ordering::Relaxed;
+    for (provider, stats) in sets {
+        let name = provider.to_string();
+        let refresh = |result: &'static str, n: u64| {
+            metrics::counter!(JWKS_REFRESH_TOTAL.0, "provider" => name.clone(), "result" => result)
+                .absolute(n)
+        };
+        refresh("ok", stats.fetches_ok.load(Relaxed));
+        refresh("failed", stats.fetches_failed.load(Relaxed));
+        metrics::gauge!(JWKS_KEYS.0, "provider" => name.clone())
+            .set(stats.keys.load(Relaxed) as f64);
+        let loaded = stats.loaded_at.load(Relaxed);
+        if loaded > 0 {
+            metrics::gauge!(JWKS_AGE_SECONDS.0, "provider" => name.clone())
+                .set(now_unix.saturating_sub(loaded) as f64);
+        }
     }
 }
 

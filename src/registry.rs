@@ -299,6 +299,7 @@ mod tests {
             claims_b64: String::new(),
             provider: "p".into(),
             issuer_pinned: false,
+            kid: None,
         })
     }
 

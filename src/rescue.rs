@@ -65,6 +65,9 @@ pub enum CloseCause {
     PingTimeout,
     /// `session.max_connection_lifetime` was reached.
     MaxLifetime,
+    /// The key that signed the connection's token left its provider's set,
+    /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
+    KeyRevoked,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -103,6 +106,7 @@ impl CloseCause {
             TooManyFailedReauth => "too many failed reauth",
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
+            KeyRevoked => "key revoked",
         }
     }
 
@@ -113,11 +117,11 @@ impl CloseCause {
         match self {
             AuthTimeout if distinct => 4408,
             AuthRequired if distinct => 4400,
-            InvalidToken if distinct => 4401,
+            InvalidToken | KeyRevoked if distinct => 4401,
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
@@ -359,6 +363,12 @@ mod tests {
             CloseCause::UpstreamUnavailable.client_code(CloseCodes::Distinct),
             1013
         );
+        assert_eq!(CloseCause::KeyRevoked.client_code(CloseCodes::Policy), 1008);
+        assert_eq!(
+            CloseCause::KeyRevoked.client_code(CloseCodes::Distinct),
+            4401
+        );
+        assert_eq!(CloseCause::KeyRevoked.reason(), "key revoked");
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

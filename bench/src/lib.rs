@@ -5,5 +5,6 @@ pub mod client;
 pub mod modes;
 pub mod procstat;
 pub mod report;
+pub mod rotation;
 pub mod table;
 pub mod tokens;

@@ -166,7 +166,26 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: A
     }
 }
 
-/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] (on the control thread).
+/// Every second: whether every provider has a key set (readiness), and
+/// the key sets' metrics.
+pub async fn watch_keys(
+    proxy: std::sync::Arc<crate::proxy::Proxy>,
+    health: std::sync::Arc<Health>,
+) {
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        ticks.tick().await;
+        let sets = proxy.verifier.key_stats();
+        let loaded = sets
+            .iter()
+            .all(|(_, s)| s.loaded_at.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        health.set_keys_loaded(loaded);
+        crate::metrics::key_sets(&sets, crate::auth::unix_now());
+    }
+}
+
+/// Runs the recorder's upkeep every [`UPKEEP_INTERVAL`] (on the control
+/// thread; histograms would grow without it).
 pub async fn upkeep(metrics: PrometheusHandle) {
     let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
     loop {

@@ -1,5 +1,5 @@
 //! Which keys of a JWKS may verify tokens, and turning them into [`Key`]s.
-//! Shared by every JWKS source (local files today): the rules here decide
+//! Shared by every JWKS source (local files, fetched sets): the rules here decide
 //! what a key may ever be used for, [`Key::fits`] what it is used for with
 //! one token.
 
@@ -34,7 +34,7 @@ pub fn verification_key(jwk: &Jwk) -> Result<Option<Key>, String> {
         ));
     }
     Ok(Some(Key {
-        kid: Some(kid),
+        kid: Some(kid.into()),
         family: key.family(),
         alg,
         key,

@@ -15,8 +15,8 @@ pub const MIN_HMAC_SECRET_BYTES: usize = 32;
 
 /// One verification key, ready to use.
 pub struct Key {
-    /// The `kid` this key answers to, if any.
-    pub kid: Option<String>,
+    /// The `kid` this key answers to, if any (shared with the identities it verifies).
+    pub kid: Option<std::sync::Arc<str>>,
     /// Which algorithms the key can verify.
     pub family: AlgorithmFamily,
     /// The one algorithm the key may verify, when its source names one (a
@@ -37,7 +37,7 @@ impl Key {
         self.family == alg.family()
             && self.alg.is_none_or(|own| own == alg)
             && match (kid, &self.kid) {
-                (Some(want), Some(have)) => want == have,
+                (Some(want), Some(have)) => want == &**have,
                 _ => true,
             }
     }
@@ -55,6 +55,8 @@ pub fn load(at: &str, config: &KeyConfig) -> Result<Vec<Key>, ConfigError> {
         KeyConfig::Ec { kid, pem_file } => pem(at, kid, pem_file, AlgorithmFamily::Ec),
         KeyConfig::Ed25519 { kid, pem_file } => pem(at, kid, pem_file, AlgorithmFamily::Ed),
         KeyConfig::Jwks { file } => jwks(&format!("{at}.file"), file),
+        // Fetched by the provider's refresh task (`auth/remote.rs`).
+        KeyConfig::JwksUrl { .. } => Ok(Vec::new()),
     }
 }
 
@@ -90,7 +92,7 @@ fn hmac(
         ));
     }
     Ok(vec![Key {
-        kid: kid.clone(),
+        kid: kid.as_deref().map(Into::into),
         family: AlgorithmFamily::Hmac,
         alg: None,
         key: DecodingKey::from_secret(secret.as_bytes()),
@@ -148,7 +150,7 @@ fn pem(
     }
     .map_err(|e| ConfigError::invalid(&key, format!("not a usable public key PEM: {e}")))?;
     Ok(vec![Key {
-        kid: kid.clone(),
+        kid: kid.as_deref().map(Into::into),
         family,
         alg: None,
         key: parsed,

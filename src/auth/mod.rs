@@ -4,21 +4,28 @@
 //! and `kid` are read before the signature is verified, and only to choose
 //! the provider and the key: the identity is taken from the verified claims.
 
+mod fetch;
 mod jwk;
 mod keys;
 pub mod legacy;
 mod provider;
+mod remote;
+mod sets;
 
+pub use fetch::FetchError;
 pub use keys::MIN_HMAC_SECRET_BYTES;
+pub use remote::KeyStats;
+pub use sets::{KeyWait, ProviderKeys, Verdict};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{AuthConfig, ConfigError};
+use crate::config::{AuthConfig, ConfigError, JwksConfig};
 use provider::Provider;
+use remote::{Miss, RemoteKeys};
 
 /// Why a token was refused. The messages are safe to show the client: they
 /// never contain the token or its claims.
@@ -77,6 +84,9 @@ pub struct Identity {
     /// Whether that provider pins an `issuer` (then `iss` is that issuer;
     /// otherwise whoever holds the provider's key chose it).
     pub issuer_pinned: bool,
+    /// The `kid` of the key that verified it (shared with the key), if the
+    /// key has one: connections are found by it when the key is removed.
+    pub kid: Option<Arc<str>>,
 }
 
 impl Identity {
@@ -97,8 +107,37 @@ pub struct Verifier {
     providers: Vec<Provider>,
     /// Clock-skew allowance, seconds.
     leeway: u64,
-    /// Verified tokens by the SHA-256 of their text (32 bytes a token, not its length).
-    cache: Option<moka::sync::Cache<[u8; 32], Arc<Identity>>>,
+    /// Verified tokens by the SHA-256 of their text (32 bytes a token, not
+    /// its length), with the remote set whose key verified it (a hit whose
+    /// key left that set is dropped).
+    cache: Option<moka::sync::Cache<[u8; 32], Cached>>,
+    /// `[auth.jwks]`.
+    jwks: JwksConfig,
+    /// The refresh tasks started (stopped when the verifier is dropped).
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// A cached verification.
+#[derive(Clone)]
+struct Cached {
+    /// The identity.
+    identity: Arc<Identity>,
+    /// The remote set of the key that verified it, if it is one.
+    remote: Option<Arc<RemoteKeys>>,
+}
+
+/// Why a token was not verified, inside the verifier.
+enum Failure {
+    /// Refused.
+    Auth(AuthError),
+    /// Its `kid` is not in the provider's remote set of this generation.
+    Miss(Arc<RemoteKeys>, u64),
+}
+
+impl From<AuthError> for Failure {
+    fn from(e: AuthError) -> Failure {
+        Failure::Auth(e)
+    }
 }
 
 /// The latest `exp` accepted: the end of year 9999 (an `exp` in
@@ -130,7 +169,7 @@ impl Verifier {
                     "another provider already has this issuer",
                 ));
             }
-            providers.push(Provider::from_config(&at, p, leeway)?);
+            providers.push(Provider::from_config(&at, p, leeway, &config.jwks)?);
         }
         let cache = (config.cache_size > 0).then(|| {
             moka::sync::Cache::builder()
@@ -142,53 +181,104 @@ impl Verifier {
             providers,
             leeway,
             cache,
+            jwks: config.jwks.clone(),
+            tasks: Mutex::new(Vec::new()),
         })
     }
 
     /// Verifies a token and returns the identity it proves. A token is only
     /// accepted while its `exp` is ahead of our clock: the leeway absorbs
     /// clock skew in `nbf` and `iat`, but a connection's identity cannot
-    /// outlive `exp`, so accepting an expired token would buy nothing.
+    /// outlive `exp`, so accepting an expired token would buy nothing. An
+    /// unknown `kid` is refused at once (`no matching key`); see
+    /// [`Verifier::verify_or_wait`] for the refetch.
     pub fn verify(&self, token: &str) -> Result<Arc<Identity>, AuthError> {
+        match self.check(token, false) {
+            Verdict::Done(result) => result,
+            Verdict::Wait(_) => Err(AuthError::NoKey),
+        }
+    }
+
+    /// Like [`Verifier::verify`], but a `kid` unknown to a provider's
+    /// remote set asks for a refetch (at most one per
+    /// `auth.jwks.refetch_cooldown`): then the caller waits for the
+    /// [`KeyWait`] and verifies the token again with [`Verifier::verify`].
+    pub fn verify_or_wait(&self, token: &str) -> Verdict {
+        self.check(token, true)
+    }
+
+    fn check(&self, token: &str, may_wait: bool) -> Verdict {
         let now = unix_now();
         let key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();
         if let Some(cache) = &self.cache {
-            if let Some(identity) = cache.get(&key) {
-                if identity.exp > now {
-                    return Ok(identity);
+            if let Some(hit) = cache.get(&key) {
+                if hit.identity.exp <= now {
+                    cache.invalidate(&key);
+                    return Verdict::Done(Err(AuthError::Expired));
                 }
+                if still_keyed(&hit) {
+                    return Verdict::Done(Ok(hit.identity));
+                }
+                // Its key left the set: verified again, from scratch.
                 cache.invalidate(&key);
-                return Err(AuthError::Expired);
             }
         }
-        let identity = Arc::new(self.verify_uncached(token, now)?);
-        if identity.exp <= now {
+        let mut retried = false;
+        loop {
+            return match self.verify_uncached(token, now) {
+                Ok(cached) => Verdict::Done(self.remember(key, cached, now)),
+                Err(Failure::Auth(e)) => Verdict::Done(Err(e)),
+                Err(Failure::Miss(..)) if !may_wait || retried => {
+                    Verdict::Done(Err(AuthError::NoKey))
+                }
+                Err(Failure::Miss(remote, generation)) => match remote.miss(generation) {
+                    Miss::Retry => {
+                        retried = true;
+                        continue;
+                    }
+                    Miss::Wait(done) => Verdict::Wait(KeyWait::new(done)),
+                    Miss::Refuse => Verdict::Done(Err(AuthError::NoKey)),
+                },
+            };
+        }
+    }
+
+    /// Caches a fresh verification.
+    fn remember(
+        &self,
+        key: [u8; 32],
+        cached: Cached,
+        now: u64,
+    ) -> Result<Arc<Identity>, AuthError> {
+        if cached.identity.exp <= now {
             return Err(AuthError::Expired);
         }
+        let identity = cached.identity.clone();
         if let Some(cache) = &self.cache {
-            cache.insert(key, identity.clone());
+            cache.insert(key, cached);
         }
         Ok(identity)
     }
 
-    fn verify_uncached(&self, token: &str, now: u64) -> Result<Identity, AuthError> {
+    fn verify_uncached(&self, token: &str, now: u64) -> Result<Cached, Failure> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
         if header.crit.is_some() {
             // RFC 7515 §4.1.11: extensions that must be understood; wsguard
             // implements none (an empty list is not allowed either).
-            return Err(AuthError::Malformed);
+            return Err(AuthError::Malformed.into());
         }
         let unverified: Unverified = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| AuthError::Malformed)?;
         let iss = match &unverified.iss {
             None => None,
             Some(Value::String(s)) => Some(s.as_str()),
-            Some(_) => return Err(AuthError::Malformed),
+            Some(_) => return Err(AuthError::Malformed.into()),
         };
         let provider = self.provider_for(iss)?;
-        let claims = verified_claims(provider, token, &header)?;
+        let (claims, kid, remote) = verified_claims(provider, token, &header)?;
         self.check_claims(provider, &claims, now)?;
-        identity(provider, token, claims)
+        let identity = Arc::new(identity(provider, token, claims, kid)?);
+        Ok(Cached { identity, remote })
     }
 
     /// Checks `iat` and the provider's `required_claims` (jsonwebtoken has
@@ -236,26 +326,73 @@ impl Verifier {
 
 /// The claims of `token`, checked by jsonwebtoken (signature, `exp`, `nbf`,
 /// `aud`, `iss`) with the first key of `provider` that fits the header and
-/// whose signature matches.
+/// whose signature matches (its local keys, then its remote set), with the
+/// `kid` of that key and the remote set it is from. A `kid` that no key has
+/// is a miss of the remote set, if the provider has one.
 fn verified_claims(
     provider: &Provider,
     token: &str,
     header: &jsonwebtoken::Header,
-) -> Result<Map<String, Value>, AuthError> {
+) -> Result<Verified, Failure> {
     let validation = provider
         .validation(header.alg)
         .ok_or(AuthError::Algorithm)?;
     let kid = header.kid.as_deref();
+    let set = provider.remote.as_ref().map(|r| (r, r.current()));
+    let remote_keys = set.iter().flat_map(|(_, set)| set.keys.iter());
     let mut result = Err(AuthError::NoKey);
-    for key in provider.keys.iter().filter(|k| k.fits(header.alg, kid)) {
+    let mut from_remote = false;
+    for (key, remote) in provider
+        .keys
+        .iter()
+        .map(|k| (k, false))
+        .chain(remote_keys.map(|k| (k, true)))
+        .filter(|(k, _)| k.fits(header.alg, kid))
+    {
         result = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, validation)
-            .map(|data| data.claims)
+            .map(|data| (data.claims, key.kid.clone()))
             .map_err(map_error);
+        from_remote = remote;
         if !matches!(result, Err(AuthError::Signature)) {
             break;
         }
     }
-    result
+    match (result, &set) {
+        (Ok((claims, kid)), Some((remote, _))) if from_remote => {
+            Ok((claims, kid, Some((*remote).clone())))
+        }
+        (Ok((claims, kid)), _) => Ok((claims, kid, None)),
+        (Err(AuthError::NoKey), Some((remote, set)))
+            if kid.is_some_and(|kid| unknown(provider, set, kid)) =>
+        {
+            Err(Failure::Miss((*remote).clone(), set.generation))
+        }
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// Verified claims, the `kid` of the key that verified them and its remote set.
+type Verified = (
+    Map<String, Value>,
+    Option<Arc<str>>,
+    Option<Arc<RemoteKeys>>,
+);
+
+/// Whether no key of the provider (local or in `set`) has this `kid`.
+fn unknown(provider: &Provider, set: &remote::KeySet, kid: &str) -> bool {
+    !provider
+        .keys
+        .iter()
+        .chain(&set.keys)
+        .any(|k| k.kid.as_deref() == Some(kid))
+}
+
+/// Whether a cached verification's key is still in its set.
+fn still_keyed(hit: &Cached) -> bool {
+    match (&hit.remote, &hit.identity.kid) {
+        (Some(remote), Some(kid)) => remote.has(kid),
+        _ => true,
+    }
 }
 
 /// The identity proved by verified `claims` (`sub`, `iss` and `exp` taken
@@ -264,6 +401,7 @@ fn identity(
     provider: &Provider,
     token: &str,
     mut claims: Map<String, Value>,
+    kid: Option<Arc<str>>,
 ) -> Result<Identity, AuthError> {
     let sub = match claims.remove("sub") {
         Some(Value::String(s)) => s,
@@ -290,6 +428,7 @@ fn identity(
         claims_b64,
         provider: provider.name.clone(),
         issuer_pinned: provider.issuer.is_some(),
+        kid,
     })
 }
 

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use jsonwebtoken::{Algorithm, Validation};
 
+use super::fetch::Fetcher;
 use super::keys::{self, Key};
-use crate::config::{ConfigError, ProviderConfig};
+use super::remote::{RemoteKeys, Source};
+use crate::config::{ConfigError, JwksConfig, KeyConfig, ProviderConfig};
 
 /// One configured issuer.
 pub(super) struct Provider {
@@ -24,17 +26,48 @@ pub(super) struct Provider {
     pub validations: Vec<(Algorithm, Validation)>,
     /// Claims that must be present with a value.
     pub required: BTreeMap<String, String>,
-    /// Verification keys.
+    /// Verification keys from the configuration.
     pub keys: Vec<Key>,
+    /// The set fetched from the identity provider, if it has one.
+    pub remote: Option<Arc<RemoteKeys>>,
 }
 
 impl Provider {
     /// Builds `auth.providers[i]` (`at`), loading its keys.
-    pub fn from_config(at: &str, p: &ProviderConfig, leeway: u64) -> Result<Provider, ConfigError> {
+    pub fn from_config(
+        at: &str,
+        p: &ProviderConfig,
+        leeway: u64,
+        jwks: &JwksConfig,
+    ) -> Result<Provider, ConfigError> {
         let algorithms = algorithms(at, &p.algorithms)?;
-        let keys = load_keys(at, p)?;
-        check_key_families(at, &algorithms, &keys)?;
+        let source = source(at, p)?;
+        let keys = load_keys(at, p, source.is_some())?;
+        let remote = match source {
+            // The families of a fetched set are checked when it loads.
+            Some(source) => {
+                let covered = algorithms
+                    .iter()
+                    .copied()
+                    .filter(|&alg| keys.iter().any(|k| k.fits(alg, None)))
+                    .collect();
+                Some(Arc::new(RemoteKeys::new(
+                    Arc::from(p.name.as_str()),
+                    source,
+                    Fetcher::new(at, p, jwks)?,
+                    algorithms.clone(),
+                    covered,
+                    p.allow_insecure_http,
+                    jwks.clone(),
+                )))
+            }
+            None => {
+                check_key_families(at, &algorithms, &keys)?;
+                None
+            }
+        };
         Ok(Provider {
+            remote,
             name: Arc::from(p.name.as_str()),
             issuer: p.issuer.clone(),
             validations: algorithms
@@ -77,13 +110,76 @@ fn algorithms(at: &str, names: &[String]) -> Result<Vec<Algorithm>, ConfigError>
     Ok(algorithms)
 }
 
-/// Every `keys` entry, loaded; at least one key in all.
-fn load_keys(at: &str, p: &ProviderConfig) -> Result<Vec<Key>, ConfigError> {
+/// Where the provider's remote set comes from: `discovery`, or its one
+/// `jwks_url` key; `http://` only with `allow_insecure_http`.
+fn source(at: &str, p: &ProviderConfig) -> Result<Option<Source>, ConfigError> {
+    let urls: Vec<(usize, &String)> = p
+        .keys
+        .iter()
+        .enumerate()
+        .filter_map(|(k, key)| match key {
+            KeyConfig::JwksUrl { url } => Some((k, url)),
+            _ => None,
+        })
+        .collect();
+    if p.discovery {
+        let issuer = p.issuer.as_ref().ok_or_else(|| {
+            ConfigError::invalid(format!("{at}.discovery"), "needs the provider's issuer")
+        })?;
+        if let Some((k, _)) = urls.first() {
+            return Err(ConfigError::invalid(
+                format!("{at}.keys[{k}]"),
+                "a provider with discovery = true takes its JWKS URL from the issuer; remove this jwks_url key",
+            ));
+        }
+        check_url(&format!("{at}.issuer"), issuer, p.allow_insecure_http)?;
+        return Ok(Some(Source::Discovery {
+            issuer: issuer.clone(),
+        }));
+    }
+    match urls.as_slice() {
+        [] => Ok(None),
+        [(k, url)] => {
+            check_url(&format!("{at}.keys[{k}].url"), url, p.allow_insecure_http)?;
+            Ok(Some(Source::Jwks((*url).clone())))
+        }
+        [_, (k, _), ..] => Err(ConfigError::invalid(
+            format!("{at}.keys[{k}]"),
+            "a provider takes at most one jwks_url key",
+        )),
+    }
+}
+
+/// An `https://` URL (or `http://` when insecure HTTP is allowed) with a host.
+fn check_url(key: &str, url: &str, allow_http: bool) -> Result<(), ConfigError> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|_| ConfigError::invalid(key, "not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_http => {}
+        Some("http") => {
+            return Err(ConfigError::invalid(
+                key,
+                "http:// is refused (keys fetched without TLS can be replaced on the way); use https://, or allow_insecure_http = true for tests",
+            ))
+        }
+        _ => return Err(ConfigError::invalid(key, "must be an https:// URL")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(ConfigError::invalid(key, "the URL has no host"));
+    }
+    Ok(())
+}
+
+/// Every local `keys` entry, loaded; at least one key in all unless the
+/// provider has a remote set.
+fn load_keys(at: &str, p: &ProviderConfig, remote: bool) -> Result<Vec<Key>, ConfigError> {
     let mut loaded = Vec::new();
     for (k, key) in p.keys.iter().enumerate() {
         loaded.extend(keys::load(&format!("{at}.keys[{k}]"), key)?);
     }
-    if loaded.is_empty() {
+    if loaded.is_empty() && !remote {
         return Err(ConfigError::invalid(
             format!("{at}.keys"),
             "at least one key is required",

@@ -17,6 +17,9 @@ pub struct AuthConfig {
     /// check; 0 turns the cache off.
     #[serde(default = "default_cache_size")]
     pub cache_size: u64,
+    /// Keys fetched from identity providers: refresh, refetch, limits, start-up.
+    #[serde(default)]
+    pub jwks: JwksConfig,
     /// Token issuers and their keys.
     pub providers: Vec<ProviderConfig>,
     /// Tokens taken from the upgrade request (header, cookie, query).
@@ -52,7 +55,20 @@ pub struct ProviderConfig {
     /// must contain it.
     #[serde(default)]
     pub required_claims: std::collections::BTreeMap<String, String>,
-    /// Verification keys.
+    /// Take the keys from the issuer's OpenID Connect discovery document
+    /// (`<issuer>/.well-known/openid-configuration`, its `jwks_uri`).
+    #[serde(default)]
+    pub discovery: bool,
+    /// PEM bundle of the CAs trusted for this provider's HTTPS fetches
+    /// (instead of the built-in web roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Allow `http://` discovery and JWKS URLs (tests only: keys fetched
+    /// without TLS can be replaced by anyone on the path).
+    #[serde(default)]
+    pub allow_insecure_http: bool,
+    /// Verification keys (none needed with `discovery` or a `jwks_url` key).
+    #[serde(default)]
     pub keys: Vec<KeyConfig>,
 }
 
@@ -103,19 +119,30 @@ pub enum KeyConfig {
         /// JSON file with `{"keys": [...]}`.
         file: PathBuf,
     },
+    /// A JWKS fetched over HTTPS and refreshed in the background (`[auth.jwks]`).
+    #[serde(rename = "jwks_url")]
+    JwksUrl {
+        /// The JWKS document's URL.
+        url: String,
+    },
 }
 
 impl Config {
     /// Makes relative key file paths relative to `base`.
     pub fn resolve_paths(&mut self, base: &Path) {
         for provider in &mut self.auth.providers {
+            if let Some(ca) = &mut provider.ca_file {
+                if ca.is_relative() {
+                    *ca = base.join(&*ca);
+                }
+            }
             for key in &mut provider.keys {
                 let path = match key {
                     KeyConfig::Hmac {
                         secret_file: Some(p),
                         ..
                     } => p,
-                    KeyConfig::Hmac { .. } => continue,
+                    KeyConfig::Hmac { .. } | KeyConfig::JwksUrl { .. } => continue,
                     KeyConfig::Rsa { pem_file, .. }
                     | KeyConfig::Ec { pem_file, .. }
                     | KeyConfig::Ed25519 { pem_file, .. } => pem_file,

@@ -13,6 +13,7 @@ mod admin;
 mod auth;
 mod dialect;
 mod http_rules;
+mod jwks;
 mod legacy;
 mod listener;
 mod log;
@@ -24,6 +25,7 @@ pub use admin::*;
 pub use auth::*;
 pub use dialect::*;
 pub use http_rules::*;
+pub use jwks::*;
 pub use legacy::*;
 pub use listener::*;
 pub use log::*;
@@ -151,6 +153,7 @@ impl Config {
         self.check_legacy()?;
         self.check_admin()?;
         self.check_log()?;
+        self.check_jwks()?;
         self.check_auth()
     }
 

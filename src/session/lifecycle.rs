@@ -9,7 +9,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Answer, ClientIo, Credentials, Flow, Listed, Phase, Session, AUDIT};
-use crate::auth::{unix_now, AuthError, Identity};
+use crate::auth::{unix_now, AuthError, Identity, KeyWait, Verdict};
 use crate::headers::ClientRequest;
 use crate::metrics::{self, AuthKind, AuthReason};
 use crate::protocol::{self, ClientFrame};
@@ -59,18 +59,71 @@ impl<C: ClientIo> Session<C> {
                 return self.close(CloseCause::AuthRequired)
             }
         };
-        let identity = match self.verify(AuthKind::First, token.as_deref()) {
+        let started = std::time::Instant::now();
+        let Some(token) = token else {
+            self.count_auth(AuthKind::First, AuthReason::MissingToken, started, None);
+            return self.close(CloseCause::InvalidToken);
+        };
+        match self.proxy.verifier.verify_or_wait(&token) {
+            Verdict::Done(result) => self.first_verified(id, token, result, started),
+            // The client is not read meanwhile; session.auth_timeout still runs.
+            Verdict::Wait(wait) => self.await_keys(wait, token, id, true),
+        }
+    }
+
+    /// A token waits for its provider's refetch (an unknown `kid`).
+    fn await_keys(&mut self, wait: KeyWait, token: String, reply_to: Option<Value>, first: bool) {
+        self.awaiting = Some(Box::new(super::Awaiting {
+            wait,
+            token,
+            reply_to,
+            first,
+        }));
+    }
+
+    /// The refetch a token waited for is done: it is verified again (an
+    /// unknown `kid` now is `no matching key`).
+    pub(super) fn on_keys_arrived(&mut self) {
+        let Some(awaiting) = self.awaiting.take() else {
+            return;
+        };
+        let super::Awaiting {
+            token,
+            reply_to,
+            first,
+            ..
+        } = *awaiting;
+        let started = std::time::Instant::now();
+        let result = self.proxy.verifier.verify(&token);
+        match self.phase {
+            Phase::Authenticating { .. } if first => {
+                self.first_verified(reply_to, token, result, started)
+            }
+            Phase::Authenticated | Phase::ReauthPending | Phase::Suspended { .. } if !first => {
+                self.reauth_verified(result, reply_to.as_ref(), started)
+            }
+            _ => {}
+        }
+    }
+
+    /// The first token's verification is known.
+    fn first_verified(
+        &mut self,
+        id: Option<Value>,
+        token: String,
+        result: Result<Arc<Identity>, AuthError>,
+        started: std::time::Instant,
+    ) {
+        let reason = result.as_ref().err().map_or(AuthReason::Ok, AuthReason::of);
+        self.count_auth(AuthKind::First, reason, started, result.as_ref().ok());
+        let identity = match result {
             Ok(identity) => identity,
             Err(e) => {
-                tracing::debug!(conn = %self.id, error = ?e, "first token refused");
+                tracing::debug!(conn = %self.id, error = %e, "first token refused");
                 return self.close(CloseCause::InvalidToken);
             }
         };
-        self.authenticate(
-            identity,
-            token.unwrap_or_default(),
-            Answer::Authenticated(id),
-        );
+        self.authenticate(identity, token, Answer::Authenticated(id));
     }
 
     /// A verified token (from the first frame or the upgrade request): the
@@ -96,21 +149,17 @@ impl<C: ClientIo> Session<C> {
         self.phase = Phase::Connecting { attempt, answer };
     }
 
-    /// Verifies a token, counting the attempt and writing its audit line.
-    fn verify(&self, kind: AuthKind, token: Option<&str>) -> Result<Arc<Identity>, AuthReason> {
-        let started = std::time::Instant::now();
-        let verified = match token {
-            Some(t) => self
-                .proxy
-                .verifier
-                .verify(t)
-                .map_err(|e| AuthReason::of(&e)),
-            None => Err(AuthReason::MissingToken),
-        };
-        let reason = verified.as_ref().err().copied().unwrap_or(AuthReason::Ok);
+    /// Counts an authentication attempt (and how long its verification
+    /// took) and writes its audit line.
+    fn count_auth(
+        &self,
+        kind: AuthKind,
+        reason: AuthReason,
+        started: std::time::Instant,
+        verified: Option<&Arc<Identity>>,
+    ) {
         metrics::auth(kind, reason, started.elapsed());
-        self.audit_auth(kind, reason, verified.as_ref().ok());
-        verified
+        self.audit_auth(kind, reason, verified);
     }
 
     /// The audit line of an authentication attempt.
@@ -279,17 +328,32 @@ impl<C: ClientIo> Session<C> {
             );
         }
         let started = std::time::Instant::now();
-        let verified = match token.as_deref() {
-            Some(t) => self.proxy.verifier.verify(t),
-            None => Err(AuthError::Malformed),
+        let Some(token) = token else {
+            return self.reauth_verified(Err(AuthError::Malformed), id.as_ref(), started);
         };
+        match self.proxy.verifier.verify_or_wait(&token) {
+            Verdict::Done(result) => {
+                // A newer REAUTH supersedes one still waiting for keys.
+                self.awaiting = None;
+                self.reauth_verified(result, id.as_ref(), started)
+            }
+            // Relaying goes on meanwhile; a newer REAUTH replaces this one.
+            Verdict::Wait(wait) => self.await_keys(wait, token, id, false),
+        }
+    }
+
+    /// A REAUTH token's verification is known.
+    fn reauth_verified(
+        &mut self,
+        verified: Result<Arc<Identity>, AuthError>,
+        id: Option<&Value>,
+        started: std::time::Instant,
+    ) {
         let identity = match verified {
             Ok(identity) => identity,
             Err(e) => {
-                let reason = AuthReason::of(&e);
-                metrics::auth(AuthKind::Reauth, reason, started.elapsed());
-                self.audit_auth(AuthKind::Reauth, reason, None);
-                return self.reauth_failed("invalid_token", &e.to_string(), id.as_ref());
+                self.count_auth(AuthKind::Reauth, AuthReason::of(&e), started, None);
+                return self.reauth_failed("invalid_token", &e.to_string(), id);
             }
         };
         let Some(creds) = &self.credentials else {
@@ -302,9 +366,12 @@ impl<C: ClientIo> Session<C> {
         } else {
             None
         };
-        let reason = failed.unwrap_or(AuthReason::Ok);
-        metrics::auth(AuthKind::Reauth, reason, started.elapsed());
-        self.audit_auth(AuthKind::Reauth, reason, None);
+        self.count_auth(
+            AuthKind::Reauth,
+            failed.unwrap_or(AuthReason::Ok),
+            started,
+            None,
+        );
         if failed == Some(AuthReason::IdentityMismatch) {
             tracing::warn!(conn = %self.id, "REAUTH with another identity");
             return self.close(CloseCause::IdentityMismatch);
@@ -313,10 +380,10 @@ impl<C: ClientIo> Session<C> {
             return self.reauth_failed(
                 "stale_token",
                 "the token expires before the current one",
-                id.as_ref(),
+                id,
             );
         }
-        self.reauthenticated(identity, id.as_ref());
+        self.reauthenticated(identity, id);
     }
 
     /// Records a REAUTH attempt; true when it came too soon after the last.

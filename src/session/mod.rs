@@ -22,7 +22,7 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
-use crate::auth::Identity;
+use crate::auth::{Identity, KeyWait};
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::metrics::{self, ConnStats, Direction, Ending, Side, State};
@@ -171,6 +171,20 @@ enum Event {
     Finished,
     /// A command arrived through the registry.
     Command(Command),
+    /// The refetch a token waited for is done.
+    KeysArrived,
+}
+
+/// A token waiting for its provider's refetch (boxed: rare).
+struct Awaiting {
+    /// Resolves when the refetch is done.
+    wait: KeyWait,
+    /// The token, verified again then.
+    token: String,
+    /// The frame's `id`, for the answer.
+    reply_to: Option<Value>,
+    /// The first auth (else a REAUTH).
+    first: bool,
 }
 
 /// The connection's place in the registry of live connections.
@@ -215,6 +229,8 @@ pub struct Session<C = TcpStream> {
     credentials: Option<Credentials>,
     /// Its place in its worker's registry shard.
     listed: Listed,
+    /// A token waiting for its provider's keys (an unknown `kid`).
+    awaiting: Option<Box<Awaiting>>,
     /// This connection's notice key (`session.upstream_notice`), sent to the
     /// upstream in its handshake and in every notice; never to the client.
     notice_key: Option<Box<str>>,
@@ -277,6 +293,7 @@ impl<C: ClientIo> Session<C> {
             phase: Phase::Authenticating { deadline },
             credentials: None,
             listed: Listed::Unlisted(shard),
+            awaiting: None,
             notice_key: None,
             held,
             next_ping,
@@ -433,6 +450,11 @@ impl<C: ClientIo> Session<C> {
                 return Poll::Ready(Event::Command(command));
             }
         }
+        if let Some(awaiting) = &mut self.awaiting {
+            if Pin::new(&mut awaiting.wait).poll(cx).is_ready() {
+                return Poll::Ready(Event::KeysArrived);
+            }
+        }
         // A write that just blocked (or unblocked) moves the slow-consumer deadline.
         self.arm_timer();
         if self.sleep.as_mut().poll(cx).is_ready() {
@@ -480,6 +502,7 @@ impl<C: ClientIo> Session<C> {
             Event::Upstream(m) => return self.on_upstream(m),
             Event::Connected(result) => self.on_connected(result),
             Event::Command(command) => self.on_command(command),
+            Event::KeysArrived => self.on_keys_arrived(),
             Event::Finished => {}
             Event::ClientWriteFailed => {
                 metrics::send_error();
@@ -523,7 +546,9 @@ impl<C: ClientIo> Session<C> {
                 Phase::Suspended { .. } => {
                     up.is_none_or(|u| u.tail() == Boundary::Message || u.accepts())
                 }
-                Phase::Authenticating { .. } | Phase::Connecting { .. } => true,
+                // Not while the first token waits for its provider's keys.
+                Phase::Authenticating { .. } => self.awaiting.is_none(),
+                Phase::Connecting { .. } => true,
             };
         let upstream_read = up.is_some_and(|u| u.own_unsent() < MAX_OWN_BACKLOG)
             && match self.phase {

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod idp;
 pub mod lifecycle;
 pub mod raw;
 pub mod requests;
@@ -136,6 +137,15 @@ impl ProxyBuilder {
 
     /// Starts the proxy on 127.0.0.1:0.
     pub async fn start(self) -> TestProxy {
+        self.try_start()
+            .await
+            .unwrap_or_else(|e| panic!("start: {e}"))
+    }
+
+    /// Starts the proxy on 127.0.0.1:0 as `wsguard run` does: one registry
+    /// for its shard and the key refresh (on this test's runtime), then
+    /// waits for the providers' first key sets; the error is start-up's.
+    pub async fn try_start(self) -> Result<TestProxy, String> {
         let dir = tempfile::tempdir().expect("tempdir");
         let secret_file = dir.path().join("secret");
         std::fs::write(&secret_file, SECRET).expect("write secret");
@@ -147,21 +157,28 @@ impl ProxyBuilder {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let registry = std::sync::Arc::new(wsguard::registry::Registry::new(1));
+        shared.verifier.start(
+            &tokio::runtime::Handle::current(),
+            registry.clone(),
+            config.session.grace,
+        );
+        shared.verifier.first_keys().await?;
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(wsguard::listener::run(
             listener,
             shared,
-            Default::default(),
+            registry.shard(0),
             Duration::from_secs(5),
             async move {
                 let _ = stopped.await;
             },
         ));
-        TestProxy {
+        Ok(TestProxy {
             addr,
             _stop: stop,
             _dir: dir,
-        }
+        })
     }
 }
 

@@ -20,6 +20,9 @@ enum Cmd {
         #[arg(default_value_t = 1)]
         n: usize,
     },
+    /// A key rotation under load: N connections present a new kid at
+    /// once; exactly one JWKS fetch and all authenticated, or it fails.
+    RotationStorm(wsguard_bench::rotation::RotationArgs),
     /// Markdown tables (medians over rounds) from a file of JSON result lines.
     Table { file: std::path::PathBuf },
     /// Wait until the machine is quiet: busy CPU over a 1 s sample below
@@ -35,6 +38,12 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
+        Cmd::RotationStorm(args) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(wsguard_bench::rotation::run(args))?;
+        }
         Cmd::FreePorts { n } => {
             // Hold all listeners until every port is chosen so they differ.
             let listeners = (0..n)
