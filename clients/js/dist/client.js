@@ -36,6 +36,8 @@ export class WsGuardClient extends Emitter {
     #refreshDueAt = Infinity;
     #waitingForToken = false;
     #expiredNotified = false;
+    /** The token of the last auth close: never reconnect with it. */
+    #refusedToken;
     #visibility;
     /** The `fetch` wrapper that shares this client's tokens. */
     authFetch;
@@ -163,8 +165,13 @@ export class WsGuardClient extends Emitter {
         catch {
             return; // authExpired was emitted; setToken() resumes
         }
-        if (!this.#current(socket) || socket.ws.readyState !== 1)
+        this.#sendAuth(socket, token);
+    }
+    /** Sends the first auth frame on an open socket. */
+    #sendAuth(socket, token) {
+        if (!this.#current(socket) || socket.ws.readyState !== 1 || socket.token !== undefined)
             return;
+        this.#machine.to("authenticating");
         socket.token = token;
         socket.ws.send(this.#tokenFrame(this.#dialect.auth, token));
     }
@@ -267,12 +274,13 @@ export class WsGuardClient extends Emitter {
         if (this.#closed || source === "initial")
             return;
         const primary = this.#primary;
-        if (primary && primary.authed && primary.ws.readyState === 1 && !this.#handover) {
-            this.#reauth(token);
+        if (primary && primary.ws.readyState === 1 && !this.#handover) {
+            if (primary.authed)
+                this.#reauth(token);
+            else if (primary.token === undefined)
+                this.#sendAuth(primary, token); // getToken had failed
         }
-        else if (this.#waitingForToken && !primary) {
-            if (source !== "set" && this.#authFailures > (this.#options.maxAuthRetries ?? 1))
-                return;
+        else if (this.#waitingForToken && !primary && (source === "set" || token !== this.#refusedToken)) {
             this.#waitingForToken = false;
             this.#open();
         }
@@ -340,6 +348,7 @@ export class WsGuardClient extends Emitter {
     /** After an auth close: reconnect only with a token other than the refused one. */
     #afterAuthClose(socket) {
         this.#authFailures++;
+        this.#refusedToken = socket.token;
         this.#proxySuspended = false;
         this.#waitingForToken = true;
         this.#machine.to("suspended");
@@ -350,8 +359,14 @@ export class WsGuardClient extends Emitter {
         this.#tokens
             .fresherThan(socket.token)
             .then((token) => {
-            if (token === socket.token)
+            if (token === socket.token) {
                 this.#onAuthExpired(new AuthExpiredError("refreshToken gave the refused token"));
+            }
+            else if (this.#waitingForToken && !this.#primary && !this.#closed) {
+                // A token other than the refused one was already there (no refresh ran).
+                this.#waitingForToken = false;
+                this.#open();
+            }
         })
             .catch(() => { });
     }

@@ -8,7 +8,7 @@ const NEXT = {
     authenticating: ["authenticated", "reconnecting", "suspended", "closed"],
     authenticated: ["reauthenticating", "suspended", "reconnecting", "closed"],
     reauthenticating: ["authenticated", "suspended", "reconnecting", "closed"],
-    suspended: ["reauthenticating", "authenticated", "reconnecting", "connecting", "closed"],
+    suspended: ["authenticating", "reauthenticating", "authenticated", "reconnecting", "connecting", "closed"],
     reconnecting: ["connecting", "suspended", "closed"],
     closed: [],
 };

@@ -131,6 +131,8 @@ export class WsGuardClient extends Emitter<ClientEvents> {
   #refreshDueAt = Infinity;
   #waitingForToken = false;
   #expiredNotified = false;
+  /** The token of the last auth close: never reconnect with it. */
+  #refusedToken: string | undefined;
   readonly #visibility: () => void;
 
   /** The `fetch` wrapper that shares this client's tokens. */
@@ -262,7 +264,13 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     } catch {
       return; // authExpired was emitted; setToken() resumes
     }
-    if (!this.#current(socket) || socket.ws.readyState !== 1) return;
+    this.#sendAuth(socket, token);
+  }
+
+  /** Sends the first auth frame on an open socket. */
+  #sendAuth(socket: Socket, token: string): void {
+    if (!this.#current(socket) || socket.ws.readyState !== 1 || socket.token !== undefined) return;
+    this.#machine.to("authenticating");
     socket.token = token;
     socket.ws.send(this.#tokenFrame(this.#dialect.auth, token));
   }
@@ -359,10 +367,10 @@ export class WsGuardClient extends Emitter<ClientEvents> {
   #onToken(token: string, source: TokenSource): void {
     if (this.#closed || source === "initial") return;
     const primary = this.#primary;
-    if (primary && primary.authed && primary.ws.readyState === 1 && !this.#handover) {
-      this.#reauth(token);
-    } else if (this.#waitingForToken && !primary) {
-      if (source !== "set" && this.#authFailures > (this.#options.maxAuthRetries ?? 1)) return;
+    if (primary && primary.ws.readyState === 1 && !this.#handover) {
+      if (primary.authed) this.#reauth(token);
+      else if (primary.token === undefined) this.#sendAuth(primary, token); // getToken had failed
+    } else if (this.#waitingForToken && !primary && (source === "set" || token !== this.#refusedToken)) {
       this.#waitingForToken = false;
       this.#open();
     }
@@ -427,6 +435,7 @@ export class WsGuardClient extends Emitter<ClientEvents> {
   /** After an auth close: reconnect only with a token other than the refused one. */
   #afterAuthClose(socket: Socket): void {
     this.#authFailures++;
+    this.#refusedToken = socket.token;
     this.#proxySuspended = false;
     this.#waitingForToken = true;
     this.#machine.to("suspended");
@@ -437,7 +446,13 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     this.#tokens
       .fresherThan(socket.token)
       .then((token) => {
-        if (token === socket.token) this.#onAuthExpired(new AuthExpiredError("refreshToken gave the refused token"));
+        if (token === socket.token) {
+          this.#onAuthExpired(new AuthExpiredError("refreshToken gave the refused token"));
+        } else if (this.#waitingForToken && !this.#primary && !this.#closed) {
+          // A token other than the refused one was already there (no refresh ran).
+          this.#waitingForToken = false;
+          this.#open();
+        }
       })
       .catch(() => {});
   }

@@ -78,9 +78,10 @@ export async function startUpstream() {
 
 /**
  * A wsguard process in front of `upstream`, with a fresh HMAC secret,
- * `session` lines added to the test configuration (3-5 s tokens in mind).
+ * `session` and `upstreamLines` added to the test configuration's
+ * `[session]` and `[upstream]` (3-5 s tokens in mind).
  */
-export async function startProxy(upstream, session = "") {
+export async function startProxy(upstream, session = "", upstreamLines = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
   const secret = randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
@@ -90,6 +91,7 @@ bind = "127.0.0.1:0"
 worker_threads = 1
 [upstream]
 url = "ws://127.0.0.1:${upstream.port}"
+${upstreamLines}
 [auth]
 leeway = "1s"
 [[auth.providers]]
