@@ -18,9 +18,9 @@ after(async () => {
 });
 
 /** A client with the `ws` WebSocket, recording its states. */
-function client(options, path = "/chat") {
+function client({ url, ...options } = {}) {
   const states = [];
-  const c = new WsGuardClient(proxy.url(path), {
+  const c = new WsGuardClient(url ?? proxy.url(), {
     WebSocket,
     refreshAt: false,
     reconnectBaseMs: 50,
@@ -153,11 +153,32 @@ test("an abnormal close reconnects with backoff, authenticates, and delivers wha
   c.close();
 });
 
-test("an auth close (1008) is not retried in a loop: one retry with a new token, then authExpired until setToken", async () => {
+test("refresh fails and the grace runs out: 1008 token expired, no reconnect until setToken, then a new connection gets the queue", async () => {
+  const { WebSocket: Counting, opened } = await countingWebSocket();
+  const { c } = client({ WebSocket: Counting, refreshToken: () => Promise.reject(new Error("offline")) });
+  await next(c, "authExpired");
+  const sent = [c.send("s1"), c.send("s2")];
+  const [info] = await next(c, "close");
+  assert.deepEqual([info.code, info.reason, info.kind], [1008, "token expired", "auth"]);
+  assert.equal(c.state, "suspended");
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(opened.length, 1, "no reconnect without a new token");
+  const resumed = next(c, "authenticated");
+  c.setToken(await proxy.token());
+  const [auth] = await resumed;
+  await Promise.all(sent);
+  await until(() => upstreamOf(auth.connection_id)?.received.length === 2, "the queue on the new connection");
+  assert.deepEqual(upstreamOf(auth.connection_id).received, ["s1", "s2"]);
+  assert.equal(opened.length, 2);
+  c.close();
+});
+
+async function noAuthLoop(proxy, code) {
   const { WebSocket: Counting, opened } = await countingWebSocket();
   const wrong = "x".repeat(64);
   let refreshes = 0;
   const { c } = client({
+    url: proxy.url(),
     WebSocket: Counting,
     getToken: () => proxy.token("alice", "4s", wrong),
     refreshToken: () => (refreshes++, proxy.token("alice", "5s", wrong)),
@@ -170,8 +191,8 @@ test("an auth close (1008) is not retried in a loop: one retry with a new token,
   assert.deepEqual(
     closes.map((i) => [i.code, i.reason, i.cause]),
     [
-      [1008, "invalid token", "invalidToken"],
-      [1008, "invalid token", "invalidToken"],
+      [code, "invalid token", "invalidToken"],
+      [code, "invalid token", "invalidToken"],
     ],
   );
   assert.equal(opened.length, 2, "the first socket and one retry with a new token");
@@ -185,6 +206,33 @@ test("an auth close (1008) is not retried in a loop: one retry with a new token,
   await until(() => upstreamOf(auth.connection_id)?.received.length === 1, "the queued message");
   assert.equal(opened.length, 3);
   c.close();
+}
+
+test("an auth close (1008) is not retried in a loop: one retry with a new token, then authExpired until setToken", () => noAuthLoop(proxy, 1008));
+
+test("the same with close_codes = \"distinct\" (4401)", async () => {
+  const distinct = await startProxy(upstream, 'close_codes = "distinct"');
+  try {
+    await noAuthLoop(distinct, 4401);
+  } finally {
+    await distinct.stop();
+  }
+});
+
+test("tabs share a refreshed token over BroadcastChannel: the other client re-authenticates with it, without refreshing", async () => {
+  const key = `wsguard-test-${process.pid}`;
+  const refreshes = { a: 0, b: 0 };
+  const a = client({ coordinate: true, coordinationKey: key, refreshToken: () => (refreshes.a++, proxy.token("alice", "5s")) }).c;
+  const b = client({ coordinate: true, coordinationKey: key, refreshToken: () => (refreshes.b++, proxy.token("alice", "5s")) }).c;
+  await Promise.all([next(a, "authenticated"), next(b, "authenticated")]);
+  const again = [next(a, "authenticated"), next(b, "authenticated")];
+  a.refresh();
+  const [[fromA], [fromB]] = await Promise.all(again);
+  assert.deepEqual(refreshes, { a: 1, b: 0 });
+  assert.equal(fromA.exp, fromB.exp, "both on the token A refreshed");
+  assert.equal(a.tokens.token, b.tokens.token);
+  a.close();
+  b.close();
 });
 
 test("the close table classifies both close_codes modes", () => {
