@@ -8,6 +8,7 @@ pub mod idp;
 pub mod lifecycle;
 pub mod raw;
 pub mod requests;
+pub mod schema;
 mod tokens;
 mod upstream;
 pub mod wire;
@@ -232,7 +233,8 @@ pub async fn recv(ws: &mut Ws) -> Message {
     recv_within(ws, WAIT).await.expect("no frame in time")
 }
 
-/// The next data or close frame within `wait`, or `None`.
+/// The next data or close frame within `wait`, or `None`; a control frame
+/// of wsguard's must match its schema in `docs/schemas/`.
 pub async fn recv_within(ws: &mut Ws, wait: Duration) -> Option<Message> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
@@ -241,7 +243,14 @@ pub async fn recv_within(ws: &mut Ws, wait: Duration) -> Option<Message> {
             Ok(None) => return None,
             Ok(Some(Err(e))) => panic!("client read error: {e}"),
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
-            Ok(Some(Ok(m))) => return Some(m),
+            Ok(Some(Ok(m))) => {
+                if let Message::Text(t) = &m {
+                    if let Ok(frame) = serde_json::from_str::<Value>(t) {
+                        schema::check_client_bound(&frame);
+                    }
+                }
+                return Some(m);
+            }
         }
     }
 }

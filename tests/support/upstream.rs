@@ -46,25 +46,37 @@ impl UpConn {
             .map(str::to_owned)
     }
 
-    /// The next frame the upstream received, within `WAIT`.
+    /// The next frame the upstream received, within `WAIT` (a notice must
+    /// match its schema in `docs/schemas/`).
     pub async fn recv(&mut self) -> Message {
-        tokio::time::timeout(WAIT, self.rx.recv())
+        let m = tokio::time::timeout(WAIT, self.rx.recv())
             .await
             .expect("upstream got no frame in time")
-            .expect("upstream connection ended")
+            .expect("upstream connection ended");
+        check_notice(&m);
+        m
     }
 
-    /// The next frame within `wait`, or `None`.
+    /// The next frame within `wait`, or `None` (a notice is checked as in `recv`).
     pub async fn recv_within(&mut self, wait: std::time::Duration) -> Option<Message> {
-        tokio::time::timeout(wait, self.rx.recv())
+        let m = tokio::time::timeout(wait, self.rx.recv())
             .await
             .ok()
-            .flatten()
+            .flatten()?;
+        check_notice(&m);
+        Some(m)
     }
 
     /// Sends a frame to the proxy.
     pub fn send(&self, m: Message) {
         let _ = self.tx.send(Cmd::Send(m));
+    }
+}
+
+/// Checks a text frame the upstream received that is wsguard's notice against its schema.
+fn check_notice(m: &Message) {
+    if let Message::Text(t) = m {
+        super::schema::check_upstream_bound(t);
     }
 }
 

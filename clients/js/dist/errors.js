@@ -1,0 +1,31 @@
+/** Typed errors of the client library. */
+/** A message could not be sent. */
+export class SendError extends Error {
+    /** `queue_full`: the queue holds `queueLimit` messages; `closed`: the client is closed. */
+    code;
+    /** An error with its code. */
+    constructor(code, message) {
+        super(message);
+        this.name = "SendError";
+        this.code = code;
+    }
+}
+/** No valid token could be obtained: the app should ask the user to sign in again. */
+export class AuthExpiredError extends Error {
+    /** What the last refresh attempt threw, if anything. */
+    cause;
+    /** An error with what caused it. */
+    constructor(message, cause) {
+        super(message);
+        this.name = "AuthExpiredError";
+        this.cause = cause;
+    }
+}
+/** Thrown by a `refreshToken` that knows retrying cannot help (say, the refresh token was revoked). */
+export class PermanentRefreshError extends Error {
+    /** An error with a message. */
+    constructor(message) {
+        super(message);
+        this.name = "PermanentRefreshError";
+    }
+}

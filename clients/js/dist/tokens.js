@@ -1,0 +1,140 @@
+/**
+ * The token manager shared by the socket and `authFetch`: the current
+ * token, one refresh at a time (single flight), retries with backoff, and
+ * coordination between tabs (Web Locks + BroadcastChannel, when present).
+ */
+import { fullJitter, sleep } from "./backoff.js";
+import { AuthExpiredError, PermanentRefreshError } from "./errors.js";
+/** Holds the current token and refreshes it. */
+export class TokenManager {
+    #token;
+    #version = 0;
+    #inflight;
+    #initial;
+    #options;
+    #locks;
+    #channel;
+    #onToken = new Set();
+    #onExpired = new Set();
+    /** A manager over the app's token functions. */
+    constructor(options) {
+        this.#options = options;
+        const g = globalThis;
+        const coordinate = options.coordinate ??
+            (g.document !== undefined && g.navigator?.locks !== undefined && typeof BroadcastChannel === "function");
+        const key = options.coordinationKey ?? "wsguard-token";
+        this.#locks = coordinate ? g.navigator?.locks : undefined;
+        if (coordinate && typeof BroadcastChannel === "function") {
+            this.#channel = new BroadcastChannel(key);
+            this.#channel.onmessage = (event) => {
+                if (event.data?.type === "token" && typeof event.data.token === "string") {
+                    this.#accept(event.data.token, "peer");
+                }
+            };
+        }
+    }
+    /** The current token, without asking for one. */
+    get token() {
+        return this.#token;
+    }
+    /** Hears every new token (refreshed, set by the app, or from another tab). */
+    onToken(listener) {
+        this.#onToken.add(listener);
+    }
+    /** Hears every refresh that gave up. */
+    onExpired(listener) {
+        this.#onExpired.add(listener);
+    }
+    /** The current token, asking `getToken` for the first one. */
+    async current() {
+        if (this.#token !== undefined)
+            return this.#token;
+        this.#initial ??= Promise.resolve()
+            .then(() => this.#options.getToken())
+            .then((token) => {
+            this.#initial = undefined;
+            if (this.#token === undefined)
+                this.#accept(token, "initial");
+            return this.#token;
+        })
+            .catch((error) => {
+            this.#initial = undefined;
+            throw this.#expired(error);
+        });
+        return this.#initial;
+    }
+    /** Sets the token (after the user signed in again); everyone waiting resumes with it. */
+    set(token) {
+        this.#accept(token, "set");
+        this.#channel?.postMessage({ type: "token", token });
+    }
+    /**
+     * A token newer than `used`: the current one if it has changed since,
+     * else a refresh. Concurrent callers share one refresh.
+     */
+    async fresherThan(used) {
+        if (this.#token !== undefined && this.#token !== used)
+            return this.#token;
+        return this.refresh();
+    }
+    /** Refreshes the token once for every caller until it settles (single flight). */
+    refresh() {
+        this.#inflight ??= this.#coordinated().finally(() => {
+            this.#inflight = undefined;
+        });
+        return this.#inflight;
+    }
+    /** Stops listening to other tabs. */
+    close() {
+        this.#channel?.close();
+    }
+    /** One refresh, under the cross-tab lock when coordinating. */
+    async #coordinated() {
+        const started = this.#version;
+        const run = async () => {
+            // Another tab refreshed while this one waited for the lock: use its token.
+            if (this.#version !== started && this.#token !== undefined)
+                return this.#token;
+            const token = await this.#withRetries(started);
+            this.#accept(token, "refresh");
+            this.#channel?.postMessage({ type: "token", token });
+            return token;
+        };
+        return this.#locks ? this.#locks.request(`${this.#options.coordinationKey ?? "wsguard-token"}`, run) : run();
+    }
+    /** Calls `refreshToken`, retrying transient failures with backoff. */
+    async #withRetries(started) {
+        const retries = this.#options.refreshRetries ?? 3;
+        const transient = this.#options.isTransient ?? ((error) => !(error instanceof PermanentRefreshError));
+        for (let attempt = 0;; attempt++) {
+            try {
+                const token = await this.#options.refreshToken();
+                if (typeof token !== "string" || token === "")
+                    throw new PermanentRefreshError("refreshToken gave no token");
+                return token;
+            }
+            catch (error) {
+                // A token arrived meanwhile (the app's setToken, another tab): that will do.
+                if (this.#version !== started && this.#token !== undefined)
+                    return this.#token;
+                if (attempt >= retries || !transient(error))
+                    throw this.#expired(error);
+                await sleep(fullJitter(attempt, this.#options.refreshBackoffMs ?? 250, this.#options.refreshBackoffMaxMs ?? 5000));
+            }
+        }
+    }
+    /** Records a new token and tells the listeners. */
+    #accept(token, source) {
+        this.#token = token;
+        this.#version++;
+        for (const listener of [...this.#onToken])
+            listener(token, source);
+    }
+    /** The error for a refresh that gave up, after telling the listeners. */
+    #expired(cause) {
+        const error = cause instanceof AuthExpiredError ? cause : new AuthExpiredError("no valid token could be obtained", cause);
+        for (const listener of [...this.#onExpired])
+            listener(error);
+        return error;
+    }
+}

@@ -1,0 +1,190 @@
+/**
+ * The token manager shared by the socket and `authFetch`: the current
+ * token, one refresh at a time (single flight), retries with backoff, and
+ * coordination between tabs (Web Locks + BroadcastChannel, when present).
+ */
+
+import { fullJitter, sleep } from "./backoff.js";
+import { AuthExpiredError, PermanentRefreshError } from "./errors.js";
+
+/** Where a new token came from. */
+export type TokenSource = "initial" | "refresh" | "set" | "peer";
+
+/** How the token manager gets and refreshes tokens. */
+export interface TokenOptions {
+  /** The first token (called once, when the first one is needed). */
+  getToken: () => string | Promise<string>;
+  /** A fresh token (called for every refresh, one at a time). */
+  refreshToken: () => string | Promise<string>;
+  /** Retries of a failed refresh before giving up (default 3). */
+  refreshRetries?: number;
+  /** Backoff base between refresh retries, ms (default 250; full jitter, doubling). */
+  refreshBackoffMs?: number;
+  /** Backoff ceiling between refresh retries, ms (default 5000). */
+  refreshBackoffMaxMs?: number;
+  /** Whether a refresh error is worth retrying (default: all but {@link PermanentRefreshError}). */
+  isTransient?: (error: unknown) => boolean;
+  /**
+   * Coordinate refreshes between tabs of one origin with Web Locks and share
+   * the new token over a BroadcastChannel (default: true where `document`,
+   * `navigator.locks` and `BroadcastChannel` exist, i.e. in browsers).
+   */
+  coordinate?: boolean;
+  /** Name of the lock and the channel (default `"wsguard-token"`). */
+  coordinationKey?: string;
+}
+
+/** A message on the token channel. */
+interface TokenMessage {
+  /** Always `"token"`. */
+  type: "token";
+  /** The new token. */
+  token: string;
+}
+
+/** The Web Locks API, as far as it is used here. */
+interface Locks {
+  /** Runs `callback` holding the lock `name`. */
+  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+}
+
+/** Holds the current token and refreshes it. */
+export class TokenManager {
+  #token: string | undefined;
+  #version = 0;
+  #inflight: Promise<string> | undefined;
+  #initial: Promise<string> | undefined;
+  readonly #options: TokenOptions;
+  readonly #locks: Locks | undefined;
+  readonly #channel: BroadcastChannel | undefined;
+  readonly #onToken = new Set<(token: string, source: TokenSource) => void>();
+  readonly #onExpired = new Set<(error: AuthExpiredError) => void>();
+
+  /** A manager over the app's token functions. */
+  constructor(options: TokenOptions) {
+    this.#options = options;
+    const g = globalThis as { navigator?: { locks?: Locks }; document?: unknown };
+    const coordinate =
+      options.coordinate ??
+      (g.document !== undefined && g.navigator?.locks !== undefined && typeof BroadcastChannel === "function");
+    const key = options.coordinationKey ?? "wsguard-token";
+    this.#locks = coordinate ? g.navigator?.locks : undefined;
+    if (coordinate && typeof BroadcastChannel === "function") {
+      this.#channel = new BroadcastChannel(key);
+      this.#channel.onmessage = (event: MessageEvent<TokenMessage>) => {
+        if (event.data?.type === "token" && typeof event.data.token === "string") {
+          this.#accept(event.data.token, "peer");
+        }
+      };
+    }
+  }
+
+  /** The current token, without asking for one. */
+  get token(): string | undefined {
+    return this.#token;
+  }
+
+  /** Hears every new token (refreshed, set by the app, or from another tab). */
+  onToken(listener: (token: string, source: TokenSource) => void): void {
+    this.#onToken.add(listener);
+  }
+
+  /** Hears every refresh that gave up. */
+  onExpired(listener: (error: AuthExpiredError) => void): void {
+    this.#onExpired.add(listener);
+  }
+
+  /** The current token, asking `getToken` for the first one. */
+  async current(): Promise<string> {
+    if (this.#token !== undefined) return this.#token;
+    this.#initial ??= Promise.resolve()
+      .then(() => this.#options.getToken())
+      .then((token) => {
+        this.#initial = undefined;
+        if (this.#token === undefined) this.#accept(token, "initial");
+        return this.#token as string;
+      })
+      .catch((error: unknown) => {
+        this.#initial = undefined;
+        throw this.#expired(error);
+      });
+    return this.#initial;
+  }
+
+  /** Sets the token (after the user signed in again); everyone waiting resumes with it. */
+  set(token: string): void {
+    this.#accept(token, "set");
+    this.#channel?.postMessage({ type: "token", token } satisfies TokenMessage);
+  }
+
+  /**
+   * A token newer than `used`: the current one if it has changed since,
+   * else a refresh. Concurrent callers share one refresh.
+   */
+  async fresherThan(used: string | undefined): Promise<string> {
+    if (this.#token !== undefined && this.#token !== used) return this.#token;
+    return this.refresh();
+  }
+
+  /** Refreshes the token once for every caller until it settles (single flight). */
+  refresh(): Promise<string> {
+    this.#inflight ??= this.#coordinated().finally(() => {
+      this.#inflight = undefined;
+    });
+    return this.#inflight;
+  }
+
+  /** Stops listening to other tabs. */
+  close(): void {
+    this.#channel?.close();
+  }
+
+  /** One refresh, under the cross-tab lock when coordinating. */
+  async #coordinated(): Promise<string> {
+    const started = this.#version;
+    const run = async (): Promise<string> => {
+      // Another tab refreshed while this one waited for the lock: use its token.
+      if (this.#version !== started && this.#token !== undefined) return this.#token;
+      const token = await this.#withRetries(started);
+      this.#accept(token, "refresh");
+      this.#channel?.postMessage({ type: "token", token } satisfies TokenMessage);
+      return token;
+    };
+    return this.#locks ? this.#locks.request(`${this.#options.coordinationKey ?? "wsguard-token"}`, run) : run();
+  }
+
+  /** Calls `refreshToken`, retrying transient failures with backoff. */
+  async #withRetries(started: number): Promise<string> {
+    const retries = this.#options.refreshRetries ?? 3;
+    const transient =
+      this.#options.isTransient ?? ((error: unknown) => !(error instanceof PermanentRefreshError));
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const token = await this.#options.refreshToken();
+        if (typeof token !== "string" || token === "") throw new PermanentRefreshError("refreshToken gave no token");
+        return token;
+      } catch (error) {
+        // A token arrived meanwhile (the app's setToken, another tab): that will do.
+        if (this.#version !== started && this.#token !== undefined) return this.#token;
+        if (attempt >= retries || !transient(error)) throw this.#expired(error);
+        await sleep(
+          fullJitter(attempt, this.#options.refreshBackoffMs ?? 250, this.#options.refreshBackoffMaxMs ?? 5000),
+        );
+      }
+    }
+  }
+
+  /** Records a new token and tells the listeners. */
+  #accept(token: string, source: TokenSource): void {
+    this.#token = token;
+    this.#version++;
+    for (const listener of [...this.#onToken]) listener(token, source);
+  }
+
+  /** The error for a refresh that gave up, after telling the listeners. */
+  #expired(cause: unknown): AuthExpiredError {
+    const error = cause instanceof AuthExpiredError ? cause : new AuthExpiredError("no valid token could be obtained", cause);
+    for (const listener of [...this.#onExpired]) listener(error);
+    return error;
+  }
+}
