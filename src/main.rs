@@ -286,7 +286,14 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .first()
         .context("no listening socket was bound")?
         .local_addr()?;
-    tracing::info!(addr = %addr, workers, "wsguard listening");
+    tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
+    // Background work (certificate rotation, SIGHUP) runs on the control thread.
+    let control = wsguard::control::Control::start().context("cannot start the control thread")?;
+    if let Some(tls) = &proxy.tls {
+        tls.resolver
+            .start(tls.watch_interval, control.handle())
+            .context("listener.tls: cannot watch the certificate")?;
+    }
     // Owned by the process: a reload of the configuration keeps it.
     let registry = std::sync::Arc::new(wsguard::registry::Registry::new(workers));
     // ctrl-c is awaited on this thread and broadcast to the workers.
@@ -298,6 +305,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         workers,
         ctrl_c(),
     )?;
+    drop(control);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,7 @@ mod auth;
 mod dialect;
 mod listener;
 mod session;
+mod tls;
 mod upstream;
 mod websocket;
 
@@ -20,6 +21,7 @@ pub use auth::*;
 pub use dialect::*;
 pub use listener::*;
 pub use session::*;
+pub use tls::*;
 pub use upstream::*;
 pub use websocket::*;
 
@@ -106,6 +108,7 @@ impl Config {
         let mut config = Config::parse(&text)?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
+            config.resolve_tls_paths(base);
         }
         Ok(config)
     }
@@ -126,6 +129,7 @@ impl Config {
         self.check_header_names()?;
         self.check_bounds()?;
         self.check_listener()?;
+        self.check_tls()?;
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;
