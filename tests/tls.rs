@@ -392,3 +392,90 @@ async fn a_tls_client_hello_on_the_plain_port_ends_cleanly_and_is_counted() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+#[tokio::test]
+async fn sec1_and_pkcs1_keys_are_read() {
+    let ca = Ca::new("test CA");
+    let upstream = Upstream::start(true).await;
+    for (leaf, label) in [
+        (ca.server(), "EC PRIVATE KEY"),
+        (ca.rsa_server(), "RSA PRIVATE KEY"),
+    ] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = leaf.write(dir.path());
+        std::fs::write(&key, leaf.legacy_key_pem(label)).expect("write key");
+        let proxy = proxy(upstream.addr)
+            .listener(&listener_tls(&cert, &key, ""))
+            .start()
+            .await;
+        assert_eq!(
+            served_cert(&proxy, &ca).await,
+            leaf.cert.as_ref(),
+            "{label}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn https_pass_through_upstream_is_verified_with_ca_file() {
+    let up_ca = Ca::new("upstream CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let up_addr = tls_http_upstream(&up_ca.server()).await;
+    let ca_file = up_ca.write(dir.path(), "upstream-ca.pem");
+    let get = |proxy: std::net::SocketAddr| async move {
+        let mut tcp = TcpStream::connect(proxy).await.expect("connect");
+        tcp.write_all(b"GET /page HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("write");
+        let mut answer = Vec::new();
+        tokio::time::timeout(WAIT, tcp.read_to_end(&mut answer))
+            .await
+            .expect("answer in time")
+            .expect("read");
+        String::from_utf8_lossy(&answer).into_owned()
+    };
+    let trusted = proxy(Upstream::unused_addr().await)
+        .upstream(&format!(
+            "http_url = \"https://127.0.0.1:{}\"\nca_file = {:?}",
+            up_addr.port(),
+            ca_file.display().to_string()
+        ))
+        .start()
+        .await;
+    let answer = get(trusted.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("http"), "{answer}");
+    // Public roots only: the test CA is refused.
+    let untrusted = proxy(Upstream::unused_addr().await)
+        .upstream(&format!(
+            "http_url = \"https://127.0.0.1:{}\"",
+            up_addr.port()
+        ))
+        .start()
+        .await;
+    let answer = get(untrusted.addr).await;
+    assert!(answer.starts_with("HTTP/1.1 502"), "{answer}");
+    // Over TLS on both legs: the upstream is told https.
+    let ca = Ca::new("listener CA");
+    let (cert, key) = ca.server().write(dir.path());
+    let both = proxy(Upstream::unused_addr().await)
+        .listener(&listener_tls(&cert, &key, ""))
+        .upstream(&format!(
+            "http_url = \"https://127.0.0.1:{}\"\nca_file = {:?}",
+            up_addr.port(),
+            ca_file.display().to_string()
+        ))
+        .start()
+        .await;
+    let mut tls = tls_open(both.addr, ca.roots(), None)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, tls.read_to_end(&mut answer)).await;
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("https"), "{answer}");
+}

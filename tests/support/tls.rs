@@ -222,3 +222,116 @@ pub async fn tls_echo_upstream(leaf: &Leaf, client_ca: Option<&Ca>) -> SocketAdd
     });
     addr
 }
+
+/// The inner key of a PKCS#8 `PrivateKeyInfo`: for an EC key its SEC1
+/// `ECPrivateKey`, for an RSA key its PKCS#1 `RSAPrivateKey`.
+pub fn pkcs8_inner(der: &[u8]) -> Vec<u8> {
+    /// One DER element at `at`: (tag, content start, end).
+    fn element(der: &[u8], at: usize) -> (u8, usize, usize) {
+        let tag = der[at];
+        let first = der[at + 1] as usize;
+        let (len, start) = if first < 0x80 {
+            (first, at + 2)
+        } else {
+            let n = first & 0x7f;
+            let len = der[at + 2..at + 2 + n]
+                .iter()
+                .fold(0usize, |l, b| l << 8 | *b as usize);
+            (len, at + 2 + n)
+        };
+        (tag, start, start + len)
+    }
+    let (_, body, _) = element(der, 0);
+    let (_, _, version_end) = element(der, body);
+    let (_, _, algorithm_end) = element(der, version_end);
+    let (tag, start, end) = element(der, algorithm_end);
+    assert_eq!(tag, 0x04, "PKCS#8 key is an OCTET STRING");
+    der[start..end].to_vec()
+}
+
+/// DER as PEM with `label`.
+pub fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let text = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = text
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).expect("base64 is ASCII"))
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+impl Ca {
+    /// A server certificate for an RSA key (2048 bits).
+    pub fn rsa_server(&self) -> Leaf {
+        let key = KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("rsa key");
+        let mut params =
+            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+                .expect("leaf params");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        Leaf {
+            cert: cert.der().clone(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            key_der: key.serialize_der(),
+        }
+    }
+}
+
+impl Leaf {
+    /// The key as PEM in its legacy form: SEC1 (`EC PRIVATE KEY`) for EC,
+    /// PKCS#1 (`RSA PRIVATE KEY`) for RSA.
+    pub fn legacy_key_pem(&self, label: &str) -> String {
+        pem(label, &pkcs8_inner(&self.key_der))
+    }
+}
+
+/// A TLS HTTP/1 server with `leaf` as its certificate that answers every
+/// request `200 ok` with the request's `X-Forwarded-Proto` as the body.
+pub async fn tls_http_upstream(leaf: &Leaf) -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![leaf.cert.clone()], leaf.key())
+        .expect("server cert");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match tls.read(&mut byte).await {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let proto = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("x-forwarded-proto: "))
+                    .unwrap_or("none")
+                    .to_owned();
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{proto}",
+                    proto.len()
+                );
+                let _ = tls.write_all(answer.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
