@@ -479,3 +479,70 @@ async fn https_pass_through_upstream_is_verified_with_ca_file() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.ends_with("https"), "{answer}");
 }
+
+/// `wsguard check` on a configuration whose listener serves `leaf`; its standard error.
+fn check_stderr(leaf: &Leaf) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = leaf.write(dir.path());
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).expect("write secret");
+    let text = proxy("127.0.0.1:9".parse().expect("addr"))
+        .listener(&listener_tls(&cert, &key, ""))
+        .toml(&secret.display().to_string());
+    let config = dir.path().join("wsguard.toml");
+    std::fs::write(&config, text).expect("write config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_wsguard"))
+        .args(["check", "--config"])
+        .arg(&config)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run wsguard check");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn a_certificate_expiring_within_7_days_is_warned_about() {
+    let ca = Ca::new("test CA");
+    let stderr = check_stderr(&ca.expired_server());
+    assert!(
+        stderr.contains("TLS certificate expires within 7 days"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("cert.pem"), "names the file: {stderr}");
+    let stderr = check_stderr(&ca.server());
+    assert!(!stderr.contains("expires within"), "{stderr}");
+}
+
+#[test]
+fn tls_config_errors_name_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("missing.pem");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).expect("write secret");
+    let text = proxy("127.0.0.1:9".parse().expect("addr"))
+        .listener(&listener_tls(&missing, &missing, ""))
+        .toml(&secret.display().to_string());
+    let config = wsguard::config::Config::parse(&text).expect("parse");
+    let err = wsguard::proxy::Proxy::new(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.starts_with("listener.tls.cert_file: "), "{err}");
+    let text = proxy("127.0.0.1:9".parse().expect("addr"))
+        .upstream(&format!(
+            "client_cert_file = {:?}",
+            missing.display().to_string()
+        ))
+        .toml(&secret.display().to_string());
+    let config = wsguard::config::Config::parse(&text).expect("parse");
+    let err = wsguard::proxy::Proxy::new(&config)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.starts_with("upstream.client_key_file: "), "{err}");
+}

@@ -17,12 +17,22 @@ pub struct FileError {
     pub path: String,
     /// What is wrong.
     pub problem: String,
+    /// The file at fault is the private key (not the certificate).
+    pub is_key: bool,
 }
 
 fn file_error(path: &Path, problem: impl std::fmt::Display) -> FileError {
     FileError {
         path: path.display().to_string(),
         problem: problem.to_string(),
+        is_key: false,
+    }
+}
+
+fn key_error(path: &Path, problem: impl std::fmt::Display) -> FileError {
+    FileError {
+        is_key: true,
+        ..file_error(path, problem)
     }
 }
 
@@ -40,7 +50,7 @@ pub fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, FileErr
 
 /// The first private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
 pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, FileError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| file_error(path, e))
+    PrivateKeyDer::from_pem_file(path).map_err(|e| key_error(path, e))
 }
 
 /// A CA bundle as a root store.
@@ -58,11 +68,11 @@ pub fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey, 
     let chain = certificates(cert_file)?;
     let key = private_key(key_file)?;
     CertifiedKey::from_der(chain, key, &super::provider()).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => file_error(
+        rustls::Error::InconsistentKeys(_) => key_error(
             key_file,
             format_args!("does not match the certificate in {}", cert_file.display()),
         ),
-        other => file_error(key_file, other),
+        other => key_error(key_file, other),
     })
 }
 

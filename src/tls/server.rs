@@ -42,7 +42,7 @@ impl ServerTls {
     /// Reads the files of `[listener.tls]`; errors name the key.
     pub fn from_config(config: &ListenerTls) -> Result<ServerTls, ConfigError> {
         let resolver = Rotating::load(&config.cert_file, &config.key_file).map_err(|e| {
-            let key = if e.path == config.key_file.display().to_string() {
+            let key = if e.is_key {
                 "listener.tls.key_file"
             } else {
                 "listener.tls.cert_file"

@@ -86,12 +86,29 @@ impl Ca {
         self.leaf(ExtendedKeyUsagePurpose::ClientAuth)
     }
 
+    /// A server certificate whose validity ended in 2000.
+    pub fn expired_server(&self) -> Leaf {
+        self.leaf_with(ExtendedKeyUsagePurpose::ServerAuth, |p| {
+            p.not_before = rcgen::date_time_ymd(1999, 1, 1);
+            p.not_after = rcgen::date_time_ymd(2000, 1, 1);
+        })
+    }
+
     fn leaf(&self, usage: ExtendedKeyUsagePurpose) -> Leaf {
+        self.leaf_with(usage, |_| {})
+    }
+
+    fn leaf_with(
+        &self,
+        usage: ExtendedKeyUsagePurpose,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let key = KeyPair::generate().expect("leaf key");
         let mut params =
             CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
                 .expect("leaf params");
         params.extended_key_usages = vec![usage];
+        adjust(&mut params);
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         Leaf {
             cert: cert.der().clone(),
