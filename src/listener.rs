@@ -110,7 +110,7 @@ async fn serve_tls(
     let Some(tls) = proxy.tls.as_ref() else {
         return;
     };
-    let Some(stream) = tls.accept(tcp).await else {
+    let Some(stream) = tls.accept(tcp, peer).await else {
         return;
     };
     let client = Client { peer, tls: true };

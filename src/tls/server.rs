@@ -3,6 +3,7 @@
 //! optional client certificates, and the handshake with its own timeout.
 
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +84,7 @@ impl ServerTls {
 
     /// Runs the handshake within `handshake_timeout`; a failure is logged
     /// (`debug`), counted in [`Rejects`], and gives `None`.
-    pub async fn accept(&self, tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
+    pub async fn accept(&self, tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
         let reject =
             match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => return Some(stream),
@@ -91,7 +92,7 @@ impl ServerTls {
                 Err(_) => Reject::HandshakeTimeout,
             };
         Rejects::global().count(reject);
-        tracing::debug!(cause = reject.name(), "TLS handshake failed");
+        tracing::debug!(peer = %peer, cause = reject.name(), "TLS handshake failed");
         None
     }
 }
