@@ -315,7 +315,9 @@ mod tests {
         assert!(loopback_addr("ws://localhost:80/x?y=1").is_ok());
         assert!(loopback_addr("ws://[::1]:80/").is_ok());
         assert!(loopback_addr("ws://10.0.0.1:80/").is_err());
-        assert!(loopback_addr("wss://127.0.0.1:80/").is_err());
+        assert!(loopback_addr("wss://localhost:443/").is_ok());
+        assert!(loopback_addr("wss://10.0.0.1:443/").is_err());
+        assert!(loopback_addr("http://127.0.0.1:80/").is_err());
         assert!(loopback_addr("ws://127.0.0.1/").is_err());
     }
 }
