@@ -546,3 +546,33 @@ fn tls_config_errors_name_the_key() {
         .unwrap_or_default();
     assert!(err.starts_with("upstream.client_key_file: "), "{err}");
 }
+
+#[tokio::test]
+async fn the_tls_handshake_does_not_count_against_the_auth_timeout() {
+    use futures_util::SinkExt;
+    let ca = Ca::new("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut upstream = Upstream::start(true).await;
+    let (cert, key) = ca.server().write(dir.path());
+    let proxy = proxy(upstream.addr)
+        .listener(&listener_tls(&cert, &key, ""))
+        .session("auth_timeout = \"300ms\"")
+        .start()
+        .await;
+    // Slower than auth_timeout before the client hello, then quick.
+    let tcp = TcpStream::connect(proxy.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let tls = tls_handshake(tcp, ca.roots(), None)
+        .await
+        .expect("handshake");
+    let url = format!("wss://localhost:{}/", proxy.addr.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls)
+        .await
+        .expect("upgrade");
+    ws.send(auth_frame(&hs256("gina", 300)))
+        .await
+        .expect("send");
+    assert_eq!(recv_json(&mut ws).await["type"], "AUTHENTICATED");
+    let _up = upstream.accept().await;
+    wss_round_trip(&mut ws, "in time").await;
+}

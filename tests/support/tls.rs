@@ -140,6 +140,16 @@ pub async fn tls_open(
     roots: RootCertStore,
     client: Option<&Leaf>,
 ) -> std::io::Result<TlsStream<TcpStream>> {
+    let tcp = TcpStream::connect(addr).await?;
+    tls_handshake(tcp, roots, client).await
+}
+
+/// The client side of a TLS handshake on an open TCP connection.
+pub async fn tls_handshake(
+    tcp: TcpStream,
+    roots: RootCertStore,
+    client: Option<&Leaf>,
+) -> std::io::Result<TlsStream<TcpStream>> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("versions")
@@ -150,7 +160,6 @@ pub async fn tls_open(
             .expect("client cert"),
         None => builder.with_no_client_auth(),
     };
-    let tcp = TcpStream::connect(addr).await?;
     let name = ServerName::try_from("localhost").expect("name");
     tokio::time::timeout(
         WAIT,
