@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # wsguard benchmark harness.
 #
-#   bench/run.sh [--install] [--quick] [--rounds N] [--targets "direct nginx haproxy wsguard"]
+#   bench/run.sh [--install] [--quick] [--rounds N]
+#                [--targets "direct nginx haproxy wsguard nginx-tls wsguard-tls"]
 #                [--modes "echo handshake idle reauth rotation"] [--out FILE.md] [--perf] [--keep]
 #
 # Starts an echo upstream, nginx, HAProxy and (when bench/wsguard.toml exists)
@@ -10,8 +11,11 @@
 # written to FILE.md (JSON lines beside it). With wsguard, `rotation` runs once
 # after the rounds: `benchtool rotation-storm` (its own wsguard process and
 # JWKS server; 5000 connections present a new kid at once: it fails unless
-# all authenticate with exactly one JWKS fetch; 200 in --quick). Everything it starts is stopped on
-# exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
+# all authenticate with exactly one JWKS fetch; 200 in --quick). nginx-tls and
+# wsguard-tls (not in the default targets) are nginx with `ssl` and wsguard
+# with [listener.tls], on one P-256 certificate made by openssl for the run,
+# the load generator connecting over TLS (wss://). Everything it starts is
+# stopped on exit. --quick: tiny sizes, one round, < 60 s (CI smoke test of the harness).
 # --perf: perf-record wsguard during its first run of the first mode selected
 # (echo, or handshake with HS256 tokens; perf-*.data beside the results). --keep: keep the temp dir with configs and logs.
 #
@@ -70,7 +74,7 @@ BIN=$TARGET_DIR/release
 
 WSG_TEMPLATE=${WSGUARD_TEMPLATE:-$BENCH/wsguard.toml}
 HAVE_WSGUARD=0
-if [[ " $TARGETS " == *" wsguard "* ]]; then
+if [[ " $TARGETS " == *" wsguard "* || " $TARGETS " == *" wsguard-tls "* ]]; then
     if [[ ! -f $WSG_TEMPLATE ]]; then
         log "NOTE: $WSG_TEMPLATE not found: skipping the wsguard target (and the reauth mode)"
     else
@@ -90,6 +94,8 @@ for t in $TARGETS; do
         nginx) if have nginx; then ACTIVE+=" nginx"; else log "NOTE: nginx not installed (try --install): skipped"; fi ;;
         haproxy) if have haproxy; then ACTIVE+=" haproxy"; else log "NOTE: haproxy not installed (try --install): skipped"; fi ;;
         wsguard) [[ $HAVE_WSGUARD == 1 ]] && ACTIVE+=" wsguard" ;;
+        nginx-tls) if have nginx; then ACTIVE+=" nginx-tls"; else log "NOTE: nginx not installed (try --install): skipped"; fi ;;
+        wsguard-tls) [[ $HAVE_WSGUARD == 1 ]] && ACTIVE+=" wsguard-tls" ;;
         *) die "unknown target $t" ;;
     esac
 done
@@ -153,7 +159,8 @@ ISS_ES256=${BENCH_ISS_ES256-bench-es256}
 REAUTH_LEAD=${BENCH_REAUTH_LEAD:-10}
 [[ $QUICK == 1 && -z ${BENCH_REAUTH_LEAD:-} ]] && REAUTH_LEAD=2
 ECHO_ADDR=127.0.0.1:0
-ECHO_PID="" NGINX_PID="" HAPROXY_PID="" WSG_PID=""
+ECHO_PID="" NGINX_PID="" HAPROXY_PID="" WSG_PID="" NGINX_TLS_PID="" WSG_TLS_PID=""
+NGINX_TLS_WORKER_PIDS=()
 
 start_echo() { # first start picks a free port; restarts reuse it
     : >"$TMP/echo.addr"
@@ -167,7 +174,7 @@ start_echo() { # first start picks a free port; restarts reuse it
 start_nginx() {
     fill "$BENCH/nginx.conf" "$TMP/nginx.conf" "DIR=$TMP" "PORT=$NGINX_PORT" \
         "UPSTREAM=$ECHO_ADDR" "WORKERS=$NGINX_WORKERS" "NOFILE=$NOFILE" \
-        "WORKER_CONNECTIONS=$(( NOFILE - 100 ))"
+        "WORKER_CONNECTIONS=$(( NOFILE - 100 ))" "SSL=" "SSL_LINES="
     nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/nginx-error.log" >>"$TMP/nginx.out" 2>&1 &
     NGINX_PID=$!
     PIDS+=("$NGINX_PID")
@@ -178,6 +185,34 @@ start_nginx() {
         sleep 0.1
     done
     die "no nginx worker processes"
+}
+tls_certs() { # a CA and a P-256 leaf for localhost signed by it, in $TMP/tls
+    mkdir -p "$TMP/tls"
+    local d=$TMP/tls
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" \
+        -out "$d/ca.crt" -days 2 -subj "/CN=wsguard bench CA" \
+        -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/tls.key" \
+        -out "$d/tls.csr" -subj "/CN=localhost" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >"$d/ext"
+    openssl x509 -req -in "$d/tls.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+        -out "$d/tls.crt" -days 2 -extfile "$d/ext" 2>/dev/null
+}
+start_nginx_tls() { # nginx with ssl, in its own prefix $TMP/tls
+    local lines="ssl_certificate $TMP/tls/tls.crt; ssl_certificate_key $TMP/tls/tls.key; ssl_protocols TLSv1.2 TLSv1.3;"
+    fill "$BENCH/nginx.conf" "$TMP/tls/nginx.conf" "DIR=$TMP/tls" "PORT=$NGINX_TLS_PORT" \
+        "UPSTREAM=$ECHO_ADDR" "WORKERS=$NGINX_WORKERS" "NOFILE=$NOFILE" \
+        "WORKER_CONNECTIONS=$(( NOFILE - 100 ))" "SSL= ssl" "SSL_LINES=$lines"
+    nginx -p "$TMP/tls" -c "$TMP/tls/nginx.conf" -e "$TMP/tls/nginx-error.log" >>"$TMP/tls/nginx.out" 2>&1 &
+    NGINX_TLS_PID=$!
+    PIDS+=("$NGINX_TLS_PID")
+    wait_port "$NGINX_TLS_PORT" nginx-tls "$TMP/tls/nginx-error.log" "$NGINX_TLS_PID"
+    for _ in $(seq 50); do
+        mapfile -t NGINX_TLS_WORKER_PIDS < <(pgrep -P "$NGINX_TLS_PID")
+        [[ ${#NGINX_TLS_WORKER_PIDS[@]} -gt 0 ]] && return 0
+        sleep 0.1
+    done
+    die "no nginx-tls worker processes"
 }
 start_haproxy() {
     local nb="# nbthread: HAProxy default"
@@ -206,12 +241,25 @@ start_wsguard() {
     PIDS+=("$WSG_PID")
     wait_port "$WSGUARD_PORT" wsguard "$TMP/wsguard.log" "$WSG_PID"
 }
+start_wsguard_tls() { # the same template, with [listener.tls] on the bench certificate
+    fill "$WSG_TEMPLATE" "$TMP/wsguard-tls.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_TLS_PORT" \
+        "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
+        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
+    printf '\n[listener.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$TMP/tls/tls.crt" "$TMP/tls/tls.key" \
+        >>"$TMP/wsguard-tls.toml"
+    RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard-tls.toml" >>"$TMP/wsguard-tls.log" 2>&1 &
+    WSG_TLS_PID=$!
+    PIDS+=("$WSG_TLS_PID")
+    wait_port "$WSGUARD_TLS_PORT" wsguard-tls "$TMP/wsguard-tls.log" "$WSG_TLS_PID"
+}
 start_target() {
     case $1 in
         direct) start_echo ;;
         nginx) start_nginx ;;
         haproxy) start_haproxy ;;
         wsguard) start_wsguard ;;
+        nginx-tls) start_nginx_tls ;;
+        wsguard-tls) start_wsguard_tls ;;
     esac
 }
 restart_target() { # fresh process, same port (for memory measurements)
@@ -220,6 +268,8 @@ restart_target() { # fresh process, same port (for memory measurements)
         nginx) stop_pid "$NGINX_PID" ;;
         haproxy) stop_pid "$HAPROXY_PID" ;;
         wsguard) stop_pid "$WSG_PID" ;;
+        nginx-tls) stop_pid "$NGINX_TLS_PID" ;;
+        wsguard-tls) stop_pid "$WSG_TLS_PID" ;;
     esac
     start_target "$1"
 }
@@ -229,6 +279,8 @@ url_of() {
         nginx) echo "ws://127.0.0.1:$NGINX_PORT/echo" ;;
         haproxy) echo "ws://127.0.0.1:$HAPROXY_PORT/echo" ;;
         wsguard) echo "ws://127.0.0.1:$WSGUARD_PORT/echo" ;;
+        nginx-tls) echo "wss://localhost:$NGINX_TLS_PORT/echo" ;;
+        wsguard-tls) echo "wss://localhost:$WSGUARD_TLS_PORT/echo" ;;
     esac
 }
 watch_args() { # the measured process(es), and the echo upstream beside them
@@ -237,15 +289,19 @@ watch_args() { # the measured process(es), and the echo upstream beside them
         nginx) echo "$(printf -- '--watch-pid %s ' "${NGINX_WORKER_PIDS[@]}")--upstream-pid $ECHO_PID" ;;
         haproxy) echo "--watch-pid $HAPROXY_PID --upstream-pid $ECHO_PID" ;;
         wsguard) echo "--watch-pid $WSG_PID --upstream-pid $ECHO_PID" ;;
+        nginx-tls) echo "$(printf -- '--watch-pid %s ' "${NGINX_TLS_WORKER_PIDS[@]}")--upstream-pid $ECHO_PID --ca $TMP/tls/ca.crt" ;;
+        wsguard-tls) echo "--watch-pid $WSG_TLS_PID --upstream-pid $ECHO_PID --ca $TMP/tls/ca.crt" ;;
     esac
 }
 
 start_echo
 log "echo upstream on $ECHO_ADDR (pid $ECHO_PID)"
 # Ports for the proxies, picked after the echo upstream holds its own.
-mapfile -t PORTS < <("$BIN/benchtool" free-ports 3)
+mapfile -t PORTS < <("$BIN/benchtool" free-ports 5)
 NGINX_PORT=${PORTS[0]} HAPROXY_PORT=${PORTS[1]} WSGUARD_PORT=${PORTS[2]}
-[[ " ${ACTIVE[*]} " == *" wsguard "* ]] && wsguard_keys
+NGINX_TLS_PORT=${PORTS[3]} WSGUARD_TLS_PORT=${PORTS[4]}
+[[ " ${ACTIVE[*]} " == *" wsguard"* ]] && wsguard_keys
+[[ " ${ACTIVE[*]} " == *"-tls "* ]] && tls_certs
 for t in "${ACTIVE[@]}"; do
     [[ $t == direct ]] && continue
     start_target "$t"
@@ -253,6 +309,8 @@ for t in "${ACTIVE[@]}"; do
         nginx) log "nginx $(nginx -v 2>&1 | sed 's|.*/||') on :$NGINX_PORT, worker_processes $NGINX_WORKERS = ${#NGINX_WORKER_PIDS[@]} workers" ;;
         haproxy) log "haproxy $(haproxy -v | head -n 1 | awk '{print $3}') on :$HAPROXY_PORT, threads: $(ls /proc/"$HAPROXY_PID"/task | wc -l)" ;;
         wsguard) log "wsguard on :$WSGUARD_PORT (pid $WSG_PID, reauth_lead ${REAUTH_LEAD}s)" ;;
+        nginx-tls) log "nginx-tls on :$NGINX_TLS_PORT, ${#NGINX_TLS_WORKER_PIDS[@]} workers" ;;
+        wsguard-tls) log "wsguard-tls on :$WSGUARD_TLS_PORT (pid $WSG_TLS_PID)" ;;
     esac
 done
 
@@ -268,7 +326,7 @@ JSONL=${OUT%.md}.jsonl
 FAILED_RUNS=0
 
 auth_args() { # target alg
-    if [[ $1 != wsguard ]]; then echo "--no-auth"; return; fi
+    if [[ $1 != wsguard && $1 != wsguard-tls ]]; then echo "--no-auth"; return; fi
     local a="--alg $2 --secret-env BENCH_HS256_SECRET --es256-key $TMP/es256.key"
     local iss=$ISS_HS256
     [[ $2 == es256 ]] && iss=$ISS_ES256
@@ -350,7 +408,7 @@ for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
         done
     done
     mode_on handshake && for t in "${ORDER[@]}"; do
-        if [[ $t == wsguard ]]; then
+        if [[ $t == wsguard || $t == wsguard-tls ]]; then
             for alg in hs256 es256; do
                 [[ $ROUND == 1 ]] && run_perf
                 lg "$t" "$alg" handshake "${HS[@]}"

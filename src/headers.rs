@@ -135,6 +135,19 @@ pub struct ClientRequest {
     pub path_and_query: String,
     /// The subprotocol agreed with the client, if any.
     pub subprotocol: Option<HeaderValue>,
+    /// The client came over TLS (`X-Forwarded-Proto: https`).
+    pub tls: bool,
+}
+
+impl ClientRequest {
+    /// `X-Forwarded-Proto` for this client: `https` over TLS, else `http`.
+    pub fn proto(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
 }
 
 fn name(s: &str) -> Option<HeaderName> {

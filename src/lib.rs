@@ -24,6 +24,7 @@ pub mod registry;
 pub mod relay;
 pub mod rescue;
 pub mod session;
+pub mod tls;
 pub mod token;
 pub mod upstream;
 pub mod wire;

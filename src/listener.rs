@@ -1,6 +1,8 @@
-//! Accepting connections: the accept loop (with backoff), HTTP/1 serving,
-//! and the WebSocket handshake after which the same task runs the
-//! connection's [`Session`] on the socket hyper hands back. Non-upgrade
+//! Accepting connections: the accept loop (with backoff), the TLS handshake
+//! when `[listener.tls]` is set, HTTP/1 serving, and the WebSocket handshake
+//! after which the same task runs the connection's [`Session`] on the socket
+//! hyper hands back (TCP, or the TLS stream: the serving path is generic
+//! over the socket, so the plain path has no indirection). Non-upgrade
 //! requests go to [`crate::passthrough`].
 
 use std::convert::Infallible;
@@ -27,7 +29,8 @@ use crate::headers::{has_token, list_items, ClientRequest};
 use crate::proxy::{Body, Proxy};
 use crate::registry::Shard;
 use crate::rescue::HttpError;
-use crate::session::{Session, Start};
+use crate::session::{ClientIo, Session, Start};
+use crate::tls::{Reject, Rejects};
 
 /// Bytes an unauthenticated client may send beyond the first-frame limit
 /// (frame headers, a few pings).
@@ -55,7 +58,12 @@ pub async fn run(
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
                     let (proxy, shard) = (proxy.clone(), shard.clone());
-                    tokio::spawn(serve(tcp, peer, proxy, shard, header_read_timeout));
+                    if proxy.tls.is_some() {
+                        tokio::spawn(serve_tls(tcp, peer, proxy, shard, header_read_timeout));
+                    } else {
+                        let client = Client { peer, tls: false };
+                        tokio::spawn(serve(tcp, client, proxy, shard, header_read_timeout));
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, pause = ?backoff, "accept failed");
@@ -80,14 +88,43 @@ pub async fn run(
 /// The upgrade request a connection answered with 101, if any, and how its session starts.
 type Upgrade = Arc<Mutex<Option<(ClientRequest, Start)>>>;
 
-/// Serves one TCP connection: HTTP/1 until it ends, or until a WebSocket
+/// Who is connected: the TCP peer, and whether over TLS.
+#[derive(Debug, Clone, Copy)]
+struct Client {
+    /// The TCP peer.
+    peer: SocketAddr,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    tls: bool,
+}
+
+/// Runs the TLS handshake (within `listener.tls.handshake_timeout`, before
+/// and apart from `session.auth_timeout`), then serves the TLS stream as
+/// [`serve`] serves TCP.
+async fn serve_tls(
+    tcp: tokio::net::TcpStream,
+    peer: SocketAddr,
+    proxy: Arc<Proxy>,
+    shard: Arc<Shard>,
+    header_read_timeout: Duration,
+) {
+    let Some(tls) = proxy.tls.as_ref() else {
+        return;
+    };
+    let Some(stream) = tls.accept(tcp, peer).await else {
+        return;
+    };
+    let client = Client { peer, tls: true };
+    serve(stream, client, proxy, shard, header_read_timeout).await;
+}
+
+/// Serves one connection (TCP or TLS): HTTP/1 until it ends, or until a WebSocket
 /// upgrade, after which hyper hands the socket back (its manual upgrade:
 /// `without_shutdown` and `into_parts`) and the same task runs the session
 /// on it. No task, channel or boxed socket is added per connection for the
 /// upgrade.
-async fn serve(
-    tcp: tokio::net::TcpStream,
-    peer: SocketAddr,
+async fn serve<IO: ClientIo>(
+    io: IO,
+    peer: Client,
     proxy: Arc<Proxy>,
     shard: Arc<Shard>,
     header_read_timeout: Duration,
@@ -106,13 +143,16 @@ async fn serve(
     let connection = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(tcp), service)
+        .serve_connection(TokioIo::new(io), service)
         .without_shutdown();
     // Boxed, so that while the session runs this task holds no room for
     // hyper's connection state.
     let parts = match Box::pin(connection).await {
         Ok(parts) => parts,
         Err(e) => {
+            if e.is_parse() {
+                Rejects::global().count(Reject::BadHttp);
+            }
             tracing::debug!(error = %e, "http connection ended with an error");
             return;
         }
@@ -141,7 +181,7 @@ async fn serve(
 /// Upgrade requests become WebSocket sessions; everything else is passed through.
 async fn route(
     request: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Client,
     proxy: Arc<Proxy>,
     upgrade: &Upgrade,
 ) -> Response<Body> {
@@ -158,7 +198,7 @@ async fn route(
             Err(refused) => *refused,
         };
     }
-    crate::passthrough::forward(request, peer, &proxy).await
+    crate::passthrough::forward(request, peer.peer, peer.tls, &proxy).await
 }
 
 /// An HTTP error as a response of the proxy's body type.
@@ -216,7 +256,7 @@ pub(crate) fn is_origin_or_absolute_form(uri: &Uri) -> bool {
 /// Answers 101; the session starts once hyper hands the socket back (see [`serve`]).
 fn answer_upgrade(
     mut request: Request<Incoming>,
-    peer: SocketAddr,
+    peer: Client,
     proxy: &Proxy,
     accept: HeaderValue,
     (upgrade, start): (&Upgrade, Start),
@@ -224,7 +264,8 @@ fn answer_upgrade(
     let subprotocol = choose_subprotocol(request.headers(), &proxy.upstream.subprotocols);
     let client = ClientRequest {
         subprotocol: subprotocol.clone(),
-        peer,
+        peer: peer.peer,
+        tls: peer.tls,
         headers: std::mem::take(request.headers_mut()),
         path_and_query: request
             .uri()

@@ -355,7 +355,12 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .first()
         .context("no listening socket was bound")?
         .local_addr()?;
-    tracing::info!(addr = %addr, workers, "wsguard listening");
+    tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
+    if let Some(tls) = &proxy.tls {
+        tls.resolver
+            .start(tls.watch_interval, control.handle())
+            .context("listener.tls: cannot watch the certificate")?;
+    }
     control
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
@@ -369,6 +374,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         workers,
         ctrl_c(),
     )?;
+    drop(control);
     Ok(ExitCode::SUCCESS)
 }
 

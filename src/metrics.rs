@@ -72,8 +72,8 @@ pub const WS_SEND_ERRORS_TOTAL: Metric = (
     "wsguard_ws_send_errors_total",
     "WebSocket writes that failed or were dropped (peer gone, slow consumer)",
 );
-/// Counter `{method}`: first auths by a deprecated (legacy) method; present
-/// when legacy auth methods are configured.
+/// Counter `{method}`: tokens presented in the upgrade request (a
+/// deprecated method), valid or not.
 pub const DEPRECATED_AUTH_TOTAL: Metric = (
     "wsguard_deprecated_auth_total",
     "Authentications by a deprecated method",
@@ -90,6 +90,17 @@ pub const JWKS_AGE_SECONDS: Metric = (
     "wsguard_jwks_age_seconds",
     "Seconds since the provider's JWKS was last fetched successfully",
 );
+/// Counter `{cause}`: connections that ended before their first HTTP
+/// request (TLS handshake failures, plain HTTP on the TLS port, ...).
+pub const TLS_REJECTS_TOTAL: Metric = (
+    "wsguard_tls_rejects_total",
+    "Connections that ended before HTTP, by cause (not_tls, handshake_timeout, client_certificate, handshake_failed, bad_http)",
+);
+/// Gauge: seconds until the listener's certificate expires; present with `[listener.tls]`.
+pub const TLS_CERTIFICATE_EXPIRES_IN_SECONDS: Metric = (
+    "wsguard_tls_certificate_expires_in_seconds",
+    "Seconds until the listener's TLS certificate expires (negative once expired)",
+);
 /// Histogram: time to verify a token.
 pub const AUTH_DURATION_SECONDS: Metric = (
     "wsguard_auth_duration_seconds",
@@ -104,7 +115,7 @@ pub const UPSTREAM_CONNECT_SECONDS: Metric = (
 pub const BUILD_INFO: Metric = ("wsguard_build_info", "The running build (always 1)");
 
 /// Every metric name and help (the dashboard test and the docs check against it).
-pub const ALL: [Metric; 17] = [
+pub const ALL: [Metric; 19] = [
     CONNECTIONS_ACTIVE,
     CONNECTIONS_TOTAL,
     AUTH_TOTAL,
@@ -119,6 +130,8 @@ pub const ALL: [Metric; 17] = [
     JWKS_REFRESH_TOTAL,
     JWKS_KEYS,
     JWKS_AGE_SECONDS,
+    TLS_REJECTS_TOTAL,
+    TLS_CERTIFICATE_EXPIRES_IN_SECONDS,
     AUTH_DURATION_SECONDS,
     UPSTREAM_CONNECT_SECONDS,
     BUILD_INFO,
@@ -634,6 +647,23 @@ impl Drop for ConnStats {
     fn drop(&mut self) {
         self.flush();
         handles().active[self.shown as usize].decrement(1.0);
+    }
+}
+
+/// Exports the TLS counts: connections rejected before HTTP, by cause, and
+/// the listener certificate's remaining life (when TLS is on). Called about
+/// once a second on the control thread.
+pub fn tls(server: Option<&crate::tls::ServerTls>, now: std::time::SystemTime) {
+    for (reject, n) in crate::tls::Rejects::global().snapshot() {
+        metrics::counter!(TLS_REJECTS_TOTAL.0, "cause" => reject.name()).absolute(n);
+    }
+    let expiry = server.and_then(|s| s.resolver.not_after());
+    if let Some(at) = expiry {
+        let left = match at.duration_since(now) {
+            Ok(d) => d.as_secs_f64(),
+            Err(e) => -e.duration().as_secs_f64(),
+        };
+        metrics::gauge!(TLS_CERTIFICATE_EXPIRES_IN_SECONDS.0).set(left);
     }
 }
 

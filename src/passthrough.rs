@@ -1,5 +1,5 @@
 //! Plain HTTP requests (no upgrade) reverse-proxied to the upstream's HTTP
-//! base with the same header rules as WebSocket requests (hop-by-hop headers
+//! base (`http://` or `https://`, see [`crate::tls::client`]) with the same header rules as WebSocket requests (hop-by-hop headers
 //! dropped, `X-Forwarded-*` set, identity headers a client sent removed).
 
 use std::net::SocketAddr;
@@ -15,10 +15,11 @@ use crate::listener::error;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 
-/// Forwards one request and returns the upstream's response (or a JSON error).
+/// Forwards one request (`tls`: it came over TLS) and returns the upstream's response (or a JSON error).
 pub async fn forward(
     request: Request<Incoming>,
     peer: SocketAddr,
+    tls: bool,
     proxy: &Proxy,
 ) -> Response<Body> {
     // `OPTIONS *` or `host:port` would become a path under the upstream's base.
@@ -48,11 +49,15 @@ pub async fn forward(
         headers: parts.headers,
         path_and_query: path_and_query.to_owned(),
         subprotocol: None,
+        tls,
     };
     let mut headers = HeaderMap::new();
-    proxy
-        .headers
-        .forward(&client, &crate::ids::connection_id(), "http", &mut headers);
+    proxy.headers.forward(
+        &client,
+        &crate::ids::connection_id(),
+        client.proto(),
+        &mut headers,
+    );
     if let Some((identity, token)) = verified {
         proxy.headers.identity(&identity, &mut headers);
         if proxy.upstream.forward_token {

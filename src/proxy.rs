@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http_body_util::combinators::BoxBody;
 use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -15,6 +16,7 @@ use crate::config::{Config, ConfigError, SessionConfig, WebSocketLimits};
 use crate::headers::HeaderPolicy;
 use crate::protocol::Dialect;
 use crate::relay::MAX_READ;
+use crate::tls::{ServerTls, UpstreamTls};
 use crate::upstream::Target;
 use crate::wire::Limits;
 
@@ -37,8 +39,10 @@ pub struct Proxy {
     pub headers: HeaderPolicy,
     /// Frame limits and read size of both legs.
     pub wire: WireSettings,
-    /// Client for plain HTTP pass-through.
-    pub http: Client<HttpConnector, Body>,
+    /// Client for HTTP pass-through (`http://` or `https://` upstreams).
+    pub http: Client<HttpsConnector<HttpConnector>, Body>,
+    /// TLS on the listener (`[listener.tls]`); `None` for plain TCP.
+    pub tls: Option<ServerTls>,
     /// Legacy auth methods on the upgrade request (`[auth.legacy]`).
     pub legacy: crate::auth::legacy::LegacyAuth,
     /// The Origin allowlist (`http.allowed_origins`).
@@ -85,10 +89,18 @@ impl Proxy {
     /// Checks the configuration and builds the shared state, each once;
     /// fails with an error naming the key. The order is that in which
     /// `wsguard check` reports a configuration's first mistake: the
-    /// upstream URLs, the other values, then the providers and their keys.
+    /// upstream's TLS files, its URLs, the other values, the listener's TLS
+    /// files, then the providers and their keys.
     pub fn new(config: &Config) -> Result<Arc<Proxy>, ConfigError> {
-        let mut target = Target::from_config(&config.upstream)?;
+        let upstream_tls = UpstreamTls::from_config(&config.upstream)?;
+        let mut target = Target::from_config(&config.upstream, &upstream_tls)?;
         config.validate()?;
+        let tls = config
+            .listener
+            .tls
+            .as_ref()
+            .map(ServerTls::from_config)
+            .transpose()?;
         let origins = crate::origin::OriginPolicy::from_config(config)?;
         let http_rules = crate::http_auth::HttpRules::new(&config.http)?;
         let legacy = crate::auth::legacy::LegacyAuth::new(&config.auth.legacy);
@@ -96,10 +108,7 @@ impl Proxy {
             target.also_strip(name);
         }
         let verifier = Verifier::from_config(&config.auth)?;
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.upstream.connect_timeout));
-        connector.set_nodelay(true);
-        let http = Client::builder(TokioExecutor::new()).build(connector);
+        let http = http_client(&config.upstream, &upstream_tls);
         Ok(Arc::new(Proxy {
             session: config.session.clone(),
             upstream: config.upstream.clone(),
@@ -116,7 +125,26 @@ impl Proxy {
             http_rules,
             legacy,
             origins,
+            tls,
             epoch: tokio::time::Instant::now(),
         }))
     }
+}
+
+/// The pass-through client: `http://` and `https://` (verified as the
+/// WebSocket leg is), HTTP/1 only.
+fn http_client(
+    config: &crate::config::UpstreamConfig,
+    tls: &UpstreamTls,
+) -> Client<HttpsConnector<HttpConnector>, Body> {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(config.connect_timeout));
+    connector.set_nodelay(true);
+    connector.enforce_http(false);
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config((*tls.http).clone())
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(connector);
+    Client::builder(TokioExecutor::new()).build(connector)
 }

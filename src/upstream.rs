@@ -1,25 +1,81 @@
-//! The protected backend: its URLs, and opening a WebSocket to it with the
-//! verified identity as request headers.
+//! The protected backend: its URLs, and opening a WebSocket to it (over
+//! TCP, or TLS for `wss://`) with the verified identity as request headers.
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL, UPGRADE};
 use http::Uri;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::config::{ConfigError, UpstreamConfig};
+use crate::tls::UpstreamTls;
+
+/// The upstream's socket: TCP, or TLS over TCP for `wss://`. An enum, not a
+/// box: the plain path pays one branch per read, no indirection; the TLS
+/// state (large) is boxed once per connection.
+#[derive(Debug)]
+pub enum UpstreamIo {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for UpstreamIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for UpstreamIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_flush(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            UpstreamIo::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            UpstreamIo::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
 
 /// An open upstream WebSocket, taken back from hyper's client connection
 /// once it answered 101 (hyper's manual upgrade: `without_shutdown` and
-/// `into_parts`), so that the relay works on the TCP socket itself.
+/// `into_parts`), so that the relay works on the socket itself.
 #[derive(Debug)]
 pub struct UpstreamSocket {
     /// The socket.
-    pub io: TcpStream,
+    pub io: UpstreamIo,
     /// Bytes the upstream sent right after its answer, already read by hyper
     /// (the first frames; usually empty).
     pub received: Bytes,
@@ -31,6 +87,9 @@ pub enum UpstreamError {
     /// TCP connect failed.
     #[error("connect failed: {0}")]
     Connect(#[source] std::io::Error),
+    /// The TLS handshake failed (for example, the certificate is not trusted).
+    #[error("TLS handshake failed: {0}")]
+    Tls(#[source] std::io::Error),
     /// The HTTP exchange of the handshake failed.
     #[error("handshake failed: {0}")]
     Http(#[source] hyper::Error),
@@ -53,6 +112,10 @@ pub enum UpstreamError {
 pub struct Target {
     /// `host:port` for TCP.
     authority: String,
+    /// The host, for TLS (SNI and the certificate's name).
+    host: String,
+    /// TLS for the WebSocket leg (`wss://`); `None` for `ws://`.
+    tls: Option<UpstreamTls>,
     /// Path prefix of the WebSocket base URL, without a trailing `/`.
     ws_prefix: String,
     /// `http://host:port` plus prefix for plain HTTP requests.
@@ -61,50 +124,70 @@ pub struct Target {
     strip: Vec<String>,
 }
 
-fn parse_base(key: &str, url: &str, scheme: &str) -> Result<(String, String), ConfigError> {
+/// A base URL's parts.
+struct Base {
+    /// `host:port`.
+    authority: String,
+    /// The host alone.
+    host: String,
+    /// The path, without a trailing `/`.
+    prefix: String,
+    /// `wss://` or `https://`.
+    tls: bool,
+}
+
+/// Parses a base URL of scheme `plain` or `secure` (`ws`/`wss`, `http`/`https`).
+fn parse_base(key: &str, url: &str, plain: &str, secure: &str) -> Result<Base, ConfigError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| ConfigError::invalid(key, format!("{url:?} is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some(s) if s == scheme => {}
-        Some("wss") | Some("https") => {
-            return Err(ConfigError::invalid(
-                key,
-                "TLS to the upstream is not supported yet; the upstream should listen on localhost",
-            ))
-        }
+    let tls = match uri.scheme_str() {
+        Some(s) if s == plain => false,
+        Some(s) if s == secure => true,
         _ => {
             return Err(ConfigError::invalid(
                 key,
-                format!("must start with {scheme}://"),
+                format!("must start with {plain}:// or {secure}://"),
             ))
         }
-    }
+    };
     let authority = uri
         .authority()
         .ok_or_else(|| ConfigError::invalid(key, "has no host"))?;
-    let port = authority.port_u16().unwrap_or(80);
+    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
     if uri.query().is_some() {
         return Err(ConfigError::invalid(key, "must not have a query string"));
     }
-    let prefix = uri.path().trim_end_matches('/').to_owned();
-    Ok((format!("{}:{port}", authority.host()), prefix))
+    let host = authority.host();
+    Ok(Base {
+        authority: format!("{host}:{port}"),
+        // Without the brackets of an IPv6 literal, for TLS.
+        host: host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned(),
+        prefix: uri.path().trim_end_matches('/').to_owned(),
+        tls,
+    })
 }
 
 impl Target {
-    /// Checks and parses `[upstream]`'s URLs.
-    pub fn from_config(config: &UpstreamConfig) -> Result<Target, ConfigError> {
-        let (authority, ws_prefix) = parse_base("upstream.url", &config.url, "ws")?;
+    /// Checks and parses `[upstream]`'s URLs. `tls` is the TLS client
+    /// configuration, used when `upstream.url` is `wss://`.
+    pub fn from_config(config: &UpstreamConfig, tls: &UpstreamTls) -> Result<Target, ConfigError> {
+        let ws = parse_base("upstream.url", &config.url, "ws", "wss")?;
         let http_base = match &config.http_url {
             Some(url) => {
-                let (a, p) = parse_base("upstream.http_url", url, "http")?;
-                format!("http://{a}{p}")
+                let b = parse_base("upstream.http_url", url, "http", "https")?;
+                format!("{}://{}{}", scheme(b.tls), b.authority, b.prefix)
             }
-            None => format!("http://{authority}{ws_prefix}"),
+            None => format!("{}://{}{}", scheme(ws.tls), ws.authority, ws.prefix),
         };
         Ok(Target {
-            authority,
-            ws_prefix,
+            authority: ws.authority,
+            host: ws.host,
+            tls: ws.tls.then(|| tls.clone()),
+            ws_prefix: ws.prefix,
             http_base,
             strip: config
                 .strip_query_params
@@ -169,7 +252,8 @@ impl Target {
     /// The upstream WebSocket URL for a client request.
     pub fn ws_url(&self, path_and_query: &str) -> String {
         format!(
-            "ws://{}{}{}",
+            "{}://{}{}{}",
+            if self.tls.is_some() { "wss" } else { "ws" },
             self.authority,
             self.ws_prefix,
             self.forwarded_path(path_and_query)
@@ -211,11 +295,8 @@ impl Target {
             .ok_or(UpstreamError::Url)?;
         let asked_protocol = request.headers().get(SEC_WEBSOCKET_PROTOCOL).cloned();
         let attempt = async {
-            let tcp = TcpStream::connect(&self.authority)
-                .await
-                .map_err(UpstreamError::Connect)?;
-            let _ = tcp.set_nodelay(true);
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            let io = self.open().await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
                 .await
                 .map_err(UpstreamError::Http)?;
             // The connection is driven here, not in a task of its own, and
@@ -261,6 +342,31 @@ impl Target {
             .await
             .map_err(|_| UpstreamError::Timeout)?
     }
+
+    /// The TCP connection, with the TLS handshake for `wss://`.
+    async fn open(&self) -> Result<UpstreamIo, UpstreamError> {
+        let tcp = TcpStream::connect(&self.authority)
+            .await
+            .map_err(UpstreamError::Connect)?;
+        let _ = tcp.set_nodelay(true);
+        match &self.tls {
+            None => Ok(UpstreamIo::Plain(tcp)),
+            Some(tls) => tls
+                .connect(&self.host, tcp)
+                .await
+                .map(|s| UpstreamIo::Tls(Box::new(s)))
+                .map_err(UpstreamError::Tls),
+        }
+    }
+}
+
+/// `http` or `https`.
+fn scheme(tls: bool) -> &'static str {
+    if tls {
+        "https"
+    } else {
+        "http"
+    }
 }
 
 /// A decoded parameter name as the most lenient servers read it: lower
@@ -299,7 +405,8 @@ mod tests {
     fn target() -> Target {
         let cfg: UpstreamConfig =
             toml::from_str("url = \"ws://127.0.0.1:9000/base/\"").unwrap_or_else(|e| panic!("{e}"));
-        Target::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"))
+        let tls = UpstreamTls::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        Target::from_config(&cfg, &tls).unwrap_or_else(|e| panic!("{e}"))
     }
 
     #[test]
@@ -336,13 +443,22 @@ mod tests {
     }
 
     #[test]
-    fn wss_is_a_config_error() {
+    fn wss_and_https_use_tls_and_port_443() {
         let cfg: UpstreamConfig =
-            toml::from_str("url = \"wss://x\"").unwrap_or_else(|e| panic!("{e}"));
-        let err = Target::from_config(&cfg)
+            toml::from_str("url = \"wss://up.example/base\"").unwrap_or_else(|e| panic!("{e}"));
+        let tls = UpstreamTls::from_config(&cfg).unwrap_or_else(|e| panic!("{e}"));
+        let t = Target::from_config(&cfg, &tls).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t.ws_url("/c"), "wss://up.example:443/base/c");
+        assert_eq!(t.http_url("/c"), "https://up.example:443/base/c");
+        let cfg: UpstreamConfig =
+            toml::from_str("url = \"ftp://x\"").unwrap_or_else(|e| panic!("{e}"));
+        let err = Target::from_config(&cfg, &tls)
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();
-        assert!(err.starts_with("upstream.url:"), "{err}");
+        assert!(
+            err.starts_with("upstream.url: must start with ws:// or wss://"),
+            "{err}"
+        );
     }
 }

@@ -233,6 +233,37 @@ async fn legacy_auth_is_counted_by_method() {
 }
 
 #[tokio::test]
+async fn tls_rejects_and_the_certificates_life_are_exported() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = Upstream::start(true).await;
+    let ca = support::tls::Ca::new("test CA");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert, key) = ca.server().write(dir.path());
+    let tls = format!(
+        "[listener.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"",
+        cert.display(),
+        key.display()
+    );
+    // [listener.tls] is a table of [listener]: it goes after the config's sections.
+    let text = config(upstream.addr, "", "").replacen(
+        "worker_threads = 1\n",
+        &format!("worker_threads = 1\n{tls}\n"),
+        1,
+    );
+    let proxy = run(&text, &[]).await;
+    let mut tcp = tokio::net::TcpStream::connect(proxy.proxy).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("write");
+    let after = scrape_until(&proxy, "the plain request counted", |s| {
+        s.value("wsguard_tls_rejects_total", &[("cause", "not_tls")]) == 1.0
+    })
+    .await;
+    let left = after.value("wsguard_tls_certificate_expires_in_seconds", &[]);
+    assert!(left > 86_400.0, "the test certificate lives for days: {left}");
+}
+
+#[tokio::test]
 async fn readyz_follows_the_upstream() {
     let addr = Upstream::unused_addr().await;
     let proxy = run(&config(addr, "", ""), &[]).await;

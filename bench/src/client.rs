@@ -15,7 +15,79 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
 
-pub type Ws = WebSocketStream<TcpStream>;
+pub type Ws = WebSocketStream<Io>;
+
+/// A client socket: TCP for `ws://`, TLS for `wss://`.
+pub enum Io {
+    /// `ws://`.
+    Plain(TcpStream),
+    /// `wss://`.
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl tokio::io::AsyncRead for Io {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl tokio::io::AsyncWrite for Io {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => std::pin::Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => std::pin::Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// A TLS client trusting the CA certificates of a PEM file.
+fn tls_connector(ca: &std::path::Path) -> Result<tokio_rustls::TlsConnector> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .with_context(|| format!("--ca {}", ca.display()))?
+    {
+        roots.add(cert.with_context(|| format!("--ca {}", ca.display()))?)?;
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+        config,
+    )))
+}
 
 /// Options shared by every mode.
 #[derive(Debug, Clone, Args)]
@@ -56,10 +128,14 @@ pub struct CommonArgs {
     /// Free-form tag copied into the JSON line (e.g. round number).
     #[arg(long, default_value = "", global = true)]
     pub tag: String,
+    /// PEM CA certificate(s) trusted for a wss:// target (its certificate
+    /// must be for `localhost`).
+    #[arg(long, global = true)]
+    pub ca: Option<PathBuf>,
 }
 
 /// A resolved, validated target.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Target {
     pub url: String,
     pub addr: SocketAddr,
@@ -67,6 +143,17 @@ pub struct Target {
     pub config: WebSocketConfig,
     pub auth: bool,
     pub op_timeout: Duration,
+    /// TLS for wss:// targets.
+    pub tls: Option<tokio_rustls::TlsConnector>,
+}
+
+impl std::fmt::Debug for Io {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Io::Plain(_) => "Plain",
+            Io::Tls(_) => "Tls",
+        })
+    }
 }
 
 impl Target {
@@ -86,7 +173,13 @@ impl Target {
         let config = WebSocketConfig::default()
             .read_buffer_size(args.read_buffer)
             .write_buffer_size(0);
+        let tls = match (url.starts_with("wss://"), &args.ca) {
+            (false, _) => None,
+            (true, Some(ca)) => Some(tls_connector(ca)?),
+            (true, None) => bail!("a wss:// target needs --ca"),
+        };
         Ok(Self {
+            tls,
             url,
             addr,
             headers,
@@ -102,6 +195,15 @@ impl Target {
             .await
             .with_context(|| format!("connecting to {}", self.addr))?;
         stream.set_nodelay(true)?;
+        let stream = match &self.tls {
+            None => Io::Plain(stream),
+            Some(tls) => {
+                let name = rustls::pki_types::ServerName::try_from("localhost")?;
+                Io::Tls(Box::new(
+                    tls.connect(name, stream).await.context("TLS handshake")?,
+                ))
+            }
+        };
         let mut req = self.url.as_str().into_client_request()?;
         for (k, v) in &self.headers {
             req.headers_mut().insert(k.clone(), v.clone());
@@ -130,11 +232,12 @@ impl Target {
     }
 }
 
-/// Accept only ws:// URLs whose host is a loopback address.
+/// Accept only ws:// and wss:// URLs whose host is a loopback address.
 pub fn loopback_addr(url: &str) -> Result<SocketAddr> {
     let rest = url
         .strip_prefix("ws://")
-        .context("only ws:// URLs are supported")?;
+        .or_else(|| url.strip_prefix("wss://"))
+        .context("only ws:// and wss:// URLs are supported")?;
     let authority = rest.split(['/', '?']).next().unwrap_or_default();
     let (host, port) = authority
         .rsplit_once(':')
@@ -212,7 +315,9 @@ mod tests {
         assert!(loopback_addr("ws://localhost:80/x?y=1").is_ok());
         assert!(loopback_addr("ws://[::1]:80/").is_ok());
         assert!(loopback_addr("ws://10.0.0.1:80/").is_err());
-        assert!(loopback_addr("wss://127.0.0.1:80/").is_err());
+        assert!(loopback_addr("wss://localhost:443/").is_ok());
+        assert!(loopback_addr("wss://10.0.0.1:443/").is_err());
+        assert!(loopback_addr("http://127.0.0.1:80/").is_err());
         assert!(loopback_addr("ws://127.0.0.1/").is_err());
     }
 }

@@ -166,8 +166,8 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: A
     }
 }
 
-/// Every second: whether every provider has a key set (readiness), and
-/// the key sets' metrics.
+/// Every second: whether every provider has a key set (readiness), the
+/// key sets' metrics and the TLS metrics.
 pub async fn watch_keys(
     proxy: std::sync::Arc<crate::proxy::Proxy>,
     health: std::sync::Arc<Health>,
@@ -181,6 +181,7 @@ pub async fn watch_keys(
             .all(|(_, s)| s.loaded_at.load(std::sync::atomic::Ordering::Relaxed) > 0);
         health.set_keys_loaded(loaded);
         crate::metrics::key_sets(&sets, crate::auth::unix_now());
+        crate::metrics::tls(proxy.tls.as_ref(), std::time::SystemTime::now());
     }
 }
 

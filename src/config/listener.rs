@@ -25,6 +25,8 @@ pub struct ListenerConfig {
     /// stays on the worker that accepted it. Absent = one per CPU the process
     /// may use.
     pub worker_threads: Option<usize>,
+    /// TLS on the listening socket; absent = plain TCP.
+    pub tls: Option<ListenerTls>,
 }
 
 impl Default for ListenerConfig {
@@ -34,6 +36,7 @@ impl Default for ListenerConfig {
             trusted_proxies: Vec::new(),
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             worker_threads: None,
+            tls: None,
         }
     }
 }

@@ -18,6 +18,7 @@ mod legacy;
 mod listener;
 mod log;
 mod session;
+mod tls;
 mod upstream;
 mod websocket;
 
@@ -30,6 +31,7 @@ pub use legacy::*;
 pub use listener::*;
 pub use log::*;
 pub use session::*;
+pub use tls::*;
 pub use upstream::*;
 pub use websocket::*;
 
@@ -125,6 +127,7 @@ impl Config {
         let mut config = Config::parse(&text)?;
         if let Some(base) = path.parent() {
             config.resolve_paths(base);
+            config.resolve_tls_paths(base);
         }
         Ok(config)
     }
@@ -147,6 +150,7 @@ impl Config {
         self.check_header_names()?;
         self.check_bounds()?;
         self.check_listener()?;
+        self.check_tls()?;
         self.check_session()?;
         self.check_sizes()?;
         self.check_dialect()?;

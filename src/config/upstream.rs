@@ -57,6 +57,16 @@ pub struct UpstreamConfig {
     /// Bytes a client may send before the upstream connection is open (as sent: frame headers included).
     #[serde(default = "default_pending_bytes")]
     pub pending_max_bytes: usize,
+    /// PEM CA certificates a `wss://`/`https://` upstream's certificate must
+    /// chain to, instead of the public (webpki) roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM certificate chain the proxy presents to a TLS upstream that asks for one.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
 }
 
 pub(super) fn default_connect_timeout() -> Duration {

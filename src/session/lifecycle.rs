@@ -223,7 +223,9 @@ impl<C: ClientIo> Session<C> {
             .and_then(|k| http::HeaderValue::from_str(k).ok());
         Box::pin(async move {
             let prepare = |headers: &mut http::HeaderMap| {
-                proxy.headers.forward(&request, &id, "http", headers);
+                proxy
+                    .headers
+                    .forward(&request, &id, request.proto(), headers);
                 proxy.headers.identity(&identity, headers);
                 if let Some(key) = notice_key {
                     headers.insert(protocol::NOTICE_KEY_HEADER, key);

@@ -31,7 +31,7 @@ use crate::proxy::Proxy;
 use crate::registry::{Command, Registration, Shard};
 use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
-use crate::upstream::{UpstreamError, UpstreamSocket};
+use crate::upstream::{UpstreamError, UpstreamIo, UpstreamSocket};
 use crate::wire::{Boundary, Inbound, Role, WireError};
 
 /// The target of the audit log's events.
@@ -222,7 +222,7 @@ pub struct Session<C = TcpStream> {
     /// The client leg.
     client: Leg<Budgeted<C>>,
     /// The upstream leg, once open.
-    upstream: Option<Leg<TcpStream>>,
+    upstream: Option<Leg<UpstreamIo>>,
     /// The current phase.
     phase: Phase,
     /// The identity, once authenticated.

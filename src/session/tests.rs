@@ -56,6 +56,7 @@ async fn start_in(proxy: Arc<Proxy>, shard: Arc<Shard>) -> Client {
         headers: http::HeaderMap::new(),
         path_and_query: "/".into(),
         subprotocol: None,
+        tls: false,
     };
     tokio::spawn(Session::new(proxy, shard, "unit".into(), request, server, &[]).run());
     WebSocketStream::from_raw_socket(client, Role::Client, None).await

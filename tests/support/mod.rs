@@ -9,6 +9,7 @@ pub mod lifecycle;
 pub mod raw;
 pub mod requests;
 pub mod schema;
+pub mod tls;
 mod tokens;
 mod upstream;
 pub mod wire;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
@@ -165,6 +167,12 @@ impl ProxyBuilder {
             config.session.grace,
         );
         shared.verifier.first_keys().await?;
+        if let Some(tls) = &shared.tls {
+            // Rotation runs here as it does on the control thread.
+            tls.resolver
+                .start(tls.watch_interval, &tokio::runtime::Handle::current())
+                .expect("watch the certificate");
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(wsguard::listener::run(
             listener,
@@ -229,13 +237,16 @@ pub async fn authed(proxy: &TestProxy, path: &str, token: &str) -> Ws {
 }
 
 /// The next data or close frame (pings and pongs skipped), within `WAIT`.
-pub async fn recv(ws: &mut Ws) -> Message {
+pub async fn recv<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Message {
     recv_within(ws, WAIT).await.expect("no frame in time")
 }
 
 /// The next data or close frame within `wait`, or `None`; a control frame
 /// of wsguard's must match its schema in `docs/schemas/`.
-pub async fn recv_within(ws: &mut Ws, wait: Duration) -> Option<Message> {
+pub async fn recv_within<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+    wait: Duration,
+) -> Option<Message> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
@@ -256,7 +267,7 @@ pub async fn recv_within(ws: &mut Ws, wait: Duration) -> Option<Message> {
 }
 
 /// The next frame, parsed as JSON.
-pub async fn recv_json(ws: &mut Ws) -> Value {
+pub async fn recv_json<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut WebSocketStream<S>) -> Value {
     match recv(ws).await {
         Message::Text(t) => {
             serde_json::from_str(&t).unwrap_or_else(|e| panic!("not JSON ({e}): {t}"))
@@ -267,7 +278,9 @@ pub async fn recv_json(ws: &mut Ws) -> Value {
 
 /// Reads until the close frame and returns its code and reason
 /// (1006 and "" when the socket ends without one).
-pub async fn expect_close(ws: &mut Ws) -> (u16, String) {
+pub async fn expect_close<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut WebSocketStream<S>,
+) -> (u16, String) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         match tokio::time::timeout_at(deadline, ws.next()).await {
