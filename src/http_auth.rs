@@ -110,7 +110,7 @@ impl HttpRules {
     }
 
     /// The verdict on a plain HTTP request.
-    pub fn check(
+    pub async fn check(
         &self,
         proxy: &Proxy,
         method: &Method,
@@ -126,16 +126,32 @@ impl HttpRules {
         if self.is_public(&decoded) {
             return Verdict::Pass;
         }
-        let token = bearer(headers).or_else(|| {
-            proxy
-                .legacy
-                .cookie_name()
-                .and_then(|name| cookie(headers, name))
-        });
+        let (token, from_cookie) = match bearer(headers) {
+            Some(token) => (Some(token), false),
+            None => (
+                proxy
+                    .legacy
+                    .cookie_name()
+                    .and_then(|name| cookie(headers, name)),
+                true,
+            ),
+        };
         let Some(token) = token else {
             return Verdict::Refused(own_answer(proxy, headers, HttpError::unauthorized(None)));
         };
-        match proxy.verifier.verify(token) {
+        // A cookie travels with cross-site requests too (CSRF): a request
+        // that may change state, authenticated by the cookie, must come
+        // from an allowed Origin (the list cookie auth requires).
+        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+        if from_cookie && !safe && proxy.origins.cors_origin(headers).is_none() {
+            let refused = HttpError::OriginNotAllowed.response();
+            return Verdict::Refused(own_answer(proxy, headers, refused));
+        }
+        let verified = proxy
+            .verifier
+            .verify_waiting(token, proxy.session.auth_timeout)
+            .await;
+        match verified {
             Ok(identity) => Verdict::Verified(identity, token.to_owned()),
             Err(e) => {
                 tracing::debug!(error = %e, "http request token refused");
@@ -175,7 +191,7 @@ fn own_answer(
 /// a valid token starts the session authenticated; an invalid one closes
 /// it at once (1008 `invalid token`), or is answered 401 with
 /// `auth.legacy.reject_with_http`; none: first-message auth.
-pub fn admit_upgrade(
+pub async fn admit_upgrade(
     proxy: &Proxy,
     headers: &HeaderMap,
     path_and_query: &str,
@@ -187,7 +203,10 @@ pub fn admit_upgrade(
         return Ok(Start::FirstFrame);
     };
     let started = std::time::Instant::now();
-    let verified = proxy.verifier.verify(&token);
+    let verified = proxy
+        .verifier
+        .verify_waiting(&token, proxy.session.auth_timeout)
+        .await;
     let kind = crate::metrics::AuthKind::legacy(method);
     let reason = verified
         .as_ref()

@@ -193,7 +193,7 @@ async fn route(
             Err(e) => return error(e),
         };
         let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
-        return match crate::http_auth::admit_upgrade(&proxy, request.headers(), target) {
+        return match crate::http_auth::admit_upgrade(&proxy, request.headers(), target).await {
             Ok(start) => answer_upgrade(request, peer, &proxy, accept, (upgrade, start)),
             Err(refused) => *refused,
         };

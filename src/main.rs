@@ -349,13 +349,6 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     control
         .run(proxy.verifier.first_keys())?
         .map_err(|e| anyhow::anyhow!("auth.providers: {e}"))?;
-    let listeners = wsguard::workers::bind(bind, workers)
-        .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
-    let addr = listeners
-        .first()
-        .context("no listening socket was bound")?
-        .local_addr()?;
-    tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
     if let Some(tls) = &proxy.tls {
         tls.resolver
             .start(tls.watch_interval, control.handle())
@@ -364,7 +357,15 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     control
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
+    // The admin listener first: a bad admin.bind never follows a "listening" line.
     start_admin(&config, &proxy, &control, metrics, registry.clone())?;
+    let listeners = wsguard::workers::bind(bind, workers)
+        .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
+    let addr = listeners
+        .first()
+        .context("no listening socket was bound")?
+        .local_addr()?;
+    tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
     // ctrl-c is awaited on this thread and broadcast to the workers.
     wsguard::workers::serve(
         listeners,

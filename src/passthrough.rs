@@ -32,15 +32,15 @@ pub async fn forward(
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    let verified =
-        match proxy
-            .http_rules
-            .check(proxy, &parts.method, &parts.headers, parts.uri.path())
-        {
-            Verdict::Pass => None,
-            Verdict::Verified(identity, token) => Some((identity, token)),
-            Verdict::Refused(answer) => return answer,
-        };
+    let verified = match proxy
+        .http_rules
+        .check(proxy, &parts.method, &parts.headers, parts.uri.path())
+        .await
+    {
+        Verdict::Pass => None,
+        Verdict::Verified(identity, token) => Some((identity, token)),
+        Verdict::Refused(answer) => return answer,
+    };
     let Ok(uri) = proxy.target.http_url(path_and_query).parse::<Uri>() else {
         return error(HttpError::UpstreamUnavailable);
     };

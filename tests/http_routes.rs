@@ -117,6 +117,45 @@ async fn a_verified_request_goes_upstream_with_identity() {
     );
 }
 
+/// A cookie travels with cross-site requests: a state-changing request
+/// authenticated by it needs an allowed Origin (CSRF).
+#[tokio::test]
+async fn cookie_authenticated_writes_need_an_allowed_origin() {
+    let mut upstream = HttpUpstream::start().await;
+    let p = protected(&upstream, "cookie = \"sid\"").await;
+    let cookie = format!("Cookie: sid={}\r\n", hs256("carol", 300));
+    for origin in ["", "Origin: https://evil.example\r\n"] {
+        let answer = http(
+            &p,
+            "POST /api",
+            &format!("{cookie}{origin}Content-Length: 0\r\n"),
+        )
+        .await;
+        assert_eq!(answer.status, 403, "{origin:?}: {answer:?}");
+        assert_eq!(answer.json()["error"], "origin_not_allowed");
+    }
+    assert!(upstream
+        .request_within(std::time::Duration::from_millis(200))
+        .await
+        .is_none());
+    let allowed = format!("{cookie}Origin: {ORIGIN}\r\nContent-Length: 0\r\n");
+    let answer = http(&p, "POST /api", &allowed).await;
+    assert_eq!(answer.status, HTTP_UPSTREAM_STATUS, "{answer:?}");
+    assert_eq!(
+        upstream.request().await.header("x-auth-subject").as_deref(),
+        Some("carol")
+    );
+    // A bearer token is not sent by the browser on its own: no Origin needed.
+    let bearer = format!(
+        "Authorization: Bearer {}\r\nContent-Length: 0\r\n",
+        hs256("dan", 300)
+    );
+    assert_eq!(
+        http(&p, "POST /api", &bearer).await.status,
+        HTTP_UPSTREAM_STATUS
+    );
+}
+
 #[tokio::test]
 async fn the_auth_cookie_verifies_when_cookie_auth_is_on() {
     let mut upstream = HttpUpstream::start().await;

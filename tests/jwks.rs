@@ -231,7 +231,7 @@ async fn start_without_keys_refuses_tokens_until_the_keys_come() {
 fn config_file(dir: &tempfile::TempDir, upstream: std::net::SocketAddr, auth: &str) -> String {
     let path = dir.path().join("wsguard.toml");
     let text = format!(
-        "[listener]\nbind = \"127.0.0.1:0\"\n[upstream]\nurl = \"ws://{upstream}\"\n{auth}"
+        "[listener]\nbind = \"127.0.0.1:0\"\n[admin]\nbind = \"\"\n[upstream]\nurl = \"ws://{upstream}\"\n{auth}"
     );
     std::fs::write(&path, text).expect("write config");
     path.display().to_string()
@@ -386,4 +386,51 @@ async fn the_cache_drops_verifications_by_a_removed_key() {
     idp.set_keys(vec![ec_pem_jwk("kid-new")]);
     idp.wait_fetches(idp.fetches() + 2).await;
     assert_eq!(refused(&p, &token).await, (1008, "invalid token".into()));
+}
+
+/// Tokens checked outside a session (the upgrade request's, a protected
+/// HTTP route's) with a kid the proxy has not seen ask for the refetch too,
+/// and wait for it, instead of being refused until the next refresh.
+#[tokio::test]
+async fn upgrade_and_http_tokens_with_a_new_kid_wait_for_the_refetch() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let up = Upstream::start(true).await;
+    let idp = Idp::start(vec![jwk("kid-a")]).await;
+    let p = proxy(up.addr)
+        .auth(&discovery_auth(&idp, "refresh_interval = \"1h\"", ""))
+        .legacy("header = true")
+        .start()
+        .await;
+    idp.set_keys(vec![jwk("kid-a"), ec_pem_jwk("kid-new")]);
+    let mut request = p.url("/").into_client_request().expect("request");
+    let bearer = format!("Bearer {}", token_ec(&idp, "kid-new", "bob"));
+    request
+        .headers_mut()
+        .insert("authorization", bearer.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("connect");
+    round_trip(&mut ws, "authenticated at the upgrade with a rotated key").await;
+    assert_eq!(idp.fetches(), 2, "the unknown kid was fetched");
+
+    let mut http = support::requests::HttpUpstream::start().await;
+    let idp = Idp::start(vec![jwk("kid-a")]).await;
+    let p = proxy(http.addr)
+        .auth(&discovery_auth(&idp, "refresh_interval = \"1h\"", ""))
+        .http("protect = true")
+        .start()
+        .await;
+    idp.set_keys(vec![jwk("kid-a"), ec_pem_jwk("kid-new")]);
+    let token = token_ec(&idp, "kid-new", "carol");
+    let answer = support::requests::raw_http(
+        p.addr,
+        &format!("GET /api HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"),
+    )
+    .await;
+    assert_eq!(answer.status, 201, "the upstream's answer: {answer:?}");
+    assert_eq!(
+        http.request().await.header("x-auth-subject").as_deref(),
+        Some("carol")
+    );
+    assert_eq!(idp.fetches(), 2);
 }

@@ -286,6 +286,8 @@ secret_file = "secret"
 header = true
 cookie = "session_token"
 query = "t"
+[admin]
+bind = ""
 [http]
 {http}
 "#

@@ -251,7 +251,9 @@ async fn tls_rejects_and_the_certificates_life_are_exported() {
         1,
     );
     let proxy = run(&text, &[]).await;
-    let mut tcp = tokio::net::TcpStream::connect(proxy.proxy).await.expect("connect");
+    let mut tcp = tokio::net::TcpStream::connect(proxy.proxy)
+        .await
+        .expect("connect");
     tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .expect("write");
@@ -260,7 +262,10 @@ async fn tls_rejects_and_the_certificates_life_are_exported() {
     })
     .await;
     let left = after.value("wsguard_tls_certificate_expires_in_seconds", &[]);
-    assert!(left > 86_400.0, "the test certificate lives for days: {left}");
+    assert!(
+        left > 86_400.0,
+        "the test certificate lives for days: {left}"
+    );
 }
 
 #[tokio::test]

@@ -207,6 +207,25 @@ impl Verifier {
         self.check(token, true)
     }
 
+    /// [`Verifier::verify_or_wait`], waiting (at most `limit`) for the
+    /// refetch an unknown `kid` asks for, then verifying again: for tokens
+    /// checked outside a session (the upgrade request, protected HTTP
+    /// routes), so that they too see a rotated key without waiting for the
+    /// next scheduled refresh.
+    pub async fn verify_waiting(
+        &self,
+        token: &str,
+        limit: std::time::Duration,
+    ) -> Result<Arc<Identity>, AuthError> {
+        match self.verify_or_wait(token) {
+            Verdict::Done(result) => result,
+            Verdict::Wait(wait) => {
+                let _ = tokio::time::timeout(limit, wait).await;
+                self.verify(token)
+            }
+        }
+    }
+
     fn check(&self, token: &str, may_wait: bool) -> Verdict {
         let now = unix_now();
         let key: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(token.as_bytes()).into();

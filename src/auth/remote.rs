@@ -355,8 +355,17 @@ impl RemoteKeys {
                 flight.asked = false;
                 self.done.send_modify(|n| *n += 1);
             }
-            if !self.lock_flight().asked {
-                let _ = tokio::time::timeout(delay, self.wake.notified()).await;
+            // Until the next refresh, or a refetch request; a wake-up left
+            // over from a request made while the last fetch ran (`Notify`
+            // keeps one permit) is not a new request: wait on.
+            let until = tokio::time::Instant::now() + delay;
+            while !self.lock_flight().asked {
+                if tokio::time::timeout_at(until, self.wake.notified())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
             }
         }
     }

@@ -251,6 +251,8 @@ pub struct Session<C = TcpStream> {
     /// Authenticated at the upgrade and no client message seen yet: a first
     /// message that is an auth frame is handled as a REAUTH.
     first_unseen: bool,
+    /// The `accepted` audit line was written (by [`Session::begin`]).
+    accepted_logged: bool,
     /// Its metrics: state, relayed counts, how it ended.
     stats: ConnStats,
 }
@@ -303,6 +305,7 @@ impl<C: ClientIo> Session<C> {
             client_first: true,
             far_future: now + FAR_FUTURE,
             first_unseen: false,
+            accepted_logged: false,
             stats,
             proxy,
         }
@@ -311,6 +314,7 @@ impl<C: ClientIo> Session<C> {
     /// Starts the session as the upgrade request decided: waiting for the
     /// first frame, authenticated already, or closing at once.
     pub fn begin(mut self, start: Start) -> Session<C> {
+        self.audit_accepted();
         match start {
             Start::FirstFrame => {}
             Start::Refused { method, reason } => {
@@ -329,15 +333,24 @@ impl<C: ClientIo> Session<C> {
                 self.authenticate(identity, token, Answer::Upgrade(None));
             }
         }
+        self.stats.set(self.state());
+        self.accepted_logged = true;
         self
     }
 
-    /// Runs the connection to its end.
-    pub async fn run(mut self) {
+    /// The audit line of an accepted connection (its first line).
+    fn audit_accepted(&self) {
         if let Some(request) = &self.request {
             // Path without its query (which may hold a token), escaped.
             let path = request.path_and_query.split('?').next().unwrap_or_default();
             tracing::info!(target: AUDIT, event = "accepted", conn = %self.id, peer = %request.peer, path = ?path, "connection opened");
+        }
+    }
+
+    /// Runs the connection to its end.
+    pub async fn run(mut self) {
+        if !self.accepted_logged {
+            self.audit_accepted();
         }
         loop {
             // poll_event points the timer at the next deadline itself.

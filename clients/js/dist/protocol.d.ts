@@ -225,6 +225,13 @@ export declare const CLOSE_CAUSES: {
         readonly distinct: 1001;
         readonly kind: "going_away";
     };
+    /** The key that signed the token left its provider's set and no REAUTH came. */
+    readonly keyRevoked: {
+        readonly reason: "key revoked";
+        readonly policy: 1008;
+        readonly distinct: 4401;
+        readonly kind: "auth";
+    };
     /** The drain's close (issue #15), after the `reconnect` hint. */
     readonly goingAway: {
         readonly reason: "going away";

@@ -41,6 +41,8 @@ export const CLOSE_CAUSES = {
     tooManyFailedReauth: { reason: "too many failed reauth", policy: 1008, distinct: 4403, kind: "auth" },
     pingTimeout: { reason: "ping timeout", policy: 1001, distinct: 1001, kind: "transient" },
     maxLifetime: { reason: "max lifetime", policy: 1001, distinct: 1001, kind: "going_away" },
+    /** The key that signed the token left its provider's set and no REAUTH came. */
+    keyRevoked: { reason: "key revoked", policy: 1008, distinct: 4401, kind: "auth" },
     /** The drain's close (issue #15), after the `reconnect` hint. */
     goingAway: { reason: "going away", policy: 1001, distinct: 1001, kind: "going_away" },
 };

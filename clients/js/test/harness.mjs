@@ -89,6 +89,8 @@ export async function startProxy(upstream, session = "", upstreamLines = "") {
 [listener]
 bind = "127.0.0.1:0"
 worker_threads = 1
+[admin]
+bind = ""
 [upstream]
 url = "ws://127.0.0.1:${upstream.port}"
 ${upstreamLines}
