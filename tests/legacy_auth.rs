@@ -338,7 +338,8 @@ async fn legacy_tokens_never_reach_the_log() {
     let addr = tokio::time::timeout(WAIT, async {
         while let Ok(Some(line)) = lines.next_line().await {
             log.push(line.clone());
-            if let Some(at) = line.split("addr=").nth(1) {
+            let listening = line.contains("wsguard listening");
+            if let Some(at) = line.split("addr=").nth(1).filter(|_| listening) {
                 return at.split_whitespace().next().map(str::to_owned);
             }
         }

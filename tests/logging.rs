@@ -59,7 +59,8 @@ bind = "127.0.0.1:0"
     let addr = tokio::time::timeout(WAIT, async {
         while let Some(line) = lines.next_line().await.expect("read") {
             log.push(line.clone());
-            if let Some(at) = line.split("addr=").nth(1) {
+            let listening = line.contains("wsguard listening");
+            if let Some(at) = line.split("addr=").nth(1).filter(|_| listening) {
                 return at.split_whitespace().next().map(str::to_owned);
             }
         }
