@@ -24,7 +24,8 @@
 # WSGUARD_TEMPLATE (config template, default bench/wsguard.toml),
 # BENCH_NGINX_WORKERS (default auto), BENCH_HAPROXY_THREADS (default auto),
 # BENCH_LOADGEN_THREADS / BENCH_ECHO_THREADS (default 1), BENCH_ISS_HS256 /
-# BENCH_ISS_ES256 (token `iss`, default bench-hs256 / bench-es256), BENCH_AUD
+# BENCH_ISS_ES256 (token `iss`, default bench-hs256 / bench-es256), BENCH_ES256_JWKS
+# (serve the ES256 key as a JWKS over HTTP, for bench/wsguard-jwks.toml), BENCH_AUD
 # (token `aud`), BENCH_REAUTH_LEAD (seconds, default 10; 2 in --quick),
 # BENCH_IDLE_HOLD (default 15s), BENCH_QUIET_WAIT (before each run wait up to
 # this long for the machine to be idle; default 30s, 0 in --quick).
@@ -231,11 +232,28 @@ wsguard_keys() {
     openssl ecparam -name prime256v1 -genkey -noout 2>/dev/null |
         openssl pkcs8 -topk8 -nocrypt -out "$TMP/es256.key"
     openssl ec -in "$TMP/es256.key" -pubout -out "$TMP/es256.pub" 2>/dev/null
+    ES256_JWKS_URL=""
+    if [[ -n ${BENCH_ES256_JWKS:-} ]]; then serve_es256_jwks; fi
+}
+serve_es256_jwks() { # BENCH_ES256_JWKS=1: the ES256 key as a JWKS over plain HTTP (for bench/wsguard-jwks.toml)
+    python3 - "$TMP/es256.pub" "$TMP/es256.jwks.json" <<'PY'
+import base64, json, sys
+der = base64.b64decode("".join(l for l in open(sys.argv[1]) if "-----" not in l))
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+point = der[-64:]  # an uncompressed P-256 point ends the SubjectPublicKeyInfo
+key = {"kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": "bench-es256", "x": b64(point[:32]), "y": b64(point[32:])}
+json.dump({"keys": [key]}, open(sys.argv[2], "w"))
+PY
+    python3 -u -m http.server 0 --bind 127.0.0.1 --directory "$TMP" >"$TMP/jwks-http.log" 2>&1 &
+    PIDS+=("$!")
+    for _ in $(seq 100); do grep -q "port" "$TMP/jwks-http.log" 2>/dev/null && break; sleep 0.1; done
+    ES256_JWKS_URL="http://127.0.0.1:$(grep -o 'port [0-9]*' "$TMP/jwks-http.log" | head -1 | cut -d' ' -f2)/es256.jwks.json"
 }
 start_wsguard() {
     fill "$WSG_TEMPLATE" "$TMP/wsguard.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_PORT" \
         "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
-        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
+        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256" \
+        "ES256_JWKS_URL=${ES256_JWKS_URL:-}"
     RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard.toml" >>"$TMP/wsguard.log" 2>&1 &
     WSG_PID=$!
     PIDS+=("$WSG_PID")
@@ -244,7 +262,8 @@ start_wsguard() {
 start_wsguard_tls() { # the same template, with [listener.tls] on the bench certificate
     fill "$WSG_TEMPLATE" "$TMP/wsguard-tls.toml" "DIR=$TMP" "LISTEN=127.0.0.1:$WSGUARD_TLS_PORT" \
         "UPSTREAM=$ECHO_ADDR" "SECRET_FILE=$TMP/hs256.secret" "ES256_PUB=$TMP/es256.pub" \
-        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256"
+        "REAUTH_LEAD=${REAUTH_LEAD}s" "ISS_HS256=$ISS_HS256" "ISS_ES256=$ISS_ES256" \
+        "ES256_JWKS_URL=${ES256_JWKS_URL:-}"
     printf '\n[listener.tls]\ncert_file = "%s"\nkey_file = "%s"\n' "$TMP/tls/tls.crt" "$TMP/tls/tls.key" \
         >>"$TMP/wsguard-tls.toml"
     RUST_LOG=${RUST_LOG:-warn} "$WSGUARD_BIN" --config "$TMP/wsguard-tls.toml" >>"$TMP/wsguard-tls.log" 2>&1 &
