@@ -298,7 +298,25 @@ fn check_with(
     prop_assert_eq!(decoder.boundary(), Boundary::Message);
     prop_assert_eq!(decoder.held_bytes(), 0);
     // (a), (c), (d): the relayed bytes, control frames and inspected texts, in order.
-    prop_assert_eq!(normalize(&out), b.expected.clone());
+    // While a large text message is sniffed its first bytes are held, so a
+    // control frame between its fragments (answered by the proxy, never
+    // relayed) may come out before them: then each kind keeps its order.
+    if sniff {
+        let split = |log: Vec<Ev>| -> (Vec<Ev>, Vec<Ev>) {
+            let mut data = Vec::new();
+            let mut control = Vec::new();
+            for ev in log {
+                match ev {
+                    Ev::Ping(_) | Ev::Pong(_) | Ev::Close(_) => control.push(ev),
+                    ev => push_ev(&mut data, ev),
+                }
+            }
+            (data, control)
+        };
+        prop_assert_eq!(split(normalize(&out)), split(b.expected.clone()));
+    } else {
+        prop_assert_eq!(normalize(&out), b.expected.clone());
+    }
     // (e): every run of relayed bytes knows where it ends, what it starts in, and its frames.
     let mut offset = 0;
     for ev in &out {
