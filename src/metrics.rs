@@ -694,6 +694,57 @@ pub fn key_sets(sets: &[(std::sync::Arc<str>, &crate::auth::KeyStats)], now_unix
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_close_cause_has_its_series() {
+        use crate::rescue::CloseCause::*;
+        // An exhaustive match: a new cause does not compile here until it is
+        // listed, and then it must be in CAUSES to be counted.
+        let listed = |c: CloseCause| match c {
+            AuthTimeout
+            | AuthRequired
+            | InvalidToken
+            | AuthFrameTooLarge
+            | ClientMessageTooLarge
+            | UpstreamMessageTooLarge
+            | UpstreamUnavailable
+            | UpstreamGone
+            | ClientGone
+            | ClientProtocolError
+            | BufferFull
+            | SlowClient
+            | SlowUpstream
+            | TokenExpired
+            | IdentityMismatch
+            | TooManyFailedReauth
+            | PingTimeout
+            | MaxLifetime
+            | KeyRevoked => CAUSES.contains(&c),
+        };
+        for c in [
+            AuthTimeout,
+            AuthRequired,
+            InvalidToken,
+            AuthFrameTooLarge,
+            ClientMessageTooLarge,
+            UpstreamMessageTooLarge,
+            UpstreamUnavailable,
+            UpstreamGone,
+            ClientGone,
+            ClientProtocolError,
+            BufferFull,
+            SlowClient,
+            SlowUpstream,
+            TokenExpired,
+            IdentityMismatch,
+            TooManyFailedReauth,
+            PingTimeout,
+            MaxLifetime,
+            KeyRevoked,
+        ] {
+            assert!(listed(c), "{c:?} has no wsguard_closes_total series");
+        }
+    }
+
     use super::*;
 
     #[test]
