@@ -77,7 +77,7 @@ pub async fn run(
     crate::listener::run(
         listener,
         proxy,
-        std::sync::Arc::new(crate::registry::Shard::default()),
+        crate::process::Local::default(),
         config.listener.header_read_timeout,
         shutdown,
     )

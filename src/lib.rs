@@ -18,6 +18,7 @@ pub mod listener;
 pub mod metrics;
 pub mod origin;
 pub mod passthrough;
+pub mod process;
 pub mod protocol;
 pub mod proxy;
 pub mod registry;

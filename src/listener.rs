@@ -26,8 +26,8 @@ use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::budget::Budgeted;
 use crate::headers::{has_token, list_items, ClientRequest};
+use crate::process::Local;
 use crate::proxy::{Body, Proxy};
-use crate::registry::Shard;
 use crate::rescue::HttpError;
 use crate::session::{ClientIo, Session, Start};
 use crate::tls::{Reject, Rejects};
@@ -45,7 +45,7 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
-    shard: Arc<Shard>,
+    local: Local,
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -57,12 +57,12 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
-                    let (proxy, shard) = (proxy.clone(), shard.clone());
+                    let (proxy, local) = (proxy.clone(), local.clone());
                     if proxy.tls.is_some() {
-                        tokio::spawn(serve_tls(tcp, peer, proxy, shard, header_read_timeout));
+                        tokio::spawn(serve_tls(tcp, peer, proxy, local, header_read_timeout));
                     } else {
                         let client = Client { peer, tls: false };
-                        tokio::spawn(serve(tcp, client, proxy, shard, header_read_timeout));
+                        tokio::spawn(serve(tcp, client, proxy, local, header_read_timeout));
                     }
                 }
                 Err(e) => {
@@ -104,7 +104,7 @@ async fn serve_tls(
     tcp: tokio::net::TcpStream,
     peer: SocketAddr,
     proxy: Arc<Proxy>,
-    shard: Arc<Shard>,
+    local: Local,
     header_read_timeout: Duration,
 ) {
     let Some(tls) = proxy.tls.as_ref() else {
@@ -114,7 +114,7 @@ async fn serve_tls(
         return;
     };
     let client = Client { peer, tls: true };
-    serve(stream, client, proxy, shard, header_read_timeout).await;
+    serve(stream, client, proxy, local, header_read_timeout).await;
 }
 
 /// Serves one connection (TCP or TLS): HTTP/1 until it ends, or until a WebSocket
@@ -126,7 +126,7 @@ async fn serve<IO: ClientIo>(
     io: IO,
     peer: Client,
     proxy: Arc<Proxy>,
-    shard: Arc<Shard>,
+    local: Local,
     header_read_timeout: Duration,
 ) {
     let upgrade = Upgrade::default();
@@ -170,7 +170,7 @@ async fn serve<IO: ClientIo>(
     let http1::Parts { io, read_buf, .. } = parts;
     let socket = Budgeted::new(io.into_inner(), budget);
     let id = crate::ids::connection_id();
-    let session = Session::new(proxy, shard, id, client, socket, &read_buf).begin(start);
+    let session = Session::new(proxy, local, id, client, socket, &read_buf).begin(start);
     // `read_buf` shares hyper's read buffer: dropped before the session runs,
     // or every open connection would keep that buffer.
     drop(read_buf);

@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 use wsguard::config::{Config, KeyConfig, LogConfig, LogFormat};
 use wsguard::control::Control;
+use wsguard::process::Process;
 use wsguard::proxy::Proxy;
-use wsguard::registry::Registry;
 
 /// Authenticating WebSocket reverse proxy.
 #[derive(Parser)]
@@ -342,10 +342,12 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
     // Owned by the process: a reload of the configuration keeps it.
-    let registry = std::sync::Arc::new(Registry::new(workers));
-    proxy
-        .verifier
-        .start(control.handle(), registry.clone(), config.session.grace);
+    let process = std::sync::Arc::new(Process::new(workers));
+    proxy.verifier.start(
+        control.handle(),
+        process.registry.clone(),
+        config.session.grace,
+    );
     control
         .run(proxy.verifier.first_keys())?
         .map_err(|e| anyhow::anyhow!("auth.providers: {e}"))?;
@@ -358,7 +360,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
     // The admin listener first: a bad admin.bind never follows a "listening" line.
-    start_admin(&config, &proxy, &control, metrics, registry.clone())?;
+    start_admin(&config, &proxy, &control, metrics, process.clone())?;
     let listeners = wsguard::workers::bind(bind, workers)
         .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
     let addr = listeners
@@ -370,7 +372,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     wsguard::workers::serve(
         listeners,
         proxy,
-        registry,
+        process,
         config.listener.header_read_timeout,
         workers,
         ctrl_c(),
@@ -386,7 +388,7 @@ fn start_admin(
     proxy: &std::sync::Arc<Proxy>,
     control: &Control,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
-    registry: std::sync::Arc<Registry>,
+    process: std::sync::Arc<Process>,
 ) -> anyhow::Result<()> {
     let Some(bind) = config.admin.address()? else {
         tracing::info!("admin listener off (admin.bind = \"\")");
@@ -405,7 +407,7 @@ fn start_admin(
     control
         .handle()
         .spawn(wsguard::admin::watch_keys(proxy.clone(), health.clone()));
-    let admin = wsguard::admin::Admin::new(metrics, health, registry, token.as_deref());
+    let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref());
     control.handle().spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => wsguard::admin::serve(listener, std::sync::Arc::new(admin)).await,

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::process::{Local, Process};
 use crate::proxy::Proxy;
-use crate::registry::{Registry, Shard};
 
 /// Pending connections the kernel queues before `accept` (the value tokio's
 /// own `TcpListener::bind` uses; the kernel caps it at `net.core.somaxconn`).
@@ -101,7 +101,7 @@ pub fn default_count() -> usize {
 pub fn serve(
     listeners: Vec<std::net::TcpListener>,
     proxy: Arc<Proxy>,
-    registry: Arc<Registry>,
+    process: Arc<Process>,
     header_read_timeout: Duration,
     workers: usize,
     shutdown: impl Future<Output = ()>,
@@ -135,7 +135,7 @@ pub fn serve(
                 index,
                 listener,
                 proxy: proxy.clone(),
-                shard: registry.shard(index),
+                local: process.local(index),
                 header_read_timeout,
                 stop: StopOnDrop(stop.0.clone()),
                 stopped: stopped.clone(),
@@ -210,8 +210,8 @@ struct Worker {
     listener: std::net::TcpListener,
     /// The shared proxy state.
     proxy: Arc<Proxy>,
-    /// Its shard of the registry of live connections.
-    shard: Arc<Shard>,
+    /// The process-owned state, with its shard of the registry of live connections.
+    local: Local,
     /// Passed to [`crate::listener::run`].
     header_read_timeout: Duration,
     /// Stops the other workers when this one ends, however it ends.
@@ -228,7 +228,7 @@ impl Worker {
             index,
             listener,
             proxy,
-            shard,
+            local,
             header_read_timeout,
             stop: _stop,
             mut stopped,
@@ -240,7 +240,7 @@ impl Worker {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::debug!(worker = index, "worker accepting");
-            crate::listener::run(listener, proxy, shard, header_read_timeout, async move {
+            crate::listener::run(listener, proxy, local, header_read_timeout, async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             })
             .await;

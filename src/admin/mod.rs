@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 
 pub use health::Health;
 
-use crate::registry::Registry;
+use crate::process::Process;
 use crate::rescue::HttpError;
 
 /// Time an admin client has to send its request head.
@@ -41,8 +41,8 @@ pub struct Admin {
     pub metrics: PrometheusHandle,
     /// The readiness checks.
     pub health: Arc<Health>,
-    /// The live connections.
-    pub registry: Arc<Registry>,
+    /// The process-owned state (the live connections, ...).
+    pub process: Arc<Process>,
     /// SHA-256 of the bearer token, when one is required (compared as
     /// digests, so the comparison's time says nothing about the token).
     token: Option<[u8; 32]>,
@@ -53,13 +53,13 @@ impl Admin {
     pub fn new(
         metrics: PrometheusHandle,
         health: Arc<Health>,
-        registry: Arc<Registry>,
+        process: Arc<Process>,
         token: Option<&str>,
     ) -> Admin {
         Admin {
             metrics,
             health,
-            registry,
+            process,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
         }
     }
@@ -95,7 +95,10 @@ impl Admin {
             "/readyz" => self.readyz(),
             "/metrics" => text(self.metrics.render()),
             _ => match connections::Query::parse(request.uri().query()) {
-                Ok(query) => json(StatusCode::OK, &connections::page(&self.registry, &query)),
+                Ok(query) => json(
+                    StatusCode::OK,
+                    &connections::page(&self.process.registry, &query),
+                ),
                 Err(e) => e.response(),
             },
         }

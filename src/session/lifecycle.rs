@@ -453,7 +453,7 @@ impl<C: ClientIo> Session<C> {
 
     /// Registers the authenticated connection in its worker's shard.
     fn list(&mut self, identity: Arc<Identity>) {
-        if let Listed::Unlisted(shard) = &self.listed {
+        if let Listed::Unlisted = &self.listed {
             let about = crate::registry::About {
                 peer: self.stats.peer,
                 started: {
@@ -462,7 +462,10 @@ impl<C: ClientIo> Session<C> {
                 },
                 state: self.stats.shared_state(),
             };
-            let registration = shard.register(self.id.as_str().into(), identity, about);
+            let registration = self
+                .local
+                .shard
+                .register(self.id.as_str().into(), identity, about);
             self.listed = Listed::Listed(registration);
         }
     }

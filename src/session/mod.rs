@@ -26,9 +26,10 @@ use crate::auth::{Identity, KeyWait};
 use crate::budget::Budgeted;
 use crate::headers::ClientRequest;
 use crate::metrics::{self, ConnStats, Direction, Ending, Side, State};
+use crate::process::Local;
 use crate::protocol::ClientFrame;
 use crate::proxy::Proxy;
-use crate::registry::{Command, Registration, Shard};
+use crate::registry::{Command, Registration};
 use crate::relay::{Held, Leg, LegError, Piece};
 use crate::rescue::CloseCause;
 use crate::upstream::{UpstreamError, UpstreamIo, UpstreamSocket};
@@ -189,8 +190,8 @@ struct Awaiting {
 
 /// The connection's place in the registry of live connections.
 enum Listed {
-    /// Not authenticated yet: it will register in this shard.
-    Unlisted(Arc<Shard>),
+    /// Not authenticated yet: it will register in its worker's shard.
+    Unlisted,
     /// Registered (removed when dropped).
     Listed(Registration),
 }
@@ -229,6 +230,8 @@ pub struct Session<C = TcpStream> {
     credentials: Option<Credentials>,
     /// Its place in its worker's registry shard.
     listed: Listed,
+    /// The process-owned state (its worker's registry shard, and what else outlives a reload).
+    local: Local,
     /// A token waiting for its provider's keys (an unknown `kid`).
     awaiting: Option<Box<Awaiting>>,
     /// This connection's notice key (`session.upstream_notice`), sent to the
@@ -262,7 +265,7 @@ impl<C: ClientIo> Session<C> {
     /// the client sent right after its upgrade request (read by hyper).
     pub fn new(
         proxy: Arc<Proxy>,
-        shard: Arc<Shard>,
+        local: Local,
         id: String,
         request: ClientRequest,
         socket: Budgeted<C>,
@@ -294,7 +297,8 @@ impl<C: ClientIo> Session<C> {
             upstream: None,
             phase: Phase::Authenticating { deadline },
             credentials: None,
-            listed: Listed::Unlisted(shard),
+            listed: Listed::Unlisted,
+            local,
             awaiting: None,
             notice_key: None,
             held,

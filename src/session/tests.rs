@@ -16,8 +16,9 @@ use tokio_tungstenite::WebSocketStream;
 use super::Session;
 use crate::config::Config;
 use crate::headers::ClientRequest;
+use crate::process::Local;
 use crate::proxy::Proxy;
-use crate::registry::{Command, Shard};
+use crate::registry::Command;
 use crate::rescue::CloseCause;
 
 const SECRET: &str = "unit-test-secret-0123456789abcdef0123";
@@ -47,8 +48,8 @@ async fn start(proxy: Arc<Proxy>) -> Client {
     start_in(proxy, Default::default()).await
 }
 
-/// [`start`], registering in `shard`.
-async fn start_in(proxy: Arc<Proxy>, shard: Arc<Shard>) -> Client {
+/// [`start`], registering in `local`.
+async fn start_in(proxy: Arc<Proxy>, local: Local) -> Client {
     let (client, server) = tokio::io::duplex(64 * 1024);
     let server = crate::budget::Budgeted::new(server, 64 * 1024);
     let request = ClientRequest {
@@ -58,7 +59,7 @@ async fn start_in(proxy: Arc<Proxy>, shard: Arc<Shard>) -> Client {
         subprotocol: None,
         tls: false,
     };
-    tokio::spawn(Session::new(proxy, shard, "unit".into(), request, server, &[]).run());
+    tokio::spawn(Session::new(proxy, local, "unit".into(), request, server, &[]).run());
     WebSocketStream::from_raw_socket(client, Role::Client, None).await
 }
 
@@ -134,15 +135,11 @@ async fn authenticated(session: &str, ttl: u64) -> (Client, tempfile::TempDir) {
     authenticated_in(session, ttl, Default::default()).await
 }
 
-/// [`authenticated`], registered in `shard`.
-async fn authenticated_in(
-    session: &str,
-    ttl: u64,
-    shard: Arc<Shard>,
-) -> (Client, tempfile::TempDir) {
+/// [`authenticated`], registered in `local`.
+async fn authenticated_in(session: &str, ttl: u64, local: Local) -> (Client, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let addr = upstream().await;
-    let mut client = start_in(proxy(dir.path(), &addr, session), shard).await;
+    let mut client = start_in(proxy(dir.path(), &addr, session), local).await;
     let auth = serde_json::json!({"type": "auth", "payload": {"token": token("alice", ttl)}});
     client
         .send(Message::text(auth.to_string()))
@@ -345,10 +342,11 @@ async fn heartbeats_do_not_drift() {
 
 #[tokio::test]
 async fn a_reauth_command_asks_at_once_and_shortens_the_token() {
-    let shard = Arc::new(Shard::default());
+    let local = Local::default();
+    let shard = local.shard.clone();
     let session =
         "reauth_lead = \"60s\"\ngrace = \"3s\"\nping_interval = \"0s\"\nreauth_jitter = \"500ms\"";
-    let (mut client, _dir) = authenticated_in(session, 3600, shard.clone()).await;
+    let (mut client, _dir) = authenticated_in(session, 3600, local).await;
     assert_eq!(shard.len(), 1, "an authenticated connection is listed");
     let sent = shard.send_where(
         |e| e.identity.sub == "alice",
@@ -379,9 +377,10 @@ async fn a_reauth_command_asks_at_once_and_shortens_the_token() {
 
 #[tokio::test]
 async fn a_reauth_after_the_command_resumes_as_usual() {
-    let shard = Arc::new(Shard::default());
+    let local = Local::default();
+    let shard = local.shard.clone();
     let session = "grace = \"3s\"\nping_interval = \"0s\"\nreauth_min_interval = \"0s\"";
-    let (mut client, _dir) = authenticated_in(session, 3600, shard.clone()).await;
+    let (mut client, _dir) = authenticated_in(session, 3600, local).await;
     shard.send_where(
         |_| true,
         Command::Reauth {
@@ -407,8 +406,9 @@ async fn a_reauth_after_the_command_resumes_as_usual() {
 
 #[tokio::test]
 async fn a_close_command_closes_both_legs_with_its_cause() {
-    let shard = Arc::new(Shard::default());
-    let (mut client, _dir) = authenticated_in("ping_interval = \"0s\"", 3600, shard.clone()).await;
+    let local = Local::default();
+    let shard = local.shard.clone();
+    let (mut client, _dir) = authenticated_in("ping_interval = \"0s\"", 3600, local).await;
     shard.send_where(|_| true, Command::Close(CloseCause::MaxLifetime));
     assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
 }

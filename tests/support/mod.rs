@@ -145,8 +145,8 @@ impl ProxyBuilder {
             .unwrap_or_else(|e| panic!("start: {e}"))
     }
 
-    /// Starts the proxy on 127.0.0.1:0 as `wsguard run` does: one registry
-    /// for its shard and the key refresh (on this test's runtime), then
+    /// Starts the proxy on 127.0.0.1:0 as `wsguard run` does: one process state
+    /// (registry) for its worker and the key refresh (on this test's runtime), then
     /// waits for the providers' first key sets; the error is start-up's.
     pub async fn try_start(self) -> Result<TestProxy, String> {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -160,10 +160,10 @@ impl ProxyBuilder {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let registry = std::sync::Arc::new(wsguard::registry::Registry::new(1));
+        let process = std::sync::Arc::new(wsguard::process::Process::new(1));
         shared.verifier.start(
             &tokio::runtime::Handle::current(),
-            registry.clone(),
+            process.registry.clone(),
             config.session.grace,
         );
         shared.verifier.first_keys().await?;
@@ -177,7 +177,7 @@ impl ProxyBuilder {
         tokio::spawn(wsguard::listener::run(
             listener,
             shared,
-            registry.shard(0),
+            process.local(0),
             Duration::from_secs(5),
             async move {
                 let _ = stopped.await;

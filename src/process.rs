@@ -1,0 +1,56 @@
+//! What the process owns apart from the configuration-built [`crate::proxy::Proxy`]:
+//! the state that outlives a configuration reload (the registry of live
+//! connections; revocations, limiter state and the like join it). Every
+//! connection reaches it through its worker's [`Local`].
+
+use std::sync::Arc;
+
+use crate::registry::{Registry, Shard};
+
+/// Process-owned state shared by every worker and the control thread.
+#[derive(Debug)]
+pub struct Process {
+    /// The registry of live connections (one shard per worker).
+    pub registry: Arc<Registry>,
+}
+
+impl Process {
+    /// The state for a process with `workers` workers.
+    pub fn new(workers: usize) -> Process {
+        Process {
+            registry: Arc::new(Registry::new(workers)),
+        }
+    }
+
+    /// Worker `index`'s view of it.
+    pub fn local(self: &Arc<Process>, index: usize) -> Local {
+        Local {
+            shard: self.registry.shard(index),
+            process: self.clone(),
+        }
+    }
+}
+
+impl Default for Process {
+    /// The state of a one-worker process.
+    fn default() -> Process {
+        Process::new(1)
+    }
+}
+
+/// One worker's view of the process state: the process's, plus its own
+/// registry shard. Cloned per connection (two reference counts).
+#[derive(Debug, Clone)]
+pub struct Local {
+    /// The process-owned state.
+    pub process: Arc<Process>,
+    /// This worker's shard of the registry.
+    pub shard: Arc<Shard>,
+}
+
+impl Default for Local {
+    /// A one-worker process of its own (the demo, unit tests).
+    fn default() -> Local {
+        Arc::new(Process::default()).local(0)
+    }
+}
