@@ -79,9 +79,10 @@ export async function startUpstream() {
 /**
  * A wsguard process in front of `upstream`, with a fresh HMAC secret,
  * `session` and `upstreamLines` added to the test configuration's
- * `[session]` and `[upstream]` (3-5 s tokens in mind).
+ * `[session]` and `[upstream]` (3-5 s tokens in mind), and `extra`
+ * (whole sections) at its end.
  */
-export async function startProxy(upstream, session = "", upstreamLines = "") {
+export async function startProxy(upstream, session = "", upstreamLines = "", extra = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
   const secret = randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
@@ -107,6 +108,7 @@ reauth_lead = "2s"
 reauth_jitter = "0s"
 grace = "3s"
 ${session}
+${extra}
 `;
   writeFileSync(join(dir, "wsguard.toml"), config);
   const child = spawn(BIN, ["run", "--config", join(dir, "wsguard.toml")], {
