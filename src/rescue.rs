@@ -68,6 +68,8 @@ pub enum CloseCause {
     /// The key that signed the connection's token left its provider's set,
     /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
     KeyRevoked,
+    /// No application message for `session.idle_timeout`.
+    IdleTimeout,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -107,6 +109,7 @@ impl CloseCause {
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
+            IdleTimeout => "idle timeout",
         }
     }
 
@@ -120,13 +123,14 @@ impl CloseCause {
             InvalidToken | KeyRevoked if distinct => 4401,
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
+            IdleTimeout if distinct => 4440,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
             | TokenExpired | BufferFull | KeyRevoked => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout => GOING_AWAY,
         }
     }
 
@@ -369,6 +373,14 @@ mod tests {
             4401
         );
         assert_eq!(CloseCause::KeyRevoked.reason(), "key revoked");
+        assert_eq!(
+            CloseCause::IdleTimeout.client_code(CloseCodes::Policy),
+            1001
+        );
+        assert_eq!(
+            CloseCause::IdleTimeout.client_code(CloseCodes::Distinct),
+            4440
+        );
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

@@ -286,6 +286,7 @@ impl<C: ClientIo> Session<C> {
         self.upstream = Some(upstream);
         let s = &self.proxy.session;
         self.held.set_bounds(s.hold_max_frames, s.hold_max_bytes);
+        self.start_idle();
         if let Some(frame) = deferred {
             let (id, token) = *frame;
             self.on_reauth(id, token);
@@ -548,6 +549,9 @@ impl<C: ClientIo> Session<C> {
                 self.close(cause.unwrap_or(CloseCause::TokenExpired))
             }
             _ => {}
+        }
+        if !matches!(self.phase, Phase::Closing { .. }) {
+            self.on_idle_timer(now);
         }
         if self.lifetime_end.is_some_and(|t| t <= now) {
             self.close(CloseCause::MaxLifetime);

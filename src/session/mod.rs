@@ -9,6 +9,7 @@
 //! any --failure, close frame, timeout--> Closing --both legs done--> (end)
 //! ```
 
+mod idle;
 mod lifecycle;
 #[cfg(test)]
 mod tests;
@@ -258,6 +259,12 @@ pub struct Session<C = TcpStream> {
     accepted_logged: bool,
     /// Its metrics: state, relayed counts, how it ended.
     stats: ConnStats,
+    /// The inactivity clock, while relaying with `session.idle_timeout`.
+    idle: Option<Box<idle::Idle>>,
+    /// A client application message was relayed since the last fold (see `session/idle.rs`).
+    client_active: bool,
+    /// An upstream application message was relayed since the last fold.
+    upstream_active: bool,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -312,6 +319,9 @@ impl<C: ClientIo> Session<C> {
             accepted_logged: false,
             stats,
             proxy,
+            idle: None,
+            client_active: false,
+            upstream_active: false,
         }
     }
 
@@ -427,6 +437,7 @@ impl<C: ClientIo> Session<C> {
             phase_deadline,
             self.next_ping,
             self.lifetime_end,
+            self.idle.as_ref().map(|i| i.check),
             self.client.blocked_since().map(|t| t + slow),
             self.upstream
                 .as_ref()
@@ -509,6 +520,7 @@ impl<C: ClientIo> Session<C> {
                 }
             }
         }
+        self.fold_activity();
         Poll::Pending
     }
 
@@ -784,6 +796,7 @@ impl<C: ClientIo> Session<C> {
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
     fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
+        self.client_active = true;
         self.stats
             .relayed(Direction::ToUpstream, frames, piece.bytes.len());
         match (&self.phase, &mut self.upstream) {
@@ -824,11 +837,13 @@ impl<C: ClientIo> Session<C> {
                 frames,
                 ..
             })) => {
+                self.upstream_active = true;
                 self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client.forward(raw, start, boundary)
             }
             // Not inspected on this leg; relayed whole if it ever occurs.
             Some(Ok(Inbound::Text { raw, frames, .. })) => {
+                self.upstream_active = true;
                 self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client
                     .forward(raw, Boundary::Message, Boundary::Message)
