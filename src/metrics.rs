@@ -279,10 +279,13 @@ pub enum AuthReason {
     StaleToken,
     /// A REAUTH for another `sub`/`iss`.
     IdentityMismatch,
+    /// The token already authenticates `auth.max_connections_per_token`
+    /// live connections.
+    TokenInUse,
 }
 
 /// Number of [`AuthReason`]s.
-const AUTH_REASONS: usize = 15;
+const AUTH_REASONS: usize = 16;
 
 impl AuthReason {
     /// Every reason, by its number.
@@ -302,6 +305,7 @@ impl AuthReason {
         AuthReason::Claim,
         AuthReason::StaleToken,
         AuthReason::IdentityMismatch,
+        AuthReason::TokenInUse,
     ];
 
     /// The class of a verification error.
@@ -339,12 +343,13 @@ impl AuthReason {
             AuthReason::Claim => "claim",
             AuthReason::StaleToken => "stale_token",
             AuthReason::IdentityMismatch => "identity_mismatch",
+            AuthReason::TokenInUse => "token_in_use",
         }
     }
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 20] = [
+const CAUSES: [CloseCause; 21] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -365,6 +370,7 @@ const CAUSES: [CloseCause; 20] = [
     CloseCause::MaxLifetime,
     CloseCause::KeyRevoked,
     CloseCause::IdleTimeout,
+    CloseCause::TokenInUse,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -392,6 +398,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         MaxLifetime => "max_lifetime",
         KeyRevoked => "key_revoked",
         IdleTimeout => "idle_timeout",
+        TokenInUse => "token_in_use",
     }
 }
 
@@ -721,7 +728,8 @@ mod tests {
             | PingTimeout
             | MaxLifetime
             | KeyRevoked
-            | IdleTimeout => CAUSES.contains(&c),
+            | IdleTimeout
+            | TokenInUse => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -744,6 +752,7 @@ mod tests {
             MaxLifetime,
             KeyRevoked,
             IdleTimeout,
+            TokenInUse,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

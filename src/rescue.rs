@@ -70,6 +70,9 @@ pub enum CloseCause {
     KeyRevoked,
     /// No application message for `session.idle_timeout`.
     IdleTimeout,
+    /// The first token already authenticates `auth.max_connections_per_token`
+    /// live connections.
+    TokenInUse,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -110,6 +113,7 @@ impl CloseCause {
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
             IdleTimeout => "idle timeout",
+            TokenInUse => "token in use",
         }
     }
 
@@ -125,7 +129,7 @@ impl CloseCause {
             TokenExpired if distinct => 4419,
             IdleTimeout if distinct => 4440,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TokenInUse => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
@@ -380,6 +384,10 @@ mod tests {
         assert_eq!(
             CloseCause::IdleTimeout.client_code(CloseCodes::Distinct),
             4440
+        );
+        assert_eq!(
+            CloseCause::TokenInUse.client_code(CloseCodes::Distinct),
+            1008
         );
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f

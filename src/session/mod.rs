@@ -13,6 +13,7 @@ mod idle;
 mod lifecycle;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -265,6 +266,8 @@ pub struct Session<C = TcpStream> {
     client_active: bool,
     /// An upstream application message was relayed since the last fold.
     upstream_active: bool,
+    /// Its use of its token, with `auth.max_connections_per_token` (given back at the end).
+    token_use: Option<Box<crate::replay::TokenUse>>,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -322,6 +325,7 @@ impl<C: ClientIo> Session<C> {
             idle: None,
             client_active: false,
             upstream_active: false,
+            token_use: None,
         }
     }
 
@@ -342,6 +346,14 @@ impl<C: ClientIo> Session<C> {
             } => {
                 tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
                 let kind = crate::metrics::AuthKind::legacy(method);
+                if !self.claim_token(&identity, &token) {
+                    let reason = crate::metrics::AuthReason::TokenInUse;
+                    self.audit_auth(kind, reason, Some(&identity));
+                    self.close(CloseCause::TokenInUse);
+                    self.stats.set(self.state());
+                    self.accepted_logged = true;
+                    return self;
+                }
                 self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
                 self.first_unseen = true;
                 self.authenticate(identity, token, Answer::Upgrade(None));
@@ -375,6 +387,9 @@ impl<C: ClientIo> Session<C> {
                 break;
             }
         }
+        // Given back before the sockets close, so that a client that saw
+        // its socket end may use the token again at once.
+        self.token_use = None;
         self.audit_close();
     }
 

@@ -42,7 +42,7 @@ export interface TokenExpiredPayload {
     grace: number;
 }
 /** The `code` of an `error` frame. */
-export type ErrorCode = "invalid_token" | "stale_token" | "rate_limited" | "reserved_type" | "malformed_frame" | "frame_too_large" | "not_authenticated";
+export type ErrorCode = "invalid_token" | "stale_token" | "rate_limited" | "reserved_type" | "malformed_frame" | "frame_too_large" | "not_authenticated" | "token_in_use";
 /** Every `error` code, in the order of docs/protocol.md. */
 export declare const ERROR_CODES: readonly ErrorCode[];
 /** `error`: a refused REAUTH or control frame; the connection stays open. */
@@ -230,6 +230,13 @@ export declare const CLOSE_CAUSES: {
         readonly reason: "key revoked";
         readonly policy: 1008;
         readonly distinct: 4401;
+        readonly kind: "auth";
+    };
+    /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
+    readonly tokenInUse: {
+        readonly reason: "token in use";
+        readonly policy: 1008;
+        readonly distinct: 1008;
         readonly kind: "auth";
     };
     /** The drain's close (issue #15), after the `reconnect` hint. */

@@ -54,7 +54,8 @@ export type ErrorCode =
   | "reserved_type"
   | "malformed_frame"
   | "frame_too_large"
-  | "not_authenticated";
+  | "not_authenticated"
+  | "token_in_use";
 
 /** Every `error` code, in the order of docs/protocol.md. */
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -65,6 +66,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   "malformed_frame",
   "frame_too_large",
   "not_authenticated",
+  "token_in_use",
 ];
 
 /** `error`: a refused REAUTH or control frame; the connection stays open. */
@@ -191,6 +193,8 @@ export const CLOSE_CAUSES = {
   maxLifetime: { reason: "max lifetime", policy: 1001, distinct: 1001, kind: "going_away" },
   /** The key that signed the token left its provider's set and no REAUTH came. */
   keyRevoked: { reason: "key revoked", policy: 1008, distinct: 4401, kind: "auth" },
+  /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
+  tokenInUse: { reason: "token in use", policy: 1008, distinct: 1008, kind: "auth" },
   /** The drain's close (issue #15), after the `reconnect` hint. */
   goingAway: { reason: "going away", policy: 1001, distinct: 1001, kind: "going_away" },
 } as const satisfies Record<string, CloseCause>;
