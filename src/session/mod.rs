@@ -346,17 +346,15 @@ impl<C: ClientIo> Session<C> {
             } => {
                 tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
                 let kind = crate::metrics::AuthKind::legacy(method);
-                if !self.claim_token(&identity, &token) {
+                if self.claim_token(&identity, &token) {
+                    self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
+                    self.first_unseen = true;
+                    self.authenticate(identity, token, Answer::Upgrade(None));
+                } else {
                     let reason = crate::metrics::AuthReason::TokenInUse;
                     self.audit_auth(kind, reason, Some(&identity));
                     self.close(CloseCause::TokenInUse);
-                    self.stats.set(self.state());
-                    self.accepted_logged = true;
-                    return self;
                 }
-                self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
-                self.first_unseen = true;
-                self.authenticate(identity, token, Answer::Upgrade(None));
             }
         }
         self.stats.set(self.state());

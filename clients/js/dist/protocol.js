@@ -23,6 +23,7 @@ export const DEFAULT_DIALECT = {
     tokenExpired: "TOKEN_EXPIRED",
     error: "error",
     reconnect: "reconnect",
+    idleWarning: "idle_warning",
 };
 /** The closes wsguard starts (docs/protocol.md, "Closes wsguard starts"). */
 export const CLOSE_CAUSES = {
@@ -46,6 +47,8 @@ export const CLOSE_CAUSES = {
     keyRevoked: { reason: "key revoked", policy: 1008, distinct: 4401, kind: "auth" },
     /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
     tokenInUse: { reason: "token in use", policy: 1008, distinct: 1008, kind: "auth" },
+    /** No application message for `session.idle_timeout` (after `idle_warning`). */
+    idleTimeout: { reason: "idle timeout", policy: 1001, distinct: 4440, kind: "idle" },
     /** The drain's close (issue #15), after the `reconnect` hint. */
     goingAway: { reason: "going away", policy: 1001, distinct: 1001, kind: "going_away" },
 };

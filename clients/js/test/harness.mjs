@@ -78,10 +78,10 @@ export async function startUpstream() {
 
 /**
  * A wsguard process in front of `upstream`, with a fresh HMAC secret,
- * `session` and `upstreamLines` added to the test configuration's
- * `[session]` and `[upstream]` (3-5 s tokens in mind).
+ * `session`, `upstreamLines` and `authLines` added to the test configuration's
+ * `[session]`, `[upstream]` and `[auth]` (3-5 s tokens in mind).
  */
-export async function startProxy(upstream, session = "", upstreamLines = "") {
+export async function startProxy(upstream, session = "", upstreamLines = "", authLines = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
   const secret = randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
@@ -96,6 +96,7 @@ url = "ws://127.0.0.1:${upstream.port}"
 ${upstreamLines}
 [auth]
 leeway = "1s"
+${authLines}
 [[auth.providers]]
 name = "test"
 algorithms = ["HS256"]
