@@ -206,3 +206,64 @@ fn a_warning_not_shorter_than_the_timeout_is_a_config_error_naming_the_key() {
         .to_string();
     assert!(error.contains("session.idle_warning"), "{error}");
 }
+
+/// The real binary: the warning and the close are audit events, and the
+/// close is counted by its cause.
+#[tokio::test]
+async fn the_binary_audits_the_warning_and_counts_the_close() {
+    let upstream = Upstream::start(true).await;
+    let config = format!(
+        r#"[listener]
+bind = "127.0.0.1:0"
+worker_threads = 1
+[upstream]
+url = "ws://{}"
+[[auth.providers]]
+name = "test"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+[session]
+idle_timeout = "600ms"
+idle_warning = "300ms"
+[admin]
+bind = "127.0.0.1:0"
+[log]
+format = "json"
+"#,
+        upstream.addr
+    );
+    let running = admin::run(&config, &[]).await;
+    let mut ws = running.connect("/").await;
+    let (tok, _) = token("alice", 600);
+    send(&mut ws, support::auth_frame(&tok)).await;
+    assert_eq!(
+        recv_type(&mut ws, "AUTHENTICATED").await["type"],
+        "AUTHENTICATED"
+    );
+    assert_warning(&recv(&mut ws).await);
+    assert_eq!(expect_close(&mut ws).await, (1001, "idle timeout".into()));
+    let audited = |event: &str, field: &str, value: &str| {
+        running.lines().iter().any(|line| {
+            serde_json::from_str::<serde_json::Value>(line).is_ok_and(|v| {
+                v["target"] == "wsguard::audit" && v["event"] == event && v[field] == value
+            })
+        })
+    };
+    let deadline = Instant::now() + WAIT;
+    while !audited("closed", "reason", "idle_timeout") {
+        assert!(Instant::now() < deadline, "{:?}", running.lines());
+        tokio::time::sleep(ms(20)).await;
+    }
+    assert!(
+        audited("idle_warning", "sub", "\"alice\""),
+        "{:?}",
+        running.lines()
+    );
+    let closes = running.scrape(None).await.value(
+        "wsguard_closes_total",
+        &[("reason", "idle_timeout"), ("side", "proxy")],
+    );
+    assert_eq!(closes, 1.0);
+}

@@ -94,6 +94,7 @@ impl<C: ClientIo> Session<C> {
         idle.check = close_at;
         if let Some(text) = self.proxy.dialect.idle_warning(close_at - now) {
             self.client.push_text(&text);
+            self.audit_notice("idle_warning", "idle_warning sent");
         }
     }
 }

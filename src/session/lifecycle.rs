@@ -204,7 +204,7 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// An audit line about the connection's token (`auth_required`, `token_expired`).
-    fn audit_notice(&self, event: &'static str, message: &'static str) {
+    pub(super) fn audit_notice(&self, event: &'static str, message: &'static str) {
         let identity = self.credentials.as_ref().map(|c| &c.identity);
         tracing::info!(
             target: AUDIT,
