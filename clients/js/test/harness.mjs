@@ -16,6 +16,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.WSGUARD_BIN ?? join(here, "..", "..", "..", "target", "release", "wsguard");
 /** How long a test waits for anything that should happen. */
 export const WAIT = 8000;
+/** Lines for `[auth]` in the proxies `startProxy` starts from now on (a test of an auth setting sets it, then resets it). */
+export const authLines = { value: "" };
 
 /** Resolves when `predicate()` holds (polled every 10 ms), rejects after `ms`. */
 export async function until(predicate, what, ms = WAIT) {
@@ -78,10 +80,10 @@ export async function startUpstream() {
 
 /**
  * A wsguard process in front of `upstream`, with a fresh HMAC secret,
- * `session`, `upstreamLines` and `authLines` added to the test configuration's
- * `[session]`, `[upstream]` and `[auth]` (3-5 s tokens in mind).
+ * `session` and `upstreamLines` added to the test configuration's
+ * `[session]` and `[upstream]` (3-5 s tokens in mind).
  */
-export async function startProxy(upstream, session = "", upstreamLines = "", authLines = "") {
+export async function startProxy(upstream, session = "", upstreamLines = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
   const secret = randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
@@ -96,7 +98,7 @@ url = "ws://127.0.0.1:${upstream.port}"
 ${upstreamLines}
 [auth]
 leeway = "1s"
-${authLines}
+${authLines.value}
 [[auth.providers]]
 name = "test"
 algorithms = ["HS256"]

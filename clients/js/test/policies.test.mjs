@@ -5,7 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
 import { WsGuardClient } from "../dist/index.js";
-import { startUpstream, startProxy, until, next, countingWebSocket } from "./harness.mjs";
+import { startUpstream, startProxy, until, next, countingWebSocket, authLines } from "./harness.mjs";
 
 let upstream;
 before(async () => {
@@ -81,7 +81,8 @@ test("idle_warning is an event; after 1001 idle timeout the client waits in `idl
 });
 
 test("with max_connections_per_token = 1, tokenPerConnection gets a token of its own for every socket (getToken per connection, no tab sharing)", async () => {
-  const proxy = await startProxy(upstream, "", "", "max_connections_per_token = 1");
+  authLines.value = "max_connections_per_token = 1";
+  const proxy = await startProxy(upstream).finally(() => (authLines.value = ""));
   try {
     const { WebSocket: Recording, opened } = await recordingWebSocket();
     let gets = 0;
