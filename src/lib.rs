@@ -23,6 +23,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod relay;
+pub mod replay;
 pub mod rescue;
 pub mod session;
 pub mod tls;

@@ -279,10 +279,13 @@ pub enum AuthReason {
     StaleToken,
     /// A REAUTH for another `sub`/`iss`.
     IdentityMismatch,
+    /// The token already authenticates `auth.max_connections_per_token`
+    /// live connections.
+    TokenInUse,
 }
 
 /// Number of [`AuthReason`]s.
-const AUTH_REASONS: usize = 15;
+const AUTH_REASONS: usize = 16;
 
 impl AuthReason {
     /// Every reason, by its number.
@@ -302,6 +305,7 @@ impl AuthReason {
         AuthReason::Claim,
         AuthReason::StaleToken,
         AuthReason::IdentityMismatch,
+        AuthReason::TokenInUse,
     ];
 
     /// The class of a verification error.
@@ -339,12 +343,13 @@ impl AuthReason {
             AuthReason::Claim => "claim",
             AuthReason::StaleToken => "stale_token",
             AuthReason::IdentityMismatch => "identity_mismatch",
+            AuthReason::TokenInUse => "token_in_use",
         }
     }
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 19] = [
+const CAUSES: [CloseCause; 21] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -364,6 +369,8 @@ const CAUSES: [CloseCause; 19] = [
     CloseCause::PingTimeout,
     CloseCause::MaxLifetime,
     CloseCause::KeyRevoked,
+    CloseCause::IdleTimeout,
+    CloseCause::TokenInUse,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -390,6 +397,8 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         PingTimeout => "ping_timeout",
         MaxLifetime => "max_lifetime",
         KeyRevoked => "key_revoked",
+        IdleTimeout => "idle_timeout",
+        TokenInUse => "token_in_use",
     }
 }
 
@@ -441,7 +450,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 19],
+    closes: [Counter; CAUSES.len()],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -718,7 +727,9 @@ mod tests {
             | TooManyFailedReauth
             | PingTimeout
             | MaxLifetime
-            | KeyRevoked => CAUSES.contains(&c),
+            | KeyRevoked
+            | IdleTimeout
+            | TokenInUse => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -740,6 +751,8 @@ mod tests {
             PingTimeout,
             MaxLifetime,
             KeyRevoked,
+            IdleTimeout,
+            TokenInUse,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

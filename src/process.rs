@@ -6,12 +6,15 @@
 use std::sync::Arc;
 
 use crate::registry::{Registry, Shard};
+use crate::replay::TokenUses;
 
 /// Process-owned state shared by every worker and the control thread.
 #[derive(Debug)]
 pub struct Process {
     /// The registry of live connections (one shard per worker).
     pub registry: Arc<Registry>,
+    /// Live connections per token (`auth.max_connections_per_token`).
+    pub tokens: Arc<TokenUses>,
 }
 
 impl Process {
@@ -19,6 +22,7 @@ impl Process {
     pub fn new(workers: usize) -> Process {
         Process {
             registry: Arc::new(Registry::new(workers)),
+            tokens: Arc::default(),
         }
     }
 

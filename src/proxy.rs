@@ -52,6 +52,8 @@ pub struct Proxy {
     /// When the proxy was built: the origin of the heartbeat grid shared by
     /// all connections (see `session::beat_after`).
     pub epoch: tokio::time::Instant,
+    /// `auth.max_connections_per_token` (see [`crate::replay`]).
+    pub max_connections_per_token: Option<u32>,
 }
 
 /// Frame limits and read size of both legs, from `[websocket]` and `[session]`.
@@ -127,6 +129,7 @@ impl Proxy {
             origins,
             tls,
             epoch: tokio::time::Instant::now(),
+            max_connections_per_token: config.auth.max_connections_per_token,
         }))
     }
 }

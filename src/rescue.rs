@@ -68,6 +68,11 @@ pub enum CloseCause {
     /// The key that signed the connection's token left its provider's set,
     /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
     KeyRevoked,
+    /// No application message for `session.idle_timeout`.
+    IdleTimeout,
+    /// The first token already authenticates `auth.max_connections_per_token`
+    /// live connections.
+    TokenInUse,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -107,6 +112,8 @@ impl CloseCause {
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
+            IdleTimeout => "idle timeout",
+            TokenInUse => "token in use",
         }
     }
 
@@ -120,13 +127,14 @@ impl CloseCause {
             InvalidToken | KeyRevoked if distinct => 4401,
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
+            IdleTimeout if distinct => 4440,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TokenInUse => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout => GOING_AWAY,
         }
     }
 
@@ -369,6 +377,18 @@ mod tests {
             4401
         );
         assert_eq!(CloseCause::KeyRevoked.reason(), "key revoked");
+        assert_eq!(
+            CloseCause::IdleTimeout.client_code(CloseCodes::Policy),
+            1001
+        );
+        assert_eq!(
+            CloseCause::IdleTimeout.client_code(CloseCodes::Distinct),
+            4440
+        );
+        assert_eq!(
+            CloseCause::TokenInUse.client_code(CloseCodes::Distinct),
+            1008
+        );
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

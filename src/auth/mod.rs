@@ -115,6 +115,8 @@ pub struct Verifier {
     jwks: JwksConfig,
     /// The refresh tasks started (stopped when the verifier is dropped).
     tasks: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// `auth.require_jti`: a token without a string `jti` is refused.
+    require_jti: bool,
 }
 
 /// A cached verification.
@@ -183,6 +185,7 @@ impl Verifier {
             cache,
             jwks: config.jwks.clone(),
             tasks: Mutex::new(Vec::new()),
+            require_jti: config.require_jti,
         })
     }
 
@@ -316,6 +319,9 @@ impl Verifier {
                 Some(_) => {}
                 None => return Err(AuthError::Claim("iat".into())),
             }
+        }
+        if self.require_jti && !claims.get("jti").is_some_and(Value::is_string) {
+            return Err(AuthError::Claim("jti".into()));
         }
         for (name, want) in &provider.required {
             if !claim_satisfies(claims.get(name), want) {

@@ -25,6 +25,13 @@ pub struct AuthConfig {
     /// Tokens taken from the upgrade request (header, cookie, query).
     #[serde(default)]
     pub legacy: LegacyAuthConfig,
+    /// Live connections one token (its `jti`, else its SHA-256) may
+    /// authenticate at once; unlimited when absent (see `session/tokens.rs`).
+    #[serde(default)]
+    pub max_connections_per_token: Option<u32>,
+    /// Refuse tokens without a string `jti` claim.
+    #[serde(default)]
+    pub require_jti: bool,
 }
 
 pub(super) fn default_leeway() -> Duration {
@@ -157,6 +164,11 @@ impl Config {
 
     /// `[auth]`: at least one provider (each is checked as it is built).
     pub(super) fn check_auth(&self) -> Result<(), ConfigError> {
+        require(
+            self.auth.max_connections_per_token != Some(0),
+            "auth.max_connections_per_token",
+            "must be at least 1 (leave it out for no limit)",
+        )?;
         require(
             !self.auth.providers.is_empty(),
             "auth.providers",

@@ -22,6 +22,8 @@ pub struct DialectConfig {
     pub identity_refreshed: String,
     /// Dotted path of the token inside a control frame.
     pub token_path: String,
+    /// Notice sent `session.idle_warning` before an idle close; empty = never sent.
+    pub idle_warning: String,
 }
 
 impl Default for DialectConfig {
@@ -35,6 +37,7 @@ impl Default for DialectConfig {
             error: "error".into(),
             identity_refreshed: "identity_refreshed".into(),
             token_path: "payload.token".into(),
+            idle_warning: "idle_warning".into(),
         }
     }
 }
@@ -62,6 +65,7 @@ impl Config {
             ("dialect.token_expired", &d.token_expired),
             ("dialect.error", &d.error),
             ("dialect.identity_refreshed", &d.identity_refreshed),
+            ("dialect.idle_warning", &d.idle_warning),
         ];
         let named = single.into_iter().map(|(k, n)| (k.to_owned(), n));
         for (key, name) in lists.chain(named) {

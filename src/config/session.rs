@@ -89,6 +89,15 @@ pub struct SessionConfig {
     pub close_codes: CloseCodes,
     /// After a successful REAUTH, send the upstream an identity-refreshed frame.
     pub upstream_notice: bool,
+    /// Close a connection after this long without an application message
+    /// (off when absent; see `config/idle.rs`).
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    /// Whose application messages count as activity for `idle_timeout`.
+    pub idle_counts: IdleCounts,
+    /// `idle_warning` is sent this long before the idle close.
+    #[serde(with = "humantime_serde")]
+    pub idle_warning: Duration,
 }
 
 impl Default for SessionConfig {
@@ -110,6 +119,9 @@ impl Default for SessionConfig {
             max_connection_lifetime: None,
             close_codes: CloseCodes::Policy,
             upstream_notice: false,
+            idle_timeout: None,
+            idle_counts: IdleCounts::Client,
+            idle_warning: DEFAULT_IDLE_WARNING,
         }
     }
 }

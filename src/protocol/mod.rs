@@ -74,6 +74,8 @@ pub struct Dialect {
     reserved: Vec<String>,
     /// Path of the token inside a control frame.
     token_path: Vec<String>,
+    /// Idle notice, if sent.
+    idle_warning: Option<String>,
     /// The names that make a message after the first a control frame
     /// (re-auth and reserved types), for the decoder's first-member check.
     later: Vec<Box<[u8]>>,
@@ -121,6 +123,7 @@ impl Dialect {
             identity_refreshed: non_empty(&config.identity_refreshed),
             reserved,
             token_path: config.token_path.split('.').map(str::to_owned).collect(),
+            idle_warning: non_empty(&config.idle_warning),
         }
     }
 
@@ -230,6 +233,14 @@ impl Dialect {
             "grace": grace.as_secs(),
         });
         Some(envelope(self.token_expired.as_deref()?, payload))
+    }
+
+    /// `idle_warning` (the connection closes in `closes_in` unless the
+    /// application sends), or `None` when switched off.
+    pub fn idle_warning(&self, closes_in: Duration) -> Option<String> {
+        let ms = u64::try_from(closes_in.as_millis()).unwrap_or(u64::MAX);
+        let payload = json!({ "closes_in_ms": ms });
+        Some(envelope(self.idle_warning.as_deref()?, payload))
     }
 
     /// An `error` answer, or `None` when switched off.

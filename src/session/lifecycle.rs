@@ -100,7 +100,7 @@ impl<C: ClientIo> Session<C> {
                 self.first_verified(reply_to, token, result, started)
             }
             Phase::Authenticated | Phase::ReauthPending | Phase::Suspended { .. } if !first => {
-                self.reauth_verified(result, reply_to.as_ref(), started)
+                self.reauth_verified(result, Some(&token), reply_to.as_ref(), started)
             }
             _ => {}
         }
@@ -115,6 +115,17 @@ impl<C: ClientIo> Session<C> {
         started: std::time::Instant,
     ) {
         let reason = result.as_ref().err().map_or(AuthReason::Ok, AuthReason::of);
+        if let Ok(identity) = &result {
+            if !self.claim_token(identity, &token) {
+                self.count_auth(
+                    AuthKind::First,
+                    AuthReason::TokenInUse,
+                    started,
+                    Some(identity),
+                );
+                return self.close(CloseCause::TokenInUse);
+            }
+        }
         self.count_auth(AuthKind::First, reason, started, result.as_ref().ok());
         let identity = match result {
             Ok(identity) => identity,
@@ -193,7 +204,7 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// An audit line about the connection's token (`auth_required`, `token_expired`).
-    fn audit_notice(&self, event: &'static str, message: &'static str) {
+    pub(super) fn audit_notice(&self, event: &'static str, message: &'static str) {
         let identity = self.credentials.as_ref().map(|c| &c.identity);
         tracing::info!(
             target: AUDIT,
@@ -286,6 +297,7 @@ impl<C: ClientIo> Session<C> {
         self.upstream = Some(upstream);
         let s = &self.proxy.session;
         self.held.set_bounds(s.hold_max_frames, s.hold_max_bytes);
+        self.start_idle();
         if let Some(frame) = deferred {
             let (id, token) = *frame;
             self.on_reauth(id, token);
@@ -331,13 +343,13 @@ impl<C: ClientIo> Session<C> {
         }
         let started = std::time::Instant::now();
         let Some(token) = token else {
-            return self.reauth_verified(Err(AuthError::Malformed), id.as_ref(), started);
+            return self.reauth_verified(Err(AuthError::Malformed), None, id.as_ref(), started);
         };
         match self.proxy.verifier.verify_or_wait(&token) {
             Verdict::Done(result) => {
                 // A newer REAUTH supersedes one still waiting for keys.
                 self.awaiting = None;
-                self.reauth_verified(result, id.as_ref(), started)
+                self.reauth_verified(result, Some(&token), id.as_ref(), started)
             }
             // Relaying goes on meanwhile; a newer REAUTH replaces this one.
             Verdict::Wait(wait) => self.await_keys(wait, token, id, false),
@@ -348,6 +360,7 @@ impl<C: ClientIo> Session<C> {
     fn reauth_verified(
         &mut self,
         verified: Result<Arc<Identity>, AuthError>,
+        token: Option<&str>,
         id: Option<&Value>,
         started: std::time::Instant,
     ) {
@@ -368,6 +381,14 @@ impl<C: ClientIo> Session<C> {
         } else {
             None
         };
+        let reclaim = match failed {
+            None => self.reclaim_token(&identity, token),
+            Some(_) => super::tokens::Reclaim::Same,
+        };
+        let failed = match reclaim {
+            super::tokens::Reclaim::InUse => Some(AuthReason::TokenInUse),
+            _ => failed,
+        };
         self.count_auth(
             AuthKind::Reauth,
             failed.unwrap_or(AuthReason::Ok),
@@ -384,6 +405,17 @@ impl<C: ClientIo> Session<C> {
                 "the token expires before the current one",
                 id,
             );
+        }
+        if failed == Some(AuthReason::TokenInUse) {
+            return self.reauth_failed(
+                "token_in_use",
+                "this token is in use on as many live connections as auth.max_connections_per_token allows",
+                id,
+            );
+        }
+        if let super::tokens::Reclaim::New(used) = reclaim {
+            // The old token's use is given back.
+            self.token_use = Some(used);
         }
         self.reauthenticated(identity, id);
     }
@@ -548,6 +580,9 @@ impl<C: ClientIo> Session<C> {
                 self.close(cause.unwrap_or(CloseCause::TokenExpired))
             }
             _ => {}
+        }
+        if !matches!(self.phase, Phase::Closing { .. }) {
+            self.on_idle_timer(now);
         }
         if self.lifetime_end.is_some_and(|t| t <= now) {
             self.close(CloseCause::MaxLifetime);

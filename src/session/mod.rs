@@ -9,9 +9,11 @@
 //! any --failure, close frame, timeout--> Closing --both legs done--> (end)
 //! ```
 
+mod idle;
 mod lifecycle;
 #[cfg(test)]
 mod tests;
+mod tokens;
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -258,6 +260,14 @@ pub struct Session<C = TcpStream> {
     accepted_logged: bool,
     /// Its metrics: state, relayed counts, how it ended.
     stats: ConnStats,
+    /// The inactivity clock, while relaying with `session.idle_timeout`.
+    idle: Option<Box<idle::Idle>>,
+    /// A client application message was relayed since the last fold (see `session/idle.rs`).
+    client_active: bool,
+    /// An upstream application message was relayed since the last fold.
+    upstream_active: bool,
+    /// Its use of its token, with `auth.max_connections_per_token` (given back at the end).
+    token_use: Option<Box<crate::replay::TokenUse>>,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -312,6 +322,10 @@ impl<C: ClientIo> Session<C> {
             accepted_logged: false,
             stats,
             proxy,
+            idle: None,
+            client_active: false,
+            upstream_active: false,
+            token_use: None,
         }
     }
 
@@ -332,9 +346,15 @@ impl<C: ClientIo> Session<C> {
             } => {
                 tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
                 let kind = crate::metrics::AuthKind::legacy(method);
-                self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
-                self.first_unseen = true;
-                self.authenticate(identity, token, Answer::Upgrade(None));
+                if self.claim_token(&identity, &token) {
+                    self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
+                    self.first_unseen = true;
+                    self.authenticate(identity, token, Answer::Upgrade(None));
+                } else {
+                    let reason = crate::metrics::AuthReason::TokenInUse;
+                    self.audit_auth(kind, reason, Some(&identity));
+                    self.close(CloseCause::TokenInUse);
+                }
             }
         }
         self.stats.set(self.state());
@@ -365,6 +385,9 @@ impl<C: ClientIo> Session<C> {
                 break;
             }
         }
+        // Given back before the sockets close, so that a client that saw
+        // its socket end may use the token again at once.
+        self.token_use = None;
         self.audit_close();
     }
 
@@ -427,6 +450,7 @@ impl<C: ClientIo> Session<C> {
             phase_deadline,
             self.next_ping,
             self.lifetime_end,
+            self.idle.as_ref().map(|i| i.check),
             self.client.blocked_since().map(|t| t + slow),
             self.upstream
                 .as_ref()
@@ -509,6 +533,7 @@ impl<C: ClientIo> Session<C> {
                 }
             }
         }
+        self.fold_activity();
         Poll::Pending
     }
 
@@ -784,6 +809,7 @@ impl<C: ClientIo> Session<C> {
 
     /// Sends client bytes (in which `frames` frames begin) upstream now, or holds them.
     fn relay_to_upstream(&mut self, piece: Piece, frames: usize) {
+        self.client_active = true;
         self.stats
             .relayed(Direction::ToUpstream, frames, piece.bytes.len());
         match (&self.phase, &mut self.upstream) {
@@ -824,11 +850,13 @@ impl<C: ClientIo> Session<C> {
                 frames,
                 ..
             })) => {
+                self.upstream_active = true;
                 self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client.forward(raw, start, boundary)
             }
             // Not inspected on this leg; relayed whole if it ever occurs.
             Some(Ok(Inbound::Text { raw, frames, .. })) => {
+                self.upstream_active = true;
                 self.stats.relayed(Direction::ToClient, frames, raw.len());
                 self.client
                     .forward(raw, Boundary::Message, Boundary::Message)

@@ -412,3 +412,30 @@ async fn a_close_command_closes_both_legs_with_its_cause() {
     shard.send_where(|_| true, Command::Close(CloseCause::MaxLifetime));
     assert_eq!(next_close(&mut client).await, (1001, "max lifetime".into()));
 }
+
+#[tokio::test]
+async fn idle_deadline_follows_the_last_message_warning_then_close() {
+    let session = "idle_timeout = \"60s\"\nidle_warning = \"10s\"\nping_interval = \"0s\"";
+    let (mut client, _dir) = authenticated(session, 3600).await;
+    // 300 s of a binary message every 30 s (not echoed): never idle.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        client
+            .send(Message::binary(vec![1u8; 8]))
+            .await
+            .expect("send");
+        assert!(nothing_waiting(&mut client).await, "warned while active");
+    }
+    // Quiet now: the warning 50 s after the last message, the close 10 s later.
+    tokio::time::sleep(Duration::from_millis(49_900)).await;
+    assert!(nothing_waiting(&mut client).await, "warned early");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (kind, v) = next_type(&mut client).await;
+    assert_eq!(kind, "idle_warning", "{v}");
+    let closes_in = v["payload"]["closes_in_ms"].as_u64().expect("closes_in_ms");
+    assert!((9_700..=10_000).contains(&closes_in), "{v}");
+    tokio::time::sleep(Duration::from_millis(9_500)).await;
+    assert!(nothing_waiting(&mut client).await, "closed early");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(next_close(&mut client).await, (1001, "idle timeout".into()));
+}

@@ -15,12 +15,13 @@ macro_rules! schema_file {
 }
 
 /// The frames wsguard writes to the client (default dialect): type and schema.
-const SERVER_FRAMES: [(&str, &str); 5] = [
+const SERVER_FRAMES: [(&str, &str); 6] = [
     ("AUTHENTICATED", schema_file!("server/authenticated.json")),
     ("auth_required", schema_file!("server/auth_required.json")),
     ("TOKEN_EXPIRED", schema_file!("server/token_expired.json")),
     ("error", schema_file!("server/error.json")),
     ("reconnect", schema_file!("server/reconnect.json")),
+    ("idle_warning", schema_file!("server/idle_warning.json")),
 ];
 
 /// The frames a client sends (default dialect), by file name.

@@ -6,7 +6,7 @@
 import { AuthExpiredError } from "./errors.js";
 import { Emitter } from "./events.js";
 import { type FetchLike } from "./fetch.js";
-import { type AuthRequiredPayload, type AuthenticatedPayload, type CloseInfo, type Dialect, type ErrorPayload, type ReconnectPayload, type TokenExpiredPayload } from "./protocol.js";
+import { type AuthRequiredPayload, type AuthenticatedPayload, type CloseInfo, type Dialect, type ErrorPayload, type IdleWarningPayload, type ReconnectPayload, type TokenExpiredPayload } from "./protocol.js";
 import { type Data } from "./queue.js";
 import { type State } from "./state.js";
 import { TokenManager, type TokenOptions } from "./tokens.js";
@@ -62,6 +62,12 @@ export interface ClientOptions extends TokenOptions {
     maxAuthRetries?: number;
     /** The fetch for `authFetch` (default: the global one). */
     fetch?: FetchLike;
+    /**
+     * Every socket authenticates with a token no other socket used: `getToken()`
+     * is called again for each new connection, and tokens are not shared with
+     * other tabs (`coordinate` is off). For wsguard's `auth.max_connections_per_token = 1`.
+     */
+    tokenPerConnection?: boolean;
 }
 /** The events of {@link WsGuardClient}, one per frame type plus the client's own. */
 export interface ClientEvents {
@@ -79,6 +85,8 @@ export interface ClientEvents {
     frameError: (payload: ErrorPayload) => void;
     /** `reconnect`, the drain hint. */
     reconnect: (payload: ReconnectPayload) => void;
+    /** `idle_warning`: send something within `closes_in_ms`, or the socket closes (`idle` state). */
+    idleWarning: (payload: IdleWarningPayload) => void;
     /** No valid token: show the "session expired" prompt, then call `setToken()`. */
     authExpired: (error: AuthExpiredError) => void;
     /** A socket closed (the client may reconnect, see `state`). */

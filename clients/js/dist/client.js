@@ -38,6 +38,8 @@ export class WsGuardClient extends Emitter {
     #expiredNotified = false;
     /** The token of the last auth close: never reconnect with it. */
     #refusedToken;
+    /** Tokens a socket has carried (`tokenPerConnection`: each is used once). */
+    #spent = new Set();
     #visibility;
     /** The `fetch` wrapper that shares this client's tokens. */
     authFetch;
@@ -52,7 +54,7 @@ export class WsGuardClient extends Emitter {
         if (!Ws)
             throw new TypeError("no WebSocket: pass options.WebSocket (in Node 20, the ws package's)");
         this.#WebSocket = Ws;
-        this.#tokens = new TokenManager(options);
+        this.#tokens = new TokenManager(options.tokenPerConnection ? { ...options, coordinate: false } : options);
         this.#tokens.onToken((token, source) => this.#onToken(token, source));
         this.#tokens.onExpired((error) => this.#onAuthExpired(error));
         const fetchImpl = options.fetch ?? globalThis.fetch?.bind(globalThis);
@@ -94,6 +96,12 @@ export class WsGuardClient extends Emitter {
     send(data) {
         if (this.#closed)
             return Promise.reject(new SendError("closed", "the client is closed"));
+        if (this.#machine.state === "idle") {
+            // Closed for inactivity: the app is active again.
+            const queued = this.#queue.push(data);
+            this.#open();
+            return queued;
+        }
         if (this.#queue.length === 0 && this.#canSend()) {
             this.#primary.ws.send(data);
             return Promise.resolve();
@@ -161,6 +169,8 @@ export class WsGuardClient extends Emitter {
         let token;
         try {
             token = await this.#tokens.current();
+            if (this.#options.tokenPerConnection && this.#spent.has(token))
+                token = await this.#tokens.renew();
         }
         catch {
             return; // authExpired was emitted; setToken() resumes
@@ -173,7 +183,13 @@ export class WsGuardClient extends Emitter {
             return;
         this.#machine.to("authenticating");
         socket.token = token;
+        this.#spend(token);
         socket.ws.send(this.#tokenFrame(this.#dialect.auth, token));
+    }
+    /** Records a token a socket carries (only with `tokenPerConnection`). */
+    #spend(token) {
+        if (this.#options.tokenPerConnection)
+            this.#spent.add(token);
     }
     /** Whether `socket` is the primary or the next one. */
     #current(socket) {
@@ -210,6 +226,8 @@ export class WsGuardClient extends Emitter {
         }
         else if (frame.type === d.error)
             this.#onErrorFrame(socket, payload);
+        else if (frame.type === d.idleWarning)
+            this.emit("idleWarning", payload);
         else if (frame.type === d.reconnect) {
             this.emit("reconnect", payload);
             if (socket === this.#primary)
@@ -231,7 +249,7 @@ export class WsGuardClient extends Emitter {
             return undefined;
         const { type, id, timestamp, payload } = value;
         const d = this.#dialect;
-        const names = [d.authenticated, d.authRequired, d.tokenExpired, d.error, d.reconnect].filter((n) => n !== "");
+        const names = [d.authenticated, d.authRequired, d.tokenExpired, d.error, d.reconnect, d.idleWarning].filter((n) => n !== "");
         if (typeof type !== "string" || !names.includes(type))
             return undefined;
         if (typeof id !== "string" || typeof timestamp !== "string")
@@ -297,6 +315,7 @@ export class WsGuardClient extends Emitter {
         }
         this.#lastReauthAt = Date.now();
         primary.token = token;
+        this.#spend(token);
         this.#machine.to("reauthenticating");
         primary.ws.send(this.#tokenFrame(this.#dialect.reauth, token));
     }
@@ -341,6 +360,12 @@ export class WsGuardClient extends Emitter {
         }
         if (info.kind === "auth") {
             this.#afterAuthClose(socket);
+            return;
+        }
+        if (info.kind === "idle") {
+            // No reconnect until the app sends again (`send()` opens a socket).
+            this.#proxySuspended = false;
+            this.#machine.to("idle");
             return;
         }
         this.#reconnect();

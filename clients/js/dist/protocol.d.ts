@@ -42,7 +42,7 @@ export interface TokenExpiredPayload {
     grace: number;
 }
 /** The `code` of an `error` frame. */
-export type ErrorCode = "invalid_token" | "stale_token" | "rate_limited" | "reserved_type" | "malformed_frame" | "frame_too_large" | "not_authenticated";
+export type ErrorCode = "invalid_token" | "stale_token" | "rate_limited" | "reserved_type" | "malformed_frame" | "frame_too_large" | "not_authenticated" | "token_in_use";
 /** Every `error` code, in the order of docs/protocol.md. */
 export declare const ERROR_CODES: readonly ErrorCode[];
 /** `error`: a refused REAUTH or control frame; the connection stays open. */
@@ -59,6 +59,11 @@ export interface ReconnectPayload {
     /** Milliseconds to wait before reconnecting. */
     after_ms: number;
 }
+/** `idle_warning`: no application message for a while; the connection closes in `closes_in_ms` unless the app sends. */
+export interface IdleWarningPayload {
+    /** Milliseconds until the idle close. */
+    closes_in_ms: number;
+}
 /** Frames wsguard writes to the client. */
 export type AuthenticatedFrame = ServerEnvelope<"AUTHENTICATED", AuthenticatedPayload>;
 /** See {@link AuthRequiredPayload}. */
@@ -69,8 +74,10 @@ export type TokenExpiredFrame = ServerEnvelope<"TOKEN_EXPIRED", TokenExpiredPayl
 export type ErrorFrame = ServerEnvelope<"error", ErrorPayload>;
 /** See {@link ReconnectPayload}. */
 export type ReconnectFrame = ServerEnvelope<"reconnect", ReconnectPayload>;
+/** See {@link IdleWarningPayload}. */
+export type IdleWarningFrame = ServerEnvelope<"idle_warning", IdleWarningPayload>;
 /** Any frame wsguard writes to the client. */
-export type ServerFrame = AuthenticatedFrame | AuthRequiredFrame | TokenExpiredFrame | ErrorFrame | ReconnectFrame;
+export type ServerFrame = AuthenticatedFrame | AuthRequiredFrame | TokenExpiredFrame | ErrorFrame | ReconnectFrame | IdleWarningFrame;
 /** The payload of the client's auth and REAUTH frames. */
 export interface TokenPayload {
     /** The JWT. */
@@ -103,6 +110,8 @@ export interface Dialect {
     error: string;
     /** `dialect.reconnect` (the drain hint). */
     reconnect: string;
+    /** `dialect.idle_warning`. */
+    idleWarning: string;
 }
 /** The default dialect. */
 export declare const DEFAULT_DIALECT: Readonly<Dialect>;
@@ -115,7 +124,9 @@ export type CloseKind =
 /** The client's auth frame itself is refused (too large): retrying cannot help. */
  | "client"
 /** The proxy is going away or the connection reached its lifetime: reconnect. */
- | "going_away";
+ | "going_away"
+/** No application message for `session.idle_timeout`: reconnect only when the app sends again. */
+ | "idle";
 /** One row of the close table of docs/protocol.md. */
 export interface CloseCause {
     /** The stable reason string. */
@@ -231,6 +242,20 @@ export declare const CLOSE_CAUSES: {
         readonly policy: 1008;
         readonly distinct: 4401;
         readonly kind: "auth";
+    };
+    /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
+    readonly tokenInUse: {
+        readonly reason: "token in use";
+        readonly policy: 1008;
+        readonly distinct: 1008;
+        readonly kind: "auth";
+    };
+    /** No application message for `session.idle_timeout` (after `idle_warning`). */
+    readonly idleTimeout: {
+        readonly reason: "idle timeout";
+        readonly policy: 1001;
+        readonly distinct: 4440;
+        readonly kind: "idle";
     };
     /** The drain's close (issue #15), after the `reconnect` hint. */
     readonly goingAway: {

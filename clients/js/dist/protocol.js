@@ -12,6 +12,7 @@ export const ERROR_CODES = [
     "malformed_frame",
     "frame_too_large",
     "not_authenticated",
+    "token_in_use",
 ];
 /** The default dialect. */
 export const DEFAULT_DIALECT = {
@@ -22,6 +23,7 @@ export const DEFAULT_DIALECT = {
     tokenExpired: "TOKEN_EXPIRED",
     error: "error",
     reconnect: "reconnect",
+    idleWarning: "idle_warning",
 };
 /** The closes wsguard starts (docs/protocol.md, "Closes wsguard starts"). */
 export const CLOSE_CAUSES = {
@@ -43,6 +45,10 @@ export const CLOSE_CAUSES = {
     maxLifetime: { reason: "max lifetime", policy: 1001, distinct: 1001, kind: "going_away" },
     /** The key that signed the token left its provider's set and no REAUTH came. */
     keyRevoked: { reason: "key revoked", policy: 1008, distinct: 4401, kind: "auth" },
+    /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
+    tokenInUse: { reason: "token in use", policy: 1008, distinct: 1008, kind: "auth" },
+    /** No application message for `session.idle_timeout` (after `idle_warning`). */
+    idleTimeout: { reason: "idle timeout", policy: 1001, distinct: 4440, kind: "idle" },
     /** The drain's close (issue #15), after the `reconnect` hint. */
     goingAway: { reason: "going away", policy: 1001, distinct: 1001, kind: "going_away" },
 };

@@ -16,6 +16,8 @@ export type State =
  | "suspended"
 /** Waiting to open a new socket (backoff, or the proxy's `reconnect` hint). */
  | "reconnecting"
+/** Closed for inactivity (wsguard's `idle timeout`): no socket until the next `send()`. */
+ | "idle"
 /** Closed for good by `close()` or a close that must not be retried. */
  | "closed";
 /** A state holder that refuses transitions the table does not allow. */

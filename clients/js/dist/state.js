@@ -5,11 +5,12 @@
 /** The transitions allowed from each state. */
 const NEXT = {
     connecting: ["authenticating", "reconnecting", "suspended", "closed"],
-    authenticating: ["authenticated", "reconnecting", "suspended", "closed"],
-    authenticated: ["reauthenticating", "suspended", "reconnecting", "closed"],
-    reauthenticating: ["authenticated", "suspended", "reconnecting", "closed"],
-    suspended: ["authenticating", "reauthenticating", "authenticated", "reconnecting", "connecting", "closed"],
+    authenticating: ["authenticated", "reconnecting", "suspended", "idle", "closed"],
+    authenticated: ["reauthenticating", "suspended", "reconnecting", "idle", "closed"],
+    reauthenticating: ["authenticated", "suspended", "reconnecting", "idle", "closed"],
+    suspended: ["authenticating", "reauthenticating", "authenticated", "reconnecting", "connecting", "idle", "closed"],
     reconnecting: ["connecting", "suspended", "closed"],
+    idle: ["connecting", "closed"],
     closed: [],
 };
 /** A state holder that refuses transitions the table does not allow. */

@@ -42,6 +42,11 @@ export declare class TokenManager {
     onExpired(listener: (error: AuthExpiredError) => void): void;
     /** The current token, asking `getToken` for the first one. */
     current(): Promise<string>;
+    /**
+     * A new token from `getToken` (not `refreshToken`), for a connection that
+     * needs its own (`tokenPerConnection`); it becomes the current token.
+     */
+    renew(): Promise<string>;
     /** Sets the token (after the user signed in again); everyone waiting resumes with it. */
     set(token: string): void;
     /**

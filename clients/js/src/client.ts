@@ -16,6 +16,7 @@ import {
   type CloseInfo,
   type Dialect,
   type ErrorPayload,
+  type IdleWarningPayload,
   type ReconnectPayload,
   type TokenExpiredPayload,
 } from "./protocol.js";
@@ -72,6 +73,12 @@ export interface ClientOptions extends TokenOptions {
   maxAuthRetries?: number;
   /** The fetch for `authFetch` (default: the global one). */
   fetch?: FetchLike;
+  /**
+   * Every socket authenticates with a token no other socket used: `getToken()`
+   * is called again for each new connection, and tokens are not shared with
+   * other tabs (`coordinate` is off). For wsguard's `auth.max_connections_per_token = 1`.
+   */
+  tokenPerConnection?: boolean;
 }
 
 /** The events of {@link WsGuardClient}, one per frame type plus the client's own. */
@@ -90,6 +97,8 @@ export interface ClientEvents {
   frameError: (payload: ErrorPayload) => void;
   /** `reconnect`, the drain hint. */
   reconnect: (payload: ReconnectPayload) => void;
+  /** `idle_warning`: send something within `closes_in_ms`, or the socket closes (`idle` state). */
+  idleWarning: (payload: IdleWarningPayload) => void;
   /** No valid token: show the "session expired" prompt, then call `setToken()`. */
   authExpired: (error: AuthExpiredError) => void;
   /** A socket closed (the client may reconnect, see `state`). */
@@ -133,6 +142,8 @@ export class WsGuardClient extends Emitter<ClientEvents> {
   #expiredNotified = false;
   /** The token of the last auth close: never reconnect with it. */
   #refusedToken: string | undefined;
+  /** Tokens a socket has carried (`tokenPerConnection`: each is used once). */
+  readonly #spent = new Set<string>();
   readonly #visibility: () => void;
 
   /** The `fetch` wrapper that shares this client's tokens. */
@@ -148,7 +159,7 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     const Ws = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Ws) throw new TypeError("no WebSocket: pass options.WebSocket (in Node 20, the ws package's)");
     this.#WebSocket = Ws;
-    this.#tokens = new TokenManager(options);
+    this.#tokens = new TokenManager(options.tokenPerConnection ? { ...options, coordinate: false } : options);
     this.#tokens.onToken((token, source) => this.#onToken(token, source));
     this.#tokens.onExpired((error) => this.#onAuthExpired(error));
     const fetchImpl = options.fetch ?? (globalThis.fetch?.bind(globalThis) as FetchLike | undefined);
@@ -193,6 +204,12 @@ export class WsGuardClient extends Emitter<ClientEvents> {
    */
   send(data: Data): Promise<void> {
     if (this.#closed) return Promise.reject(new SendError("closed", "the client is closed"));
+    if (this.#machine.state === "idle") {
+      // Closed for inactivity: the app is active again.
+      const queued = this.#queue.push(data);
+      this.#open();
+      return queued;
+    }
     if (this.#queue.length === 0 && this.#canSend()) {
       (this.#primary as Socket).ws.send(data);
       return Promise.resolve();
@@ -261,6 +278,7 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     let token: string;
     try {
       token = await this.#tokens.current();
+      if (this.#options.tokenPerConnection && this.#spent.has(token)) token = await this.#tokens.renew();
     } catch {
       return; // authExpired was emitted; setToken() resumes
     }
@@ -272,7 +290,13 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     if (!this.#current(socket) || socket.ws.readyState !== 1 || socket.token !== undefined) return;
     this.#machine.to("authenticating");
     socket.token = token;
+    this.#spend(token);
     socket.ws.send(this.#tokenFrame(this.#dialect.auth, token));
+  }
+
+  /** Records a token a socket carries (only with `tokenPerConnection`). */
+  #spend(token: string): void {
+    if (this.#options.tokenPerConnection) this.#spent.add(token);
   }
 
   /** Whether `socket` is the primary or the next one. */
@@ -307,6 +331,7 @@ export class WsGuardClient extends Emitter<ClientEvents> {
       this.emit("tokenExpired", payload as unknown as TokenExpiredPayload);
       this.refresh();
     } else if (frame.type === d.error) this.#onErrorFrame(socket, payload as unknown as ErrorPayload);
+    else if (frame.type === d.idleWarning) this.emit("idleWarning", payload as unknown as IdleWarningPayload);
     else if (frame.type === d.reconnect) {
       this.emit("reconnect", payload as unknown as ReconnectPayload);
       if (socket === this.#primary) this.#startHandover((payload as unknown as ReconnectPayload).after_ms);
@@ -325,7 +350,9 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     if (typeof value !== "object" || value === null) return undefined;
     const { type, id, timestamp, payload } = value as Record<string, unknown>;
     const d = this.#dialect;
-    const names = [d.authenticated, d.authRequired, d.tokenExpired, d.error, d.reconnect].filter((n) => n !== "");
+    const names = [d.authenticated, d.authRequired, d.tokenExpired, d.error, d.reconnect, d.idleWarning].filter(
+      (n) => n !== "",
+    );
     if (typeof type !== "string" || !names.includes(type)) return undefined;
     if (typeof id !== "string" || typeof timestamp !== "string") return undefined;
     if (typeof payload !== "object" || payload === null) return undefined;
@@ -387,6 +414,7 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     }
     this.#lastReauthAt = Date.now();
     primary.token = token;
+    this.#spend(token);
     this.#machine.to("reauthenticating");
     primary.ws.send(this.#tokenFrame(this.#dialect.reauth, token));
   }
@@ -427,6 +455,12 @@ export class WsGuardClient extends Emitter<ClientEvents> {
     }
     if (info.kind === "auth") {
       this.#afterAuthClose(socket);
+      return;
+    }
+    if (info.kind === "idle") {
+      // No reconnect until the app sends again (`send()` opens a socket).
+      this.#proxySuspended = false;
+      this.#machine.to("idle");
       return;
     }
     this.#reconnect();

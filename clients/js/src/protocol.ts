@@ -54,7 +54,8 @@ export type ErrorCode =
   | "reserved_type"
   | "malformed_frame"
   | "frame_too_large"
-  | "not_authenticated";
+  | "not_authenticated"
+  | "token_in_use";
 
 /** Every `error` code, in the order of docs/protocol.md. */
 export const ERROR_CODES: readonly ErrorCode[] = [
@@ -65,6 +66,7 @@ export const ERROR_CODES: readonly ErrorCode[] = [
   "malformed_frame",
   "frame_too_large",
   "not_authenticated",
+  "token_in_use",
 ];
 
 /** `error`: a refused REAUTH or control frame; the connection stays open. */
@@ -83,6 +85,12 @@ export interface ReconnectPayload {
   after_ms: number;
 }
 
+/** `idle_warning`: no application message for a while; the connection closes in `closes_in_ms` unless the app sends. */
+export interface IdleWarningPayload {
+  /** Milliseconds until the idle close. */
+  closes_in_ms: number;
+}
+
 /** Frames wsguard writes to the client. */
 export type AuthenticatedFrame = ServerEnvelope<"AUTHENTICATED", AuthenticatedPayload>;
 /** See {@link AuthRequiredPayload}. */
@@ -93,13 +101,16 @@ export type TokenExpiredFrame = ServerEnvelope<"TOKEN_EXPIRED", TokenExpiredPayl
 export type ErrorFrame = ServerEnvelope<"error", ErrorPayload>;
 /** See {@link ReconnectPayload}. */
 export type ReconnectFrame = ServerEnvelope<"reconnect", ReconnectPayload>;
+/** See {@link IdleWarningPayload}. */
+export type IdleWarningFrame = ServerEnvelope<"idle_warning", IdleWarningPayload>;
 /** Any frame wsguard writes to the client. */
 export type ServerFrame =
   | AuthenticatedFrame
   | AuthRequiredFrame
   | TokenExpiredFrame
   | ErrorFrame
-  | ReconnectFrame;
+  | ReconnectFrame
+  | IdleWarningFrame;
 
 /** The payload of the client's auth and REAUTH frames. */
 export interface TokenPayload {
@@ -135,6 +146,8 @@ export interface Dialect {
   error: string;
   /** `dialect.reconnect` (the drain hint). */
   reconnect: string;
+  /** `dialect.idle_warning`. */
+  idleWarning: string;
 }
 
 /** The default dialect. */
@@ -146,6 +159,7 @@ export const DEFAULT_DIALECT: Readonly<Dialect> = {
   tokenExpired: "TOKEN_EXPIRED",
   error: "error",
   reconnect: "reconnect",
+  idleWarning: "idle_warning",
 };
 
 /** What a close means to a client. */
@@ -157,7 +171,9 @@ export type CloseKind =
   /** The client's auth frame itself is refused (too large): retrying cannot help. */
   | "client"
   /** The proxy is going away or the connection reached its lifetime: reconnect. */
-  | "going_away";
+  | "going_away"
+  /** No application message for `session.idle_timeout`: reconnect only when the app sends again. */
+  | "idle";
 
 /** One row of the close table of docs/protocol.md. */
 export interface CloseCause {
@@ -191,6 +207,10 @@ export const CLOSE_CAUSES = {
   maxLifetime: { reason: "max lifetime", policy: 1001, distinct: 1001, kind: "going_away" },
   /** The key that signed the token left its provider's set and no REAUTH came. */
   keyRevoked: { reason: "key revoked", policy: 1008, distinct: 4401, kind: "auth" },
+  /** The token already opens `auth.max_connections_per_token` live connections: a new token is needed. */
+  tokenInUse: { reason: "token in use", policy: 1008, distinct: 1008, kind: "auth" },
+  /** No application message for `session.idle_timeout` (after `idle_warning`). */
+  idleTimeout: { reason: "idle timeout", policy: 1001, distinct: 4440, kind: "idle" },
   /** The drain's close (issue #15), after the `reconnect` hint. */
   goingAway: { reason: "going away", policy: 1001, distinct: 1001, kind: "going_away" },
 } as const satisfies Record<string, CloseCause>;

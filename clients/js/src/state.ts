@@ -17,17 +17,20 @@ export type State =
   | "suspended"
   /** Waiting to open a new socket (backoff, or the proxy's `reconnect` hint). */
   | "reconnecting"
+  /** Closed for inactivity (wsguard's `idle timeout`): no socket until the next `send()`. */
+  | "idle"
   /** Closed for good by `close()` or a close that must not be retried. */
   | "closed";
 
 /** The transitions allowed from each state. */
 const NEXT: Readonly<Record<State, readonly State[]>> = {
   connecting: ["authenticating", "reconnecting", "suspended", "closed"],
-  authenticating: ["authenticated", "reconnecting", "suspended", "closed"],
-  authenticated: ["reauthenticating", "suspended", "reconnecting", "closed"],
-  reauthenticating: ["authenticated", "suspended", "reconnecting", "closed"],
-  suspended: ["authenticating", "reauthenticating", "authenticated", "reconnecting", "connecting", "closed"],
+  authenticating: ["authenticated", "reconnecting", "suspended", "idle", "closed"],
+  authenticated: ["reauthenticating", "suspended", "reconnecting", "idle", "closed"],
+  reauthenticating: ["authenticated", "suspended", "reconnecting", "idle", "closed"],
+  suspended: ["authenticating", "reauthenticating", "authenticated", "reconnecting", "connecting", "idle", "closed"],
   reconnecting: ["connecting", "suspended", "closed"],
+  idle: ["connecting", "closed"],
   closed: [],
 };
 

@@ -111,6 +111,21 @@ export class TokenManager {
     return this.#initial;
   }
 
+  /**
+   * A new token from `getToken` (not `refreshToken`), for a connection that
+   * needs its own (`tokenPerConnection`); it becomes the current token.
+   */
+  async renew(): Promise<string> {
+    try {
+      const token = await this.#options.getToken();
+      if (typeof token !== "string" || token === "") throw new PermanentRefreshError("getToken gave no token");
+      this.#accept(token, "initial");
+      return token;
+    } catch (error) {
+      throw this.#expired(error);
+    }
+  }
+
   /** Sets the token (after the user signed in again); everyone waiting resumes with it. */
   set(token: string): void {
     this.#accept(token, "set");

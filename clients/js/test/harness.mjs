@@ -16,6 +16,8 @@ const here = dirname(fileURLToPath(import.meta.url));
 export const BIN = process.env.WSGUARD_BIN ?? join(here, "..", "..", "..", "target", "release", "wsguard");
 /** How long a test waits for anything that should happen. */
 export const WAIT = 8000;
+/** Lines for `[auth]` in the proxies `startProxy` starts from now on (a test of an auth setting sets it, then resets it). */
+export const authLines = { value: "" };
 
 /** Resolves when `predicate()` holds (polled every 10 ms), rejects after `ms`. */
 export async function until(predicate, what, ms = WAIT) {
@@ -97,6 +99,7 @@ url = "ws://127.0.0.1:${upstream.port}"
 ${upstreamLines}
 [auth]
 leeway = "1s"
+${authLines.value}
 [[auth.providers]]
 name = "test"
 algorithms = ["HS256"]

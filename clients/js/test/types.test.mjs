@@ -73,6 +73,7 @@ const SERVER = {
   "server/token_expired.json": ["TokenExpiredFrame", "TokenExpiredPayload", "tokenExpired"],
   "server/error.json": ["ErrorFrame", "ErrorPayload", "error"],
   "server/reconnect.json": ["ReconnectFrame", "ReconnectPayload", "reconnect"],
+  "server/idle_warning.json": ["IdleWarningFrame", "IdleWarningPayload", "idleWarning"],
 };
 
 test("frame types match the schemas: the frames wsguard writes", () => {
