@@ -327,8 +327,9 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c;
-/// the control thread runs the admin listener and the background work.
+/// `wsguard run`: serves on `listener.worker_threads` workers until a
+/// drain (SIGTERM, SIGINT, `POST /drain`) is over; the control thread runs
+/// the admin listener, the drain and the background work.
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
     init_logging(&config.log);
@@ -359,8 +360,21 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     control
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
+    let health = wsguard::admin::Health::new(config.admin.upstream_check_interval);
+    let drain = wsguard::drain::Drain::new(process.clone(), health.clone(), config.drain.clone());
+    // From here on SIGTERM and SIGINT drain (on the control thread).
+    let leave = wsguard::signals::Leave::install(control.handle())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
+    control.handle().spawn(leave.run(drain.clone()));
     // The admin listener first: a bad admin.bind never follows a "listening" line.
-    start_admin(&config, &proxy, &control, metrics, process.clone())?;
+    start_admin(
+        &config,
+        &proxy,
+        &control,
+        metrics,
+        process.clone(),
+        (health, &drain),
+    )?;
     let listeners = wsguard::workers::bind(bind, workers)
         .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
     let addr = listeners
@@ -368,15 +382,18 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .context("no listening socket was bound")?
         .local_addr()?;
     tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
-    // ctrl-c is awaited on this thread and broadcast to the workers.
+    // The end of the drain is awaited on this thread and broadcast to the workers.
+    let drained = drain.clone();
     wsguard::workers::serve(
         listeners,
         proxy,
         process,
         config.listener.header_read_timeout,
         workers,
-        ctrl_c(),
+        async move { drained.finished().await },
     )?;
+    // The answers of `GET /drain?wait=true` are written before the exit.
+    control.run(async move { drain.answered().await })?;
     drop(control);
     Ok(ExitCode::SUCCESS)
 }
@@ -389,6 +406,10 @@ fn start_admin(
     control: &Control,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     process: std::sync::Arc<Process>,
+    (health, drain): (
+        std::sync::Arc<wsguard::admin::Health>,
+        &std::sync::Arc<wsguard::drain::Drain>,
+    ),
 ) -> anyhow::Result<()> {
     let Some(bind) = config.admin.address()? else {
         tracing::info!("admin listener off (admin.bind = \"\")");
@@ -399,7 +420,6 @@ fn start_admin(
         .with_context(|| format!("admin.bind: cannot bind {bind}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let health = wsguard::admin::Health::new(config.admin.upstream_check_interval);
     let authority = proxy.target.authority().to_owned();
     control
         .handle()
@@ -407,7 +427,8 @@ fn start_admin(
     control
         .handle()
         .spawn(wsguard::admin::watch_keys(proxy.clone(), health.clone()));
-    let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref());
+    let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref())
+        .with_drain(drain.clone(), config.admin.drain_without_token);
     control.handle().spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => wsguard::admin::serve(listener, std::sync::Arc::new(admin)).await,

@@ -344,7 +344,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 19] = [
+const CAUSES: [CloseCause; 20] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -364,6 +364,7 @@ const CAUSES: [CloseCause; 19] = [
     CloseCause::PingTimeout,
     CloseCause::MaxLifetime,
     CloseCause::KeyRevoked,
+    CloseCause::Draining,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -390,6 +391,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         PingTimeout => "ping_timeout",
         MaxLifetime => "max_lifetime",
         KeyRevoked => "key_revoked",
+        Draining => "draining",
     }
 }
 
@@ -441,7 +443,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 19],
+    closes: [Counter; 20],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -718,7 +720,8 @@ mod tests {
             | TooManyFailedReauth
             | PingTimeout
             | MaxLifetime
-            | KeyRevoked => CAUSES.contains(&c),
+            | KeyRevoked
+            | Draining => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -740,6 +743,7 @@ mod tests {
             PingTimeout,
             MaxLifetime,
             KeyRevoked,
+            Draining,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

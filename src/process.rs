@@ -12,6 +12,9 @@ use crate::registry::{Registry, Shard};
 pub struct Process {
     /// The registry of live connections (one shard per worker).
     pub registry: Arc<Registry>,
+    /// The drain as the workers and connections see it (and the count of
+    /// live connections it waits for).
+    pub drain: crate::drain::Signal,
 }
 
 impl Process {
@@ -19,6 +22,7 @@ impl Process {
     pub fn new(workers: usize) -> Process {
         Process {
             registry: Arc::new(Registry::new(workers)),
+            drain: crate::drain::Signal::default(),
         }
     }
 

@@ -41,15 +41,25 @@ pub enum Command {
     },
     /// Close both legs now.
     Close(CloseCause),
+    /// The proxy drains: the `reconnect` hint now (its `after_ms` drawn
+    /// uniformly over `spread`), 1001 `going away` after `close_after`.
+    Drain {
+        /// The hint's `after_ms` is drawn over this.
+        spread: Duration,
+        /// When the connection is closed, from now.
+        close_after: Duration,
+    },
 }
 
 impl Command {
     /// When two commands wait, the stronger is kept: a close wins over a
-    /// re-auth, a shorter re-auth over a longer one.
+    /// drain, a drain over a re-auth, a shorter re-auth over a longer one.
     fn stronger(self, other: Command) -> Command {
         match (self, other) {
             (Command::Close(_), _) => self,
             (_, Command::Close(_)) => other,
+            (Command::Drain { .. }, _) => self,
+            (_, Command::Drain { .. }) => other,
             (Command::Reauth { within: a, .. }, Command::Reauth { within: b, .. }) => {
                 if a <= b {
                     self
@@ -363,6 +373,21 @@ mod tests {
         assert_eq!(
             b.mailbox().poll(&cx),
             Some(Command::Close(CloseCause::MaxLifetime))
+        );
+        let drain = Command::Drain {
+            spread: Duration::from_secs(1),
+            close_after: Duration::from_secs(2),
+        };
+        a.mailbox().poll(&cx);
+        registry.send_where(|_| true, reauth(1));
+        registry.send_where(|_| true, drain);
+        registry.send_where(|_| true, reauth(1));
+        assert_eq!(a.mailbox().poll(&cx), Some(drain));
+        registry.send_where(|_| true, drain);
+        registry.send_where(|_| true, Command::Close(CloseCause::Draining));
+        assert_eq!(
+            a.mailbox().poll(&cx),
+            Some(Command::Close(CloseCause::Draining))
         );
     }
 }

@@ -68,6 +68,9 @@ pub enum CloseCause {
     /// The key that signed the connection's token left its provider's set,
     /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
     KeyRevoked,
+    /// The proxy is draining (SIGTERM, SIGINT, `POST /drain`): 1001 `going
+    /// away` on both legs after `drain.close_after`.
+    Draining,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -107,6 +110,7 @@ impl CloseCause {
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
+            Draining => "going away",
         }
     }
 
@@ -126,7 +130,7 @@ impl CloseCause {
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | Draining => GOING_AWAY,
         }
     }
 
@@ -374,5 +378,15 @@ mod tests {
             .upstream
             .map(|f| (u16::from(f.code), f.reason.to_string()));
         assert_eq!(up, Some((1001, "invalid token".to_string())));
+        let f = CloseCause::Draining.frames(CloseCodes::Distinct);
+        let both =
+            [f.client, f.upstream].map(|f| f.map(|f| (u16::from(f.code), f.reason.to_string())));
+        assert_eq!(
+            both,
+            [
+                Some((1001, "going away".to_string())),
+                Some((1001, "going away".to_string()))
+            ]
+        );
     }
 }

@@ -22,6 +22,8 @@ pub struct DialectConfig {
     pub identity_refreshed: String,
     /// Dotted path of the token inside a control frame.
     pub token_path: String,
+    /// The drain's reconnect hint (`{"after_ms": N}`); empty = never sent.
+    pub reconnect: String,
 }
 
 impl Default for DialectConfig {
@@ -35,6 +37,7 @@ impl Default for DialectConfig {
             error: "error".into(),
             identity_refreshed: "identity_refreshed".into(),
             token_path: "payload.token".into(),
+            reconnect: "reconnect".into(),
         }
     }
 }
@@ -62,6 +65,7 @@ impl Config {
             ("dialect.token_expired", &d.token_expired),
             ("dialect.error", &d.error),
             ("dialect.identity_refreshed", &d.identity_refreshed),
+            ("dialect.reconnect", &d.reconnect),
         ];
         let named = single.into_iter().map(|(k, n)| (k.to_owned(), n));
         for (key, name) in lists.chain(named) {

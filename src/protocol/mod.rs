@@ -74,6 +74,8 @@ pub struct Dialect {
     reserved: Vec<String>,
     /// Path of the token inside a control frame.
     token_path: Vec<String>,
+    /// The drain's reconnect hint, if sent.
+    reconnect: Option<String>,
     /// The names that make a message after the first a control frame
     /// (re-auth and reserved types), for the decoder's first-member check.
     later: Vec<Box<[u8]>>,
@@ -121,6 +123,7 @@ impl Dialect {
             identity_refreshed: non_empty(&config.identity_refreshed),
             reserved,
             token_path: config.token_path.split('.').map(str::to_owned).collect(),
+            reconnect: non_empty(&config.reconnect),
         }
     }
 
@@ -230,6 +233,13 @@ impl Dialect {
             "grace": grace.as_secs(),
         });
         Some(envelope(self.token_expired.as_deref()?, payload))
+    }
+
+    /// The drain's `reconnect` hint (reconnect after `after_ms`), or `None`
+    /// when switched off.
+    pub fn reconnect(&self, after_ms: u64) -> Option<String> {
+        let payload = json!({ "after_ms": after_ms });
+        Some(envelope(self.reconnect.as_deref()?, payload))
     }
 
     /// An `error` answer, or `None` when switched off.
@@ -465,6 +475,18 @@ mod tests {
         assert_eq!(v["payload"]["in_reply_to"], "x");
         assert_eq!(v["payload"]["expires_at"], "1970-01-01T00:01:40Z");
         assert!(v["id"].is_string() && v["timestamp"].is_string());
+    }
+
+    #[test]
+    fn reconnect_hint_carries_after_ms_unless_off() {
+        let v: Value = serde_json::from_str(&dialect().reconnect(1234).expect("on")).expect("json");
+        assert_eq!(v["type"], "reconnect");
+        assert_eq!(v["payload"], json!({"after_ms": 1234}));
+        let off = DialectConfig {
+            reconnect: String::new(),
+            ..DialectConfig::default()
+        };
+        assert!(Dialect::new(&off, false).reconnect(1).is_none());
     }
 
     #[test]

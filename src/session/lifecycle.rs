@@ -290,6 +290,10 @@ impl<C: ClientIo> Session<C> {
             let (id, token) = *frame;
             self.on_reauth(id, token);
         }
+        // A drain that began while the upstream was being opened.
+        if let Some(command) = self.local.process.drain.command() {
+            self.on_command(command);
+        }
     }
 
     /// `AUTHENTICATED` for the first token, in reply to its auth frame.
@@ -475,7 +479,37 @@ impl<C: ClientIo> Session<C> {
         match command {
             Command::Close(cause) => self.close(cause),
             Command::Reauth { within, cause } => self.reauth_now(within, cause),
+            Command::Drain {
+                spread,
+                close_after,
+            } => self.drain(spread, close_after),
         }
+    }
+
+    /// The proxy drains: the `reconnect` hint (once; `after_ms` uniform over
+    /// `spread`), and 1001 `going away` `close_after` from now unless the
+    /// connection ends earlier. While the upstream is being opened nothing
+    /// is sent: [`Session::on_connected`] applies the drain after
+    /// `AUTHENTICATED`.
+    fn drain(&mut self, spread: Duration, close_after: Duration) {
+        let relaying = matches!(
+            self.phase,
+            Phase::Authenticated | Phase::ReauthPending | Phase::Suspended { .. }
+        );
+        if self.drain_close || !relaying {
+            return;
+        }
+        let after = spread.mul_f64(rand::random::<f64>());
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        if let Some(text) = self.proxy.dialect.reconnect(after_ms) {
+            self.client.push_text(&text);
+        }
+        let end = Instant::now() + close_after;
+        if self.lifetime_end.is_none_or(|t| t > end) {
+            self.lifetime_end = Some(end);
+        }
+        self.drain_close = true;
+        tracing::debug!(conn = %self.id, after_ms, "reconnect hint sent");
     }
 
     /// Asks for a REAUTH now: `auth_required` within a random part of
@@ -550,7 +584,10 @@ impl<C: ClientIo> Session<C> {
             _ => {}
         }
         if self.lifetime_end.is_some_and(|t| t <= now) {
-            self.close(CloseCause::MaxLifetime);
+            self.close(match self.drain_close {
+                true => CloseCause::Draining,
+                false => CloseCause::MaxLifetime,
+            });
         }
         if self.next_ping.is_some_and(|t| t <= now) {
             self.stats.flush();
