@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod registry;
 pub mod relay;
+pub mod reload;
 pub mod rescue;
 pub mod session;
 pub mod signals;

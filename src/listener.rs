@@ -67,7 +67,9 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
-                    let (proxy, local) = (proxy.clone(), local.clone());
+                    // The current configuration's proxy (a reload swaps it).
+                    let current = local.process.proxy.load_full();
+                    let (proxy, local) = (current.unwrap_or_else(|| proxy.clone()), local.clone());
                     // Counted until its task ends: the drain waits for it.
                     let live = Live::new(local.process.clone());
                     if proxy.tls.is_some() {

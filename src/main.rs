@@ -344,6 +344,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(wsguard::workers::default_count);
     // Owned by the process: a reload of the configuration keeps it.
     let process = std::sync::Arc::new(Process::new(workers));
+    process.proxy.swap(proxy.clone());
     proxy.verifier.start(
         control.handle(),
         process.registry.clone(),
@@ -366,6 +367,11 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let leave = wsguard::signals::Leave::install(control.handle())
         .context("cannot install the SIGTERM/SIGINT handlers")?;
     control.handle().spawn(leave.run(drain.clone()));
+    // SIGHUP and `POST /reload` reload the configuration (on the control thread).
+    let reloader = wsguard::reload::Reloader::new(path.to_owned(), process.clone(), config.clone());
+    let hangup = wsguard::signals::Hangup::install(control.handle())
+        .context("cannot install the SIGHUP handler")?;
+    control.handle().spawn(hangup.run(reloader.clone()));
     // The admin listener first: a bad admin.bind never follows a "listening" line.
     start_admin(
         &config,
@@ -373,7 +379,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         &control,
         metrics,
         process.clone(),
-        (health, &drain),
+        (health, &drain, reloader),
     )?;
     let listeners = wsguard::workers::bind(bind, workers)
         .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
@@ -406,9 +412,10 @@ fn start_admin(
     control: &Control,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     process: std::sync::Arc<Process>,
-    (health, drain): (
+    (health, drain, reloader): (
         std::sync::Arc<wsguard::admin::Health>,
         &std::sync::Arc<wsguard::drain::Drain>,
+        std::sync::Arc<wsguard::reload::Reloader>,
     ),
 ) -> anyhow::Result<()> {
     let Some(bind) = config.admin.address()? else {
@@ -424,11 +431,14 @@ fn start_admin(
     control
         .handle()
         .spawn(health.clone().probe_upstream(authority));
-    control
-        .handle()
-        .spawn(wsguard::admin::watch_keys(proxy.clone(), health.clone()));
+    control.handle().spawn(wsguard::admin::watch_keys(
+        proxy.clone(),
+        health.clone(),
+        process.clone(),
+    ));
     let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref())
-        .with_drain(drain.clone(), config.admin.drain_without_token);
+        .with_drain(drain.clone(), config.admin.drain_without_token)
+        .with_reload(reloader);
     control.handle().spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => wsguard::admin::serve(listener, std::sync::Arc::new(admin)).await,

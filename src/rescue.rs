@@ -196,6 +196,10 @@ pub enum HttpError {
     /// Admin listener: `/readyz` while a readiness check fails (the body
     /// names them in `failing`).
     NotReady,
+    /// Admin listener: `POST /reload` with a configuration that does not
+    /// load; the message is the error naming the key, the configuration in
+    /// force stays.
+    ReloadRefused,
 }
 
 impl HttpError {
@@ -263,12 +267,23 @@ impl HttpError {
                 "not_ready",
                 "a readiness check fails (see failing)",
             ),
+            HttpError::ReloadRefused => (
+                StatusCode::BAD_REQUEST,
+                "reload_refused",
+                "the new configuration was refused; the one in force stays",
+            ),
         }
     }
 
     /// The response: the status with `{"error": code, "message": ...}`.
     pub fn response(self) -> Response<Full<Bytes>> {
         let (_, _, message) = self.parts();
+        self.body(message, serde_json::Map::new())
+    }
+
+    /// The response with another message (`reload_refused`'s: the
+    /// configuration error, which names the key and never holds a secret).
+    pub fn message(self, message: &str) -> Response<Full<Bytes>> {
         self.body(message, serde_json::Map::new())
     }
 

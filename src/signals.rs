@@ -68,3 +68,38 @@ impl Leave {
         std::process::exit(code);
     }
 }
+
+/// SIGHUP: reload the configuration (the listener's certificate is re-read
+/// by its own watcher, `tls/rotate.rs`, on the same signal).
+pub struct Hangup {
+    /// SIGHUP.
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangup {
+    /// Installs the handler on `handle`'s runtime (the control thread's).
+    pub fn install(handle: &tokio::runtime::Handle) -> std::io::Result<Hangup> {
+        let _entered = handle.enter();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Hangup {
+                signal: signal(SignalKind::hangup())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Hangup {})
+    }
+
+    /// Reloads on every SIGHUP.
+    pub async fn run(mut self, reloader: Arc<crate::reload::Reloader>) {
+        #[cfg(unix)]
+        while self.signal.recv().await.is_some() {
+            // Refused reloads are logged by the reloader.
+            let _ = reloader.reload("SIGHUP").await;
+        }
+        #[cfg(not(unix))]
+        let _ = reloader;
+    }
+}

@@ -1,5 +1,5 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`,
-//! `/connections` and `/drain`, served with hyper on the control thread (never on a
+//! `/connections`, `/drain` and `/reload`, served with hyper on the control thread (never on a
 //! worker), so that a flood on the public port cannot starve it.
 //!
 //! Every endpoint but the probes (`/healthz`, `/readyz`) requires
@@ -8,6 +8,7 @@
 pub mod connections;
 pub mod drain;
 pub mod health;
+pub mod reload;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -51,6 +52,8 @@ pub struct Admin {
     pub drain: Option<Arc<crate::drain::Drain>>,
     /// `GET /drain?wait=true` without the token (`admin.drain_without_token`).
     pub drain_without_token: bool,
+    /// The reloader behind `POST /reload` (none: `/reload` is not found).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl Admin {
@@ -68,6 +71,7 @@ impl Admin {
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
             drain: None,
             drain_without_token: false,
+            reloader: None,
         }
     }
 
@@ -79,7 +83,13 @@ impl Admin {
         self
     }
 
-    /// Answers one request, the endpoints that act included (`/drain`).
+    /// With `POST /reload` answered by `reloader`.
+    pub fn with_reload(mut self, reloader: Arc<crate::reload::Reloader>) -> Admin {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Answers one request, the endpoints that act included (`/drain`, `/reload`).
     pub async fn respond<B>(
         &self,
         request: &Request<B>,
@@ -87,6 +97,7 @@ impl Admin {
     ) -> Response<Full<Bytes>> {
         match request.uri().path() {
             "/drain" => drain::answer(self, request, slot).await,
+            "/reload" => reload::answer(self, request).await,
             _ => self.answer(request),
         }
     }
@@ -207,10 +218,13 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: A
 pub async fn watch_keys(
     proxy: std::sync::Arc<crate::proxy::Proxy>,
     health: std::sync::Arc<Health>,
+    process: std::sync::Arc<Process>,
 ) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticks.tick().await;
+        // The current configuration's (a reload swaps it).
+        let proxy = process.proxy.load_full().unwrap_or_else(|| proxy.clone());
         let sets = proxy.verifier.key_stats();
         let loaded = sets
             .iter()

@@ -94,7 +94,10 @@ impl<C: ClientIo> Session<C> {
             ..
         } = *awaiting;
         let started = std::time::Instant::now();
-        let result = self.proxy.verifier.verify(&token);
+        let result = match first {
+            true => self.proxy.verifier.verify(&token),
+            false => self.current_proxy().verifier.verify(&token),
+        };
         match self.phase {
             Phase::Authenticating { .. } if first => {
                 self.first_verified(reply_to, token, result, started)
@@ -337,7 +340,9 @@ impl<C: ClientIo> Session<C> {
         let Some(token) = token else {
             return self.reauth_verified(Err(AuthError::Malformed), id.as_ref(), started);
         };
-        match self.proxy.verifier.verify_or_wait(&token) {
+        // The verifier of the current configuration (a reload's, if one came).
+        let verdict = self.current_proxy().verifier.verify_or_wait(&token);
+        match verdict {
             Verdict::Done(result) => {
                 // A newer REAUTH supersedes one still waiting for keys.
                 self.awaiting = None;
@@ -453,6 +458,18 @@ impl<C: ClientIo> Session<C> {
         if let (Some(text), Some(up)) = (notice, &mut self.upstream) {
             up.push_text(&text);
         }
+    }
+
+    /// The proxy of the current configuration: this connection's own, or
+    /// the one a reload installed since (REAUTHs use its verifier; the
+    /// connection keeps its own dialect, timings and limits). One atomic
+    /// load and a reference count, per REAUTH only.
+    fn current_proxy(&self) -> Arc<crate::proxy::Proxy> {
+        self.local
+            .process
+            .proxy
+            .load_full()
+            .unwrap_or_else(|| self.proxy.clone())
     }
 
     /// Registers the authenticated connection in its worker's shard.

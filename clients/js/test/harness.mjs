@@ -81,9 +81,9 @@ export async function startUpstream() {
  * `session` and `upstreamLines` added to the test configuration's
  * `[session]` and `[upstream]` (3-5 s tokens in mind).
  */
-export async function startProxy(upstream, session = "", upstreamLines = "") {
+export async function startProxy(upstream, session = "", upstreamLines = "", sharedSecret = undefined) {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
-  const secret = randomBytes(32).toString("hex");
+  const secret = sharedSecret ?? randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
   const config = `
 [listener]
@@ -128,6 +128,7 @@ ${session}
     child.on("exit", (code) => reject(new Error(`wsguard exited (${code}):\n${log}`)));
   });
   return {
+    port,
     url: (path = "/chat") => `ws://127.0.0.1:${port}${path}`,
     http: (path) => `http://127.0.0.1:${port}${path}`,
     /** A token for `sub` from `wsguard token`, signed with this proxy's secret (or `otherSecret`). */
@@ -138,6 +139,13 @@ ${session}
       return stdout.trim();
     },
     log: () => log,
+    /** The secret its tokens are signed with (for a second proxy that takes them too). */
+    secret,
+    /** Sends `signal` (for example "SIGTERM": the drain) to the process. */
+    signal: (signal) => child.kill(signal),
+    /** Resolves with the exit code once the process has exited. */
+    exited: () =>
+      child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.on("exit", (code) => resolve(code))),
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.on("exit", resolve));
@@ -145,6 +153,38 @@ ${session}
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A TCP forwarder in front of two proxies, as a Service in front of two pods:
+ * each new connection goes to `target.port` at the moment it arrives.
+ */
+export async function startForwarder(port) {
+  const { createServer: createTcp, connect } = await import("node:net");
+  const target = { port };
+  const sockets = new Set();
+  const server = createTcp((client) => {
+    const backend = connect(target.port, "127.0.0.1");
+    for (const s of [client, backend]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {
+        client.destroy();
+        backend.destroy();
+      });
+    }
+    client.pipe(backend);
+    backend.pipe(client);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    target,
+    url: (path = "/chat") => `ws://127.0.0.1:${server.address().port}${path}`,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
     },
   };
 }
