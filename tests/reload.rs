@@ -243,3 +243,72 @@ async fn a_changed_listener_address_is_reported_and_ignored() {
     let (mut ws, mut up) = open(&proxy, &mut upstream, &token("alice", 300).0).await;
     relays(&mut ws, &mut up, "same address").await;
 }
+
+/// One discovery provider `idp` for `idp` (ES256), refreshed every 100 ms.
+fn idp_config(upstream: std::net::SocketAddr, idp: &support::idp::Idp) -> String {
+    format!(
+        r#"[listener]
+bind = "127.0.0.1:0"
+worker_threads = 1
+[upstream]
+url = "ws://{upstream}"
+[auth.jwks]
+startup_timeout = "1s"
+refresh_interval = "100ms"
+min_refresh = "50ms"
+[[auth.providers]]
+name = "idp"
+issuer = "{}"
+discovery = true
+ca_file = "{}"
+algorithms = ["ES256"]
+[admin]
+bind = "127.0.0.1:0"
+upstream_check_interval = "100ms"
+"#,
+        idp.issuer(),
+        idp.ca_file
+    )
+}
+
+/// A token of `idp`'s issuer signed by `kid-a`.
+fn idp_token(idp: &support::idp::Idp, sub: &str) -> String {
+    jwks_a_as(
+        Some("kid-a"),
+        &claims(sub, 600, serde_json::json!({"iss": idp.issuer()})),
+    )
+}
+
+#[tokio::test]
+async fn jwks_keys_are_fetched_before_the_swap_and_the_old_refresh_stops() {
+    use support::idp::{Answer, Idp};
+    let mut upstream = Upstream::start(false).await;
+    let first = Idp::start(vec![jwk("kid-a")]).await;
+    let proxy = run(&idp_config(upstream.addr, &first), &[]).await;
+    let (mut ws, mut up) = open(&proxy, &mut upstream, &idp_token(&first, "alice")).await;
+    // A provider whose keys cannot be loaded refuses the reload whole.
+    let down = Idp::start(vec![jwk("kid-a")]).await;
+    down.answer(Answer::Down);
+    rewrite(&proxy, &idp_config(upstream.addr, &down));
+    let answer = post_reload(&proxy).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    let message = answer.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.starts_with("auth.providers: provider \"idp\""), "{message}");
+    let (mut still, _still_up) = open(&proxy, &mut upstream, &idp_token(&first, "bob")).await;
+    // Another IdP with the same key: reloaded; the first one is no longer polled.
+    let next = Idp::start(vec![jwk("kid-a")]).await;
+    rewrite(&proxy, &idp_config(upstream.addr, &next));
+    let answer = post_reload(&proxy).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["key_removed"], 0, "the same key stays: nobody is told");
+    assert!(next.fetches() >= 1, "fetched before the swap");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let polled = first.fetches();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(first.fetches(), polled, "the old verifier's refresh task stopped");
+    assert!(next.fetches() > 1, "the new one refreshes");
+    let (mut fresh, mut fresh_up) = open(&proxy, &mut upstream, &idp_token(&next, "carol")).await;
+    relays(&mut fresh, &mut fresh_up, "new issuer").await;
+    relays(&mut ws, &mut up, "live connections are kept").await;
+    support::lifecycle::expect_silence(&mut still, Duration::from_millis(100)).await;
+}
