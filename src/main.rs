@@ -150,32 +150,52 @@ fn main() -> ExitCode {
 /// Logs go to standard error: `[log] format` (text with colours only when
 /// standard error is a terminal and `NO_COLOR` is not set, or one JSON
 /// object per line) at `[log] level`, which `RUST_LOG` overrides.
-fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Returns how to change the level later (a reload), unless `RUST_LOG` set it.
+fn init_logging(log: &LogConfig) -> Option<wsguard::reload::SetLevel> {
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
+    let set: wsguard::reload::SetLevel = match log.format {
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            std::sync::Arc::new(move |level: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
         LogFormat::Text => {
             let ansi = std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            builder.with_ansi(ansi).init()
+            let builder = builder.with_ansi(ansi).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            std::sync::Arc::new(move |level: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
         }
-    }
+    };
+    (!fixed).then_some(set)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Run(cli.config.clone()));
     if !matches!(command, Command::Run(_)) {
-        init_logging(&LogConfig::default());
+        drop(init_logging(&LogConfig::default()));
     }
     match command {
         Command::Check(args) => check(
@@ -332,7 +352,7 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
 /// the admin listener, the drain and the background work.
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    init_logging(&config.log);
+    let set_level = init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
     let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
     // Background work (key refresh, admin listener, probes) runs there, never on a worker.
@@ -368,7 +388,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .context("cannot install the SIGTERM/SIGINT handlers")?;
     control.handle().spawn(leave.run(drain.clone()));
     // SIGHUP and `POST /reload` reload the configuration (on the control thread).
-    let reloader = wsguard::reload::Reloader::new(path.to_owned(), process.clone(), config.clone());
+    let reloader = wsguard::reload::Reloader::new(path.to_owned(), process.clone(), config.clone())
+        .with_log_level(set_level);
     let hangup = wsguard::signals::Hangup::install(control.handle())
         .context("cannot install the SIGHUP handler")?;
     control.handle().spawn(hangup.run(reloader.clone()));

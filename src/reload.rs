@@ -38,6 +38,10 @@ impl Current {
     }
 }
 
+/// Changes the log level (`[log] level`) of the running process; `None`
+/// where `RUST_LOG` decides it.
+pub type SetLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
 /// What a reload did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -57,6 +61,8 @@ pub struct Reloader {
     config: Mutex<Config>,
     /// One reload at a time.
     running: tokio::sync::Mutex<()>,
+    /// Applies `[log] level` (none: `RUST_LOG` is set, or not `wsguard run`).
+    set_level: Option<SetLevel>,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -75,7 +81,19 @@ impl Reloader {
             process,
             config: Mutex::new(config),
             running: tokio::sync::Mutex::new(()),
+            set_level: None,
         })
+    }
+
+    /// With `set_level` applying `[log] level` on each reload.
+    pub fn with_log_level(self: Arc<Self>, set_level: Option<SetLevel>) -> Arc<Reloader> {
+        match Arc::try_unwrap(self) {
+            Ok(mut reloader) => {
+                reloader.set_level = set_level;
+                Arc::new(reloader)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// Reloads; the error names the key (and is logged as one line).
@@ -129,6 +147,12 @@ impl Reloader {
             return Err(format!("auth.providers: {e}"));
         }
         let old_proxy = self.process.proxy.swap(proxy.clone());
+        if let (Some(set), true) = (&self.set_level, next.log.level != old.log.level) {
+            // Checked with the rest (`log.level`); a failure here leaves the old level.
+            if let Err(e) = set(&next.log.level) {
+                tracing::warn!(error = %e, "log.level: the old level stays");
+            }
+        }
         *self.config.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
         let mut key_removed = 0;
         if let Some(old_proxy) = old_proxy {
@@ -167,6 +191,10 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     }
     // Kept either way: the listener's TLS lives as long as the process.
     next.listener.tls = old.listener.tls.clone();
+    if next.log.format != old.log.format {
+        ignored.push("log.format");
+        next.log.format = old.log.format;
+    }
     if next.admin.bind != old.admin.bind {
         ignored.push("admin.bind");
         next.admin.bind = old.admin.bind.clone();

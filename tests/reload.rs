@@ -292,23 +292,62 @@ async fn jwks_keys_are_fetched_before_the_swap_and_the_old_refresh_stops() {
     rewrite(&proxy, &idp_config(upstream.addr, &down));
     let answer = post_reload(&proxy).await;
     assert_eq!(answer.status, 400, "{}", answer.body);
-    let message = answer.json()["message"].as_str().unwrap_or_default().to_owned();
-    assert!(message.starts_with("auth.providers: provider \"idp\""), "{message}");
+    let message = answer.json()["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.starts_with("auth.providers: provider \"idp\""),
+        "{message}"
+    );
     let (mut still, _still_up) = open(&proxy, &mut upstream, &idp_token(&first, "bob")).await;
     // Another IdP with the same key: reloaded; the first one is no longer polled.
     let next = Idp::start(vec![jwk("kid-a")]).await;
     rewrite(&proxy, &idp_config(upstream.addr, &next));
     let answer = post_reload(&proxy).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
-    assert_eq!(answer.json()["key_removed"], 0, "the same key stays: nobody is told");
+    assert_eq!(
+        answer.json()["key_removed"],
+        0,
+        "the same key stays: nobody is told"
+    );
     assert!(next.fetches() >= 1, "fetched before the swap");
     tokio::time::sleep(Duration::from_millis(100)).await;
     let polled = first.fetches();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(first.fetches(), polled, "the old verifier's refresh task stopped");
+    assert_eq!(
+        first.fetches(),
+        polled,
+        "the old verifier's refresh task stopped"
+    );
     assert!(next.fetches() > 1, "the new one refreshes");
     let (mut fresh, mut fresh_up) = open(&proxy, &mut upstream, &idp_token(&next, "carol")).await;
     relays(&mut fresh, &mut fresh_up, "new issuer").await;
     relays(&mut ws, &mut up, "live connections are kept").await;
     support::lifecycle::expect_silence(&mut still, Duration::from_millis(100)).await;
+}
+
+#[tokio::test]
+async fn a_changed_log_level_applies_at_once() {
+    let mut upstream = Upstream::start(false).await;
+    let quiet = "[log]\nlevel = \"info,wsguard::audit=off\"\n";
+    let proxy = run(&config(upstream.addr, "secret", quiet), &[]).await;
+    let _before = open(&proxy, &mut upstream, &token("alice", 300).0).await;
+    assert!(
+        !proxy
+            .lines()
+            .iter()
+            .any(|l| l.contains("connection opened")),
+        "{:?}",
+        proxy.lines()
+    );
+    rewrite(
+        &proxy,
+        &config(upstream.addr, "secret", "[log]\nlevel = \"info\"\n"),
+    );
+    let answer = post_reload(&proxy).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let from = proxy.lines().len();
+    let _after = open(&proxy, &mut upstream, &token("bob", 300).0).await;
+    log_line(&proxy, from, "connection opened").await;
 }
