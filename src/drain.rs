@@ -25,12 +25,21 @@ const POLL: Duration = Duration::from_millis(10);
 /// After `drain.timeout`, how long what is left has for its close frames.
 const LAST_CLOSE: Duration = Duration::from_secs(1);
 
+/// A drain's timings, as each connection applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Times {
+    /// The hint's `after_ms` is drawn uniformly over this.
+    pub spread: Duration,
+    /// The connection is closed this long after it got the drain.
+    pub close_after: Duration,
+}
+
 /// The drain as the workers and connections see it.
 #[derive(Debug)]
 pub struct Signal {
-    /// The command every connection gets, set once when the drain begins
-    /// (a connection that opens its upstream later applies it then).
-    command: OnceLock<Command>,
+    /// The timings, set once when the drain begins (a connection that
+    /// opens its upstream later applies them then).
+    times: OnceLock<Times>,
     /// Becomes true when the drain begins (the accept loops and the plain
     /// HTTP connections wait for it).
     started: watch::Sender<bool>,
@@ -41,7 +50,7 @@ pub struct Signal {
 impl Default for Signal {
     fn default() -> Signal {
         Signal {
-            command: OnceLock::new(),
+            times: OnceLock::new(),
             started: watch::Sender::new(false),
             live: AtomicUsize::new(0),
         }
@@ -49,18 +58,18 @@ impl Default for Signal {
 }
 
 impl Signal {
-    /// Begins the drain with `command`; false if it had begun already.
-    pub fn begin(&self, command: Command) -> bool {
-        if self.command.set(command).is_err() {
+    /// Begins the drain with `times`; false if it had begun already.
+    pub fn begin(&self, times: Times) -> bool {
+        if self.times.set(times).is_err() {
             return false;
         }
         self.started.send_replace(true);
         true
     }
 
-    /// The drain's command, once it has begun (one atomic load).
-    pub fn command(&self) -> Option<Command> {
-        self.command.get().copied()
+    /// The drain's timings, once it has begun (one atomic load).
+    pub fn times(&self) -> Option<Times> {
+        self.times.get().copied()
     }
 
     /// Completes when the drain begins.
@@ -140,11 +149,11 @@ impl Drain {
     /// Begins the drain unless it has begun; must be called on the control
     /// thread's runtime (the drain runs there).
     pub fn start(self: &Arc<Self>, why: &'static str) {
-        let command = Command::Drain {
+        let times = Times {
             spread: self.config.reconnect_spread,
             close_after: self.config.close_after(),
         };
-        if !self.process.drain.begin(command) {
+        if !self.process.drain.begin(times) {
             return;
         }
         self.health.set_draining(true);
@@ -153,7 +162,7 @@ impl Drain {
             connections = self.process.drain.live(),
             "draining: no new connections"
         );
-        tokio::spawn(self.clone().run(command));
+        tokio::spawn(self.clone().run());
     }
 
     /// Connections alive now.
@@ -163,7 +172,7 @@ impl Drain {
 
     /// Whether the drain has begun.
     pub fn started(&self) -> bool {
-        self.process.drain.command().is_some()
+        self.process.drain.times().is_some()
     }
 
     /// Completes when the drain is over.
@@ -195,9 +204,9 @@ impl Drain {
 
     /// The drain: the hint to every registered connection, then waiting for
     /// the last one (or `drain.timeout`, closing what is left).
-    async fn run(self: Arc<Self>, command: Command) {
+    async fn run(self: Arc<Self>) {
         let registry = &self.process.registry;
-        let told = registry.send_where(|_| true, command);
+        let told = registry.send_where(|_| true, Command::Drain);
         tracing::debug!(told, "reconnect hints sent");
         let last = tokio::time::timeout(self.config.timeout, self.emptied()).await;
         if last.is_err() {

@@ -41,14 +41,10 @@ pub enum Command {
     },
     /// Close both legs now.
     Close(CloseCause),
-    /// The proxy drains: the `reconnect` hint now (its `after_ms` drawn
-    /// uniformly over `spread`), 1001 `going away` after `close_after`.
-    Drain {
-        /// The hint's `after_ms` is drawn over this.
-        spread: Duration,
-        /// When the connection is closed, from now.
-        close_after: Duration,
-    },
+    /// The proxy drains: the `reconnect` hint now, 1001 `going away` after
+    /// `drain.close_after` (the timings are in the process's
+    /// [`crate::drain::Signal`], so that a command stays small).
+    Drain,
 }
 
 impl Command {
@@ -58,8 +54,8 @@ impl Command {
         match (self, other) {
             (Command::Close(_), _) => self,
             (_, Command::Close(_)) => other,
-            (Command::Drain { .. }, _) => self,
-            (_, Command::Drain { .. }) => other,
+            (Command::Drain, _) => self,
+            (_, Command::Drain) => other,
             (Command::Reauth { within: a, .. }, Command::Reauth { within: b, .. }) => {
                 if a <= b {
                     self
@@ -305,6 +301,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_command_is_small() {
+        // In every registered connection's mailbox.
+        assert!(
+            std::mem::size_of::<Command>() <= 24,
+            "{}",
+            std::mem::size_of::<Command>()
+        );
+    }
+
     fn identity(sub: &str) -> Arc<Identity> {
         Arc::new(Identity {
             sub: sub.into(),
@@ -374,10 +380,7 @@ mod tests {
             b.mailbox().poll(&cx),
             Some(Command::Close(CloseCause::MaxLifetime))
         );
-        let drain = Command::Drain {
-            spread: Duration::from_secs(1),
-            close_after: Duration::from_secs(2),
-        };
+        let drain = Command::Drain;
         a.mailbox().poll(&cx);
         registry.send_where(|_| true, reauth(1));
         registry.send_where(|_| true, drain);

@@ -294,8 +294,8 @@ impl<C: ClientIo> Session<C> {
             self.on_reauth(id, token);
         }
         // A drain that began while the upstream was being opened.
-        if let Some(command) = self.local.process.drain.command() {
-            self.on_command(command);
+        if let Some(times) = self.local.process.drain.times() {
+            self.drain(times.spread, times.close_after);
         }
     }
 
@@ -496,10 +496,11 @@ impl<C: ClientIo> Session<C> {
         match command {
             Command::Close(cause) => self.close(cause),
             Command::Reauth { within, cause } => self.reauth_now(within, cause),
-            Command::Drain {
-                spread,
-                close_after,
-            } => self.drain(spread, close_after),
+            Command::Drain => {
+                if let Some(times) = self.local.process.drain.times() {
+                    self.drain(times.spread, times.close_after)
+                }
+            }
         }
     }
 
