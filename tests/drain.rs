@@ -120,16 +120,32 @@ async fn sigterm_hints_every_connection_then_closes_both_legs_and_exits_0() {
     legs.push((ws, up));
     // One still authenticating when the drain begins.
     let mut late = proxy.connect("/").await;
-    for (i, (ws, _)) in legs.iter_mut().take(2).enumerate() {
+    for (i, (ws, up)) in legs.iter_mut().take(2).enumerate() {
         ws.send(Message::text(format!("before-{i}")))
             .await
             .expect("send");
-    }
-    for (i, (_, up)) in legs.iter_mut().take(2).enumerate() {
-        assert_eq!(up.recv().await, Message::text(format!("before-{i}")));
+        up.send(Message::text(format!("down-{i}")));
     }
     let signalled = Instant::now();
     signal(&proxy, "TERM");
+    // Sent just before the signal: they all arrive, both ways (the
+    // upstream's may come after the hint: it writes when it gets to it).
+    for (i, (ws, up)) in legs.iter_mut().take(2).enumerate() {
+        assert_eq!(up.recv().await, Message::text(format!("before-{i}")));
+        let got = [recv(ws).await, recv(ws).await];
+        assert!(got.contains(&Message::text(format!("down-{i}"))), "{got:?}");
+        let hint = got
+            .iter()
+            .find_map(|m| serde_json::from_str::<serde_json::Value>(m.to_text().ok()?).ok())
+            .unwrap_or_else(|| panic!("no hint in {got:?}"));
+        assert_eq!(hint["type"], "reconnect", "{hint}");
+        assert!(
+            hint["payload"]["after_ms"]
+                .as_u64()
+                .is_some_and(|a| a <= 300),
+            "{hint}"
+        );
+    }
     let deadline = Instant::now() + WAIT;
     while !refused(proxy.proxy).await {
         assert!(Instant::now() < deadline, "new connections still accepted");
@@ -149,9 +165,13 @@ async fn sigterm_hints_every_connection_then_closes_both_legs_and_exits_0() {
     let late_up = upstream.accept().await;
     recv_type(&mut late, "AUTHENTICATED").await;
     legs.push((late, late_up));
-    for (ws, up) in &mut legs {
-        let after = hinted_then_closed(ws).await;
-        assert!(after <= 300, "after_ms {after} over the spread");
+    for (i, (ws, up)) in legs.iter_mut().enumerate() {
+        if i < 2 {
+            assert_eq!(expect_close(ws).await, (1001, "going away".into()));
+        } else {
+            let after = hinted_then_closed(ws).await;
+            assert!(after <= 300, "after_ms {after} over the spread");
+        }
         assert_eq!(up_close(up).await, (1001, "going away".into()));
     }
     drop(legs);
