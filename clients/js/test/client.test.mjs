@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
 import { WsGuardClient, SendError, AuthExpiredError, classifyClose } from "../dist/index.js";
-import { startUpstream, startProxy, startForwarder, until, next, countingWebSocket } from "./harness.mjs";
+import { startUpstream, startProxy, startForwarder, sharedSecret, until, next, countingWebSocket } from "./harness.mjs";
 
 let upstream;
 let proxy;
@@ -246,8 +246,10 @@ test("the close table classifies both close_codes modes", () => {
 test("reconnect hint: queue from the hint, a new socket after after_ms, the old one closed with 1000, each message once", async () => {
   // Two pods behind one address: the first drains (SIGTERM), the second takes the new socket.
   const drain = `[drain]\nreconnect_spread = "300ms"\nclose_after = "5s"\ntimeout = "6s"`;
-  const leaving = await startProxy(upstream, drain, "", proxy.secret);
-  const staying = await startProxy(upstream, "", "", proxy.secret);
+  sharedSecret.value = proxy.secret;
+  const leaving = await startProxy(upstream, drain);
+  const staying = await startProxy(upstream);
+  sharedSecret.value = undefined;
   const front = await startForwarder(leaving.port);
   try {
     const { c, states } = client({ url: front.url(), getToken: () => leaving.token(), refreshToken: () => leaving.token() });

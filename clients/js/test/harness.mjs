@@ -17,6 +17,9 @@ export const BIN = process.env.WSGUARD_BIN ?? join(here, "..", "..", "..", "targ
 /** How long a test waits for anything that should happen. */
 export const WAIT = 8000;
 
+/** The HMAC secret of the proxies `startProxy` starts from now on, when set (two "pods" that take the same tokens); a test sets it, then resets it. */
+export const sharedSecret = { value: undefined };
+
 /** Resolves when `predicate()` holds (polled every 10 ms), rejects after `ms`. */
 export async function until(predicate, what, ms = WAIT) {
   const deadline = Date.now() + ms;
@@ -81,9 +84,9 @@ export async function startUpstream() {
  * `session` and `upstreamLines` added to the test configuration's
  * `[session]` and `[upstream]` (3-5 s tokens in mind).
  */
-export async function startProxy(upstream, session = "", upstreamLines = "", sharedSecret = undefined) {
+export async function startProxy(upstream, session = "", upstreamLines = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
-  const secret = sharedSecret ?? randomBytes(32).toString("hex");
+  const secret = sharedSecret.value ?? randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
   const config = `
 [listener]
