@@ -25,6 +25,7 @@ use tokio::net::TcpListener;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use crate::budget::Budgeted;
+use crate::drain::Live;
 use crate::headers::{has_token, list_items, ClientRequest};
 use crate::process::Local;
 use crate::proxy::{Body, Proxy};
@@ -41,7 +42,9 @@ const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(5);
 /// Longest pause after failed accepts (for example while out of file descriptors).
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Serves connections from a bound listener until `shutdown` completes.
+/// Serves connections from a bound listener until `shutdown` completes or
+/// the process drains; the listening socket is closed on return (the
+/// connections already accepted go on).
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -49,6 +52,13 @@ pub async fn run(
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    let process = local.process.clone();
+    let shutdown = async move {
+        tokio::select! {
+            () = shutdown => {}
+            () = process.drain.started() => {}
+        }
+    };
     tokio::pin!(shutdown);
     let mut backoff = MIN_ACCEPT_BACKOFF;
     loop {
@@ -57,12 +67,22 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
-                    let (proxy, local) = (proxy.clone(), local.clone());
+                    // The current configuration's proxy (a reload swaps it).
+                    let current = local.process.proxy.load_full();
+                    let (proxy, local) = (current.unwrap_or_else(|| proxy.clone()), local.clone());
+                    // Counted until its task ends: the drain waits for it.
+                    let live = Live::new(local.process.clone());
                     if proxy.tls.is_some() {
-                        tokio::spawn(serve_tls(tcp, peer, proxy, local, header_read_timeout));
+                        tokio::spawn(async move {
+                            serve_tls(tcp, peer, proxy, local, header_read_timeout).await;
+                            drop(live);
+                        });
                     } else {
                         let client = Client { peer, tls: false };
-                        tokio::spawn(serve(tcp, client, proxy, local, header_read_timeout));
+                        tokio::spawn(async move {
+                            serve(tcp, client, proxy, local, header_read_timeout).await;
+                            drop(live);
+                        });
                     }
                 }
                 Err(e) => {
@@ -140,15 +160,32 @@ async fn serve<IO: ClientIo>(
             )
         })
     };
-    let connection = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .serve_connection(TokioIo::new(io), service)
-        .without_shutdown();
     // Boxed, so that while the session runs this task holds no room for
     // hyper's connection state.
-    let parts = match Box::pin(connection).await {
-        Ok(parts) => parts,
+    let mut connection = Box::new(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .serve_connection(TokioIo::new(io), service),
+    );
+    // hyper's manual upgrade (`without_shutdown`), and the drain: a request
+    // in flight is finished, then the connection closes. In a block: none
+    // of it is kept while the session runs.
+    let served = {
+        let drained = local.process.drain.started();
+        tokio::pin!(drained);
+        let mut shutting_down = false;
+        std::future::poll_fn(|cx| {
+            if !shutting_down && drained.as_mut().poll(cx).is_ready() {
+                shutting_down = true;
+                std::pin::Pin::new(&mut *connection).graceful_shutdown();
+            }
+            connection.poll_without_shutdown(cx)
+        })
+        .await
+    };
+    let parts = match served {
+        Ok(()) => connection.into_parts(),
         Err(e) => {
             if e.is_parse() {
                 Rejects::global().count(Reject::BadHttp);

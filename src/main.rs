@@ -150,32 +150,52 @@ fn main() -> ExitCode {
 /// Logs go to standard error: `[log] format` (text with colours only when
 /// standard error is a terminal and `NO_COLOR` is not set, or one JSON
 /// object per line) at `[log] level`, which `RUST_LOG` overrides.
-fn init_logging(log: &LogConfig) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&log.level))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+/// Returns how to change the level later (a reload), unless `RUST_LOG` set it.
+fn init_logging(log: &LogConfig) -> Option<wsguard::reload::SetLevel> {
+    let from_env = tracing_subscriber::EnvFilter::try_from_default_env().ok();
+    let fixed = from_env.is_some();
+    let filter = from_env
+        .or_else(|| tracing_subscriber::EnvFilter::try_new(&log.level).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    match log.format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(false)
-            .init(),
+    let set: wsguard::reload::SetLevel = match log.format {
+        LogFormat::Json => {
+            let builder = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_span_list(false)
+                .with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            std::sync::Arc::new(move |level: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
+        }
         LogFormat::Text => {
             let ansi = std::io::stderr().is_terminal()
                 && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            builder.with_ansi(ansi).init()
+            let builder = builder.with_ansi(ansi).with_filter_reloading();
+            let handle = builder.reload_handle();
+            builder.init();
+            std::sync::Arc::new(move |level: &str| {
+                let filter =
+                    tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+                handle.reload(filter).map_err(|e| e.to_string())
+            })
         }
-    }
+    };
+    (!fixed).then_some(set)
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let command = cli.command.unwrap_or(Command::Run(cli.config.clone()));
     if !matches!(command, Command::Run(_)) {
-        init_logging(&LogConfig::default());
+        drop(init_logging(&LogConfig::default()));
     }
     match command {
         Command::Check(args) => check(
@@ -327,11 +347,12 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c;
-/// the control thread runs the admin listener and the background work.
+/// `wsguard run`: serves on `listener.worker_threads` workers until a
+/// drain (SIGTERM, SIGINT, `POST /drain`) is over; the control thread runs
+/// the admin listener, the drain and the background work.
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(path)?;
-    init_logging(&config.log);
+    let set_level = init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
     let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
     // Background work (key refresh, admin listener, probes) runs there, never on a worker.
@@ -343,6 +364,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(wsguard::workers::default_count);
     // Owned by the process: a reload of the configuration keeps it.
     let process = std::sync::Arc::new(Process::new(workers));
+    process.proxy.swap(proxy.clone());
     proxy.verifier.start(
         control.handle(),
         process.registry.clone(),
@@ -359,8 +381,27 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     control
         .handle()
         .spawn(wsguard::admin::upkeep(metrics.clone()));
+    let health = wsguard::admin::Health::new(config.admin.upstream_check_interval);
+    let drain = wsguard::drain::Drain::new(process.clone(), health.clone(), config.drain.clone());
+    // From here on SIGTERM and SIGINT drain (on the control thread).
+    let leave = wsguard::signals::Leave::install(control.handle())
+        .context("cannot install the SIGTERM/SIGINT handlers")?;
+    control.handle().spawn(leave.run(drain.clone()));
+    // SIGHUP and `POST /reload` reload the configuration (on the control thread).
+    let reloader = wsguard::reload::Reloader::new(path.to_owned(), process.clone(), config.clone())
+        .with_log_level(set_level);
+    let hangup = wsguard::signals::Hangup::install(control.handle())
+        .context("cannot install the SIGHUP handler")?;
+    control.handle().spawn(hangup.run(reloader.clone()));
     // The admin listener first: a bad admin.bind never follows a "listening" line.
-    start_admin(&config, &proxy, &control, metrics, process.clone())?;
+    start_admin(
+        &config,
+        &proxy,
+        &control,
+        metrics,
+        process.clone(),
+        (health, &drain, reloader),
+    )?;
     let listeners = wsguard::workers::bind(bind, workers)
         .with_context(|| format!("listener.bind: cannot bind {bind}"))?;
     let addr = listeners
@@ -368,15 +409,18 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .context("no listening socket was bound")?
         .local_addr()?;
     tracing::info!(addr = %addr, workers, tls = proxy.tls.is_some(), "wsguard listening");
-    // ctrl-c is awaited on this thread and broadcast to the workers.
+    // The end of the drain is awaited on this thread and broadcast to the workers.
+    let drained = drain.clone();
     wsguard::workers::serve(
         listeners,
         proxy,
         process,
         config.listener.header_read_timeout,
         workers,
-        ctrl_c(),
+        async move { drained.finished().await },
     )?;
+    // The answers of `GET /drain?wait=true` are written before the exit.
+    control.run(async move { drain.answered().await })?;
     drop(control);
     Ok(ExitCode::SUCCESS)
 }
@@ -389,6 +433,11 @@ fn start_admin(
     control: &Control,
     metrics: metrics_exporter_prometheus::PrometheusHandle,
     process: std::sync::Arc<Process>,
+    (health, drain, reloader): (
+        std::sync::Arc<wsguard::admin::Health>,
+        &std::sync::Arc<wsguard::drain::Drain>,
+        std::sync::Arc<wsguard::reload::Reloader>,
+    ),
 ) -> anyhow::Result<()> {
     let Some(bind) = config.admin.address()? else {
         tracing::info!("admin listener off (admin.bind = \"\")");
@@ -399,15 +448,18 @@ fn start_admin(
         .with_context(|| format!("admin.bind: cannot bind {bind}"))?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
-    let health = wsguard::admin::Health::new(config.admin.upstream_check_interval);
     let authority = proxy.target.authority().to_owned();
     control
         .handle()
         .spawn(health.clone().probe_upstream(authority));
-    control
-        .handle()
-        .spawn(wsguard::admin::watch_keys(proxy.clone(), health.clone()));
-    let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref());
+    control.handle().spawn(wsguard::admin::watch_keys(
+        proxy.clone(),
+        health.clone(),
+        process.clone(),
+    ));
+    let admin = wsguard::admin::Admin::new(metrics, health, process, token.as_deref())
+        .with_drain(drain.clone(), config.admin.drain_without_token)
+        .with_reload(reloader);
     control.handle().spawn(async move {
         match tokio::net::TcpListener::from_std(listener) {
             Ok(listener) => wsguard::admin::serve(listener, std::sync::Arc::new(admin)).await,

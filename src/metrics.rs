@@ -349,7 +349,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 21] = [
+const CAUSES: [CloseCause; 22] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -371,6 +371,7 @@ const CAUSES: [CloseCause; 21] = [
     CloseCause::KeyRevoked,
     CloseCause::IdleTimeout,
     CloseCause::TokenInUse,
+    CloseCause::Draining,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -399,6 +400,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         KeyRevoked => "key_revoked",
         IdleTimeout => "idle_timeout",
         TokenInUse => "token_in_use",
+        Draining => "draining",
     }
 }
 
@@ -729,7 +731,8 @@ mod tests {
             | MaxLifetime
             | KeyRevoked
             | IdleTimeout
-            | TokenInUse => CAUSES.contains(&c),
+            | TokenInUse
+            | Draining => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -753,6 +756,7 @@ mod tests {
             KeyRevoked,
             IdleTimeout,
             TokenInUse,
+            Draining,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

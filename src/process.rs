@@ -15,6 +15,14 @@ pub struct Process {
     pub registry: Arc<Registry>,
     /// Live connections per token (`auth.max_connections_per_token`).
     pub tokens: Arc<TokenUses>,
+    /// The drain as the workers and connections see it (and the count of
+    /// live connections it waits for).
+    pub drain: crate::drain::Signal,
+    /// The proxy of the current configuration, once `wsguard run` set it
+    /// (a reload swaps it): each accept loads it, live sessions keep
+    /// theirs, and their REAUTHs use its verifier. `None` (tests, the
+    /// demo): the proxy given to the accept loop.
+    pub proxy: crate::reload::Current,
 }
 
 impl Process {
@@ -23,6 +31,8 @@ impl Process {
         Process {
             registry: Arc::new(Registry::new(workers)),
             tokens: Arc::default(),
+            drain: crate::drain::Signal::default(),
+            proxy: crate::reload::Current::default(),
         }
     }
 

@@ -41,15 +41,21 @@ pub enum Command {
     },
     /// Close both legs now.
     Close(CloseCause),
+    /// The proxy drains: the `reconnect` hint now, 1001 `going away` after
+    /// `drain.close_after` (the timings are in the process's
+    /// [`crate::drain::Signal`], so that a command stays small).
+    Drain,
 }
 
 impl Command {
     /// When two commands wait, the stronger is kept: a close wins over a
-    /// re-auth, a shorter re-auth over a longer one.
+    /// drain, a drain over a re-auth, a shorter re-auth over a longer one.
     fn stronger(self, other: Command) -> Command {
         match (self, other) {
             (Command::Close(_), _) => self,
             (_, Command::Close(_)) => other,
+            (Command::Drain, _) => self,
+            (_, Command::Drain) => other,
             (Command::Reauth { within: a, .. }, Command::Reauth { within: b, .. }) => {
                 if a <= b {
                     self
@@ -295,6 +301,16 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_command_is_small() {
+        // In every registered connection's mailbox.
+        assert!(
+            std::mem::size_of::<Command>() <= 24,
+            "{}",
+            std::mem::size_of::<Command>()
+        );
+    }
+
     fn identity(sub: &str) -> Arc<Identity> {
         Arc::new(Identity {
             sub: sub.into(),
@@ -363,6 +379,18 @@ mod tests {
         assert_eq!(
             b.mailbox().poll(&cx),
             Some(Command::Close(CloseCause::MaxLifetime))
+        );
+        let drain = Command::Drain;
+        a.mailbox().poll(&cx);
+        registry.send_where(|_| true, reauth(1));
+        registry.send_where(|_| true, drain);
+        registry.send_where(|_| true, reauth(1));
+        assert_eq!(a.mailbox().poll(&cx), Some(drain));
+        registry.send_where(|_| true, drain);
+        registry.send_where(|_| true, Command::Close(CloseCause::Draining));
+        assert_eq!(
+            a.mailbox().poll(&cx),
+            Some(Command::Close(CloseCause::Draining))
         );
     }
 }

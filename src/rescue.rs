@@ -73,6 +73,9 @@ pub enum CloseCause {
     /// The first token already authenticates `auth.max_connections_per_token`
     /// live connections.
     TokenInUse,
+    /// The proxy is draining (SIGTERM, SIGINT, `POST /drain`): 1001 `going
+    /// away` on both legs after `drain.close_after`.
+    Draining,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -114,6 +117,7 @@ impl CloseCause {
             KeyRevoked => "key revoked",
             IdleTimeout => "idle timeout",
             TokenInUse => "token in use",
+            Draining => "going away",
         }
     }
 
@@ -134,7 +138,7 @@ impl CloseCause {
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout | Draining => GOING_AWAY,
         }
     }
 
@@ -200,6 +204,10 @@ pub enum HttpError {
     /// Admin listener: `/readyz` while a readiness check fails (the body
     /// names them in `failing`).
     NotReady,
+    /// Admin listener: `POST /reload` with a configuration that does not
+    /// load; the message is the error naming the key, the configuration in
+    /// force stays.
+    ReloadRefused,
 }
 
 impl HttpError {
@@ -267,12 +275,23 @@ impl HttpError {
                 "not_ready",
                 "a readiness check fails (see failing)",
             ),
+            HttpError::ReloadRefused => (
+                StatusCode::BAD_REQUEST,
+                "reload_refused",
+                "the new configuration was refused; the one in force stays",
+            ),
         }
     }
 
     /// The response: the status with `{"error": code, "message": ...}`.
     pub fn response(self) -> Response<Full<Bytes>> {
         let (_, _, message) = self.parts();
+        self.body(message, serde_json::Map::new())
+    }
+
+    /// The response with another message (`reload_refused`'s: the
+    /// configuration error, which names the key and never holds a secret).
+    pub fn message(self, message: &str) -> Response<Full<Bytes>> {
         self.body(message, serde_json::Map::new())
     }
 
@@ -394,5 +413,15 @@ mod tests {
             .upstream
             .map(|f| (u16::from(f.code), f.reason.to_string()));
         assert_eq!(up, Some((1001, "invalid token".to_string())));
+        let f = CloseCause::Draining.frames(CloseCodes::Distinct);
+        let both =
+            [f.client, f.upstream].map(|f| f.map(|f| (u16::from(f.code), f.reason.to_string())));
+        assert_eq!(
+            both,
+            [
+                Some((1001, "going away".to_string())),
+                Some((1001, "going away".to_string()))
+            ]
+        );
     }
 }

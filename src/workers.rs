@@ -240,10 +240,14 @@ impl Worker {
             listener.set_nonblocking(true)?;
             let listener = tokio::net::TcpListener::from_std(listener)?;
             tracing::debug!(worker = index, "worker accepting");
+            let mut stop = stopped.clone();
             crate::listener::run(listener, proxy, local, header_read_timeout, async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
+                let _ = stop.wait_for(|stop| *stop).await;
             })
             .await;
+            // Draining: the listening socket is closed; the connections go
+            // on until the stop.
+            let _ = stopped.wait_for(|stop| *stop).await;
             Ok(())
         })
     }

@@ -774,7 +774,8 @@ async fn trace_logs_carry_no_token_and_no_query_string() {
 
 // ---- run ------------------------------------------------------------------
 
-/// `wsguard --config FILE` serves on its workers and exits cleanly on ctrl-c.
+/// `wsguard --config FILE` serves on its workers and exits cleanly on ctrl-c
+/// (a drain) once its client has left.
 #[cfg(unix)]
 #[tokio::test]
 async fn run_serves_on_workers_and_stops_on_ctrl_c() {
@@ -844,6 +845,9 @@ secret_file = "secret"
         .status()
         .expect("run kill");
     assert!(killed.success());
+    // SIGINT drains: the hint, and the process exits once the client has left.
+    assert_eq!(recv_json(&mut ws).await["type"], "reconnect");
+    ws.close(None).await.expect("close");
     let status = tokio::time::timeout(WAIT, child.wait())
         .await
         .expect("wsguard did not exit after SIGINT")

@@ -1,12 +1,14 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz` and
-//! `/connections`, served with hyper on the control thread (never on a
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`,
+//! `/connections`, `/drain` and `/reload`, served with hyper on the control thread (never on a
 //! worker), so that a flood on the public port cannot starve it.
 //!
 //! Every endpoint but the probes (`/healthz`, `/readyz`) requires
 //! `Authorization: Bearer <token>` when `admin.token_env` is set.
 
 pub mod connections;
+pub mod drain;
 pub mod health;
+pub mod reload;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,6 +48,12 @@ pub struct Admin {
     /// SHA-256 of the bearer token, when one is required (compared as
     /// digests, so the comparison's time says nothing about the token).
     token: Option<[u8; 32]>,
+    /// The drain behind `/drain` (none: `/drain` is not found).
+    pub drain: Option<Arc<crate::drain::Drain>>,
+    /// `GET /drain?wait=true` without the token (`admin.drain_without_token`).
+    pub drain_without_token: bool,
+    /// The reloader behind `POST /reload` (none: `/reload` is not found).
+    pub reloader: Option<Arc<crate::reload::Reloader>>,
 }
 
 impl Admin {
@@ -61,11 +69,41 @@ impl Admin {
             health,
             process,
             token: token.map(|t| Sha256::digest(t.as_bytes()).into()),
+            drain: None,
+            drain_without_token: false,
+            reloader: None,
+        }
+    }
+
+    /// With `/drain` answered by `drain` (`without_token`: `GET
+    /// /drain?wait=true` needs no token).
+    pub fn with_drain(mut self, drain: Arc<crate::drain::Drain>, without_token: bool) -> Admin {
+        self.drain = Some(drain);
+        self.drain_without_token = without_token;
+        self
+    }
+
+    /// With `POST /reload` answered by `reloader`.
+    pub fn with_reload(mut self, reloader: Arc<crate::reload::Reloader>) -> Admin {
+        self.reloader = Some(reloader);
+        self
+    }
+
+    /// Answers one request, the endpoints that act included (`/drain`, `/reload`).
+    pub async fn respond<B>(
+        &self,
+        request: &Request<B>,
+        slot: &drain::Slot,
+    ) -> Response<Full<Bytes>> {
+        match request.uri().path() {
+            "/drain" => drain::answer(self, request, slot).await,
+            "/reload" => reload::answer(self, request).await,
+            _ => self.answer(request),
         }
     }
 
     /// Whether the request carries the token (or none is required).
-    fn authorized<B>(&self, request: &Request<B>) -> bool {
+    pub(super) fn authorized<B>(&self, request: &Request<B>) -> bool {
         let Some(expected) = &self.token else {
             return true;
         };
@@ -117,7 +155,7 @@ impl Admin {
 }
 
 /// A JSON response.
-fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body.to_string())));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -155,15 +193,21 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
 
 /// One admin HTTP/1 connection.
 async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: Arc<Admin>) {
-    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-        let answer = admin.answer(&request);
-        async move { Ok::<_, Infallible>(answer) }
-    });
+    let slot = drain::Slot::default();
+    let service = {
+        let slot = slot.clone();
+        service_fn(move |request: Request<hyper::body::Incoming>| {
+            let (admin, slot) = (admin.clone(), slot.clone());
+            async move { Ok::<_, Infallible>(admin.respond(&request, &slot).await) }
+        })
+    };
     let served = http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .serve_connection(TokioIo::new(tcp), service)
         .await;
+    // A `GET /drain?wait=true` answer is written now.
+    drop(slot);
     if let Err(e) = served {
         tracing::debug!(peer = %peer, error = %e, "admin connection ended with an error");
     }
@@ -174,10 +218,13 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: A
 pub async fn watch_keys(
     proxy: std::sync::Arc<crate::proxy::Proxy>,
     health: std::sync::Arc<Health>,
+    process: std::sync::Arc<Process>,
 ) {
     let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
     loop {
         ticks.tick().await;
+        // The current configuration's (a reload swaps it).
+        let proxy = process.proxy.load_full().unwrap_or_else(|| proxy.clone());
         let sets = proxy.verifier.key_stats();
         let loaded = sets
             .iter()

@@ -33,11 +33,13 @@ pub fn verification_key(jwk: &Jwk) -> Result<Option<Key>, String> {
             "(kid {kid:?}) is an HMAC secret shorter than 32 bytes"
         ));
     }
+    let material = serde_json::to_vec(jwk).unwrap_or_default();
     Ok(Some(Key {
         kid: Some(kid.into()),
         family: key.family(),
         alg,
         key,
+        fingerprint: super::keys::fingerprint(&material),
     }))
 }
 

@@ -24,6 +24,16 @@ pub struct Key {
     pub alg: Option<Algorithm>,
     /// The parsed key (parsed once, reused for every token).
     pub key: DecodingKey,
+    /// SHA-256 of the key's material (the secret, the PEM text, the JWK):
+    /// what a configuration reload compares to tell which keys it removed.
+    /// Never logged.
+    pub fingerprint: [u8; 32],
+}
+
+/// The fingerprint of a key's material.
+pub fn fingerprint(material: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(material).into()
 }
 
 impl Key {
@@ -96,6 +106,7 @@ fn hmac(
         family: AlgorithmFamily::Hmac,
         alg: None,
         key: DecodingKey::from_secret(secret.as_bytes()),
+        fingerprint: fingerprint(secret.as_bytes()),
     }])
 }
 
@@ -154,5 +165,6 @@ fn pem(
         family,
         alg: None,
         key: parsed,
+        fingerprint: fingerprint(text.as_bytes()),
     }])
 }

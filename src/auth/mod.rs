@@ -4,6 +4,7 @@
 //! and `kid` are read before the signature is verified, and only to choose
 //! the provider and the key: the identity is taken from the verified claims.
 
+mod changes;
 mod fetch;
 mod jwk;
 mod keys;
@@ -12,6 +13,7 @@ mod provider;
 mod remote;
 mod sets;
 
+pub use changes::Removed;
 pub use fetch::FetchError;
 pub use keys::MIN_HMAC_SECRET_BYTES;
 pub use remote::KeyStats;

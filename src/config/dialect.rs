@@ -24,6 +24,8 @@ pub struct DialectConfig {
     pub token_path: String,
     /// Notice sent `session.idle_warning` before an idle close; empty = never sent.
     pub idle_warning: String,
+    /// The drain's reconnect hint (`{"after_ms": N}`); empty = never sent.
+    pub reconnect: String,
 }
 
 impl Default for DialectConfig {
@@ -38,6 +40,7 @@ impl Default for DialectConfig {
             identity_refreshed: "identity_refreshed".into(),
             token_path: "payload.token".into(),
             idle_warning: "idle_warning".into(),
+            reconnect: "reconnect".into(),
         }
     }
 }
@@ -66,6 +69,7 @@ impl Config {
             ("dialect.error", &d.error),
             ("dialect.identity_refreshed", &d.identity_refreshed),
             ("dialect.idle_warning", &d.idle_warning),
+            ("dialect.reconnect", &d.reconnect),
         ];
         let named = single.into_iter().map(|(k, n)| (k.to_owned(), n));
         for (key, name) in lists.chain(named) {

@@ -12,6 +12,7 @@ use serde::Deserialize;
 mod admin;
 mod auth;
 mod dialect;
+mod drain;
 mod http_rules;
 mod idle;
 mod jwks;
@@ -26,6 +27,7 @@ mod websocket;
 pub use admin::*;
 pub use auth::*;
 pub use dialect::*;
+pub use drain::*;
 pub use http_rules::*;
 pub use idle::*;
 pub use jwks::*;
@@ -101,6 +103,9 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub log: LogConfig,
+    /// How the proxy leaves: the reconnect hint and its timings.
+    #[serde(default)]
+    pub drain: DrainConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -161,6 +166,7 @@ impl Config {
         self.check_admin()?;
         self.check_log()?;
         self.check_jwks()?;
+        self.check_drain()?;
         self.check_auth()
     }
 

@@ -76,6 +76,8 @@ pub struct Dialect {
     token_path: Vec<String>,
     /// Idle notice, if sent.
     idle_warning: Option<String>,
+    /// The drain's reconnect hint, if sent.
+    reconnect: Option<String>,
     /// The names that make a message after the first a control frame
     /// (re-auth and reserved types), for the decoder's first-member check.
     later: Vec<Box<[u8]>>,
@@ -124,6 +126,7 @@ impl Dialect {
             reserved,
             token_path: config.token_path.split('.').map(str::to_owned).collect(),
             idle_warning: non_empty(&config.idle_warning),
+            reconnect: non_empty(&config.reconnect),
         }
     }
 
@@ -241,6 +244,13 @@ impl Dialect {
         let ms = u64::try_from(closes_in.as_millis()).unwrap_or(u64::MAX);
         let payload = json!({ "closes_in_ms": ms });
         Some(envelope(self.idle_warning.as_deref()?, payload))
+    }
+
+    /// The drain's `reconnect` hint (reconnect after `after_ms`), or `None`
+    /// when switched off.
+    pub fn reconnect(&self, after_ms: u64) -> Option<String> {
+        let payload = json!({ "after_ms": after_ms });
+        Some(envelope(self.reconnect.as_deref()?, payload))
     }
 
     /// An `error` answer, or `None` when switched off.
@@ -476,6 +486,18 @@ mod tests {
         assert_eq!(v["payload"]["in_reply_to"], "x");
         assert_eq!(v["payload"]["expires_at"], "1970-01-01T00:01:40Z");
         assert!(v["id"].is_string() && v["timestamp"].is_string());
+    }
+
+    #[test]
+    fn reconnect_hint_carries_after_ms_unless_off() {
+        let v: Value = serde_json::from_str(&dialect().reconnect(1234).expect("on")).expect("json");
+        assert_eq!(v["type"], "reconnect");
+        assert_eq!(v["payload"], json!({"after_ms": 1234}));
+        let off = DialectConfig {
+            reconnect: String::new(),
+            ..DialectConfig::default()
+        };
+        assert!(Dialect::new(&off, false).reconnect(1).is_none());
     }
 
     #[test]

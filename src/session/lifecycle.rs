@@ -94,7 +94,10 @@ impl<C: ClientIo> Session<C> {
             ..
         } = *awaiting;
         let started = std::time::Instant::now();
-        let result = self.proxy.verifier.verify(&token);
+        let result = match first {
+            true => self.proxy.verifier.verify(&token),
+            false => self.current_proxy().verifier.verify(&token),
+        };
         match self.phase {
             Phase::Authenticating { .. } if first => {
                 self.first_verified(reply_to, token, result, started)
@@ -302,6 +305,10 @@ impl<C: ClientIo> Session<C> {
             let (id, token) = *frame;
             self.on_reauth(id, token);
         }
+        // A drain that began while the upstream was being opened.
+        if let Some(times) = self.local.process.drain.times() {
+            self.drain(times.spread, times.close_after);
+        }
     }
 
     /// `AUTHENTICATED` for the first token, in reply to its auth frame.
@@ -345,7 +352,9 @@ impl<C: ClientIo> Session<C> {
         let Some(token) = token else {
             return self.reauth_verified(Err(AuthError::Malformed), None, id.as_ref(), started);
         };
-        match self.proxy.verifier.verify_or_wait(&token) {
+        // The verifier of the current configuration (a reload's, if one came).
+        let verdict = self.current_proxy().verifier.verify_or_wait(&token);
+        match verdict {
             Verdict::Done(result) => {
                 // A newer REAUTH supersedes one still waiting for keys.
                 self.awaiting = None;
@@ -483,6 +492,18 @@ impl<C: ClientIo> Session<C> {
         }
     }
 
+    /// The proxy of the current configuration: this connection's own, or
+    /// the one a reload installed since (REAUTHs use its verifier; the
+    /// connection keeps its own dialect, timings and limits). One atomic
+    /// load and a reference count, per REAUTH only.
+    fn current_proxy(&self) -> Arc<crate::proxy::Proxy> {
+        self.local
+            .process
+            .proxy
+            .load_full()
+            .unwrap_or_else(|| self.proxy.clone())
+    }
+
     /// Registers the authenticated connection in its worker's shard.
     fn list(&mut self, identity: Arc<Identity>) {
         if let Listed::Unlisted = &self.listed {
@@ -507,7 +528,38 @@ impl<C: ClientIo> Session<C> {
         match command {
             Command::Close(cause) => self.close(cause),
             Command::Reauth { within, cause } => self.reauth_now(within, cause),
+            Command::Drain => {
+                if let Some(times) = self.local.process.drain.times() {
+                    self.drain(times.spread, times.close_after)
+                }
+            }
         }
+    }
+
+    /// The proxy drains: the `reconnect` hint (once; `after_ms` uniform over
+    /// `spread`), and 1001 `going away` `close_after` from now unless the
+    /// connection ends earlier. While the upstream is being opened nothing
+    /// is sent: [`Session::on_connected`] applies the drain after
+    /// `AUTHENTICATED`.
+    fn drain(&mut self, spread: Duration, close_after: Duration) {
+        let relaying = matches!(
+            self.phase,
+            Phase::Authenticated | Phase::ReauthPending | Phase::Suspended { .. }
+        );
+        if self.drain_close || !relaying {
+            return;
+        }
+        let after = spread.mul_f64(rand::random::<f64>());
+        let after_ms = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
+        if let Some(text) = self.proxy.dialect.reconnect(after_ms) {
+            self.client.push_text(&text);
+        }
+        let end = Instant::now() + close_after;
+        if self.lifetime_end.is_none_or(|t| t > end) {
+            self.lifetime_end = Some(end);
+        }
+        self.drain_close = true;
+        tracing::debug!(conn = %self.id, after_ms, "reconnect hint sent");
     }
 
     /// Asks for a REAUTH now: `auth_required` within a random part of
@@ -585,7 +637,10 @@ impl<C: ClientIo> Session<C> {
             self.on_idle_timer(now);
         }
         if self.lifetime_end.is_some_and(|t| t <= now) {
-            self.close(CloseCause::MaxLifetime);
+            self.close(match self.drain_close {
+                true => CloseCause::Draining,
+                false => CloseCause::MaxLifetime,
+            });
         }
         if self.next_ping.is_some_and(|t| t <= now) {
             self.stats.flush();

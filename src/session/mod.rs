@@ -258,6 +258,9 @@ pub struct Session<C = TcpStream> {
     first_unseen: bool,
     /// The `accepted` audit line was written (by [`Session::begin`]).
     accepted_logged: bool,
+    /// The proxy drains: the hint was sent and `lifetime_end` is the
+    /// drain's close (1001 `going away` rather than `max lifetime`).
+    drain_close: bool,
     /// Its metrics: state, relayed counts, how it ended.
     stats: ConnStats,
     /// The inactivity clock, while relaying with `session.idle_timeout`.
@@ -320,6 +323,7 @@ impl<C: ClientIo> Session<C> {
             far_future: now + FAR_FUTURE,
             first_unseen: false,
             accepted_logged: false,
+            drain_close: false,
             stats,
             proxy,
             idle: None,

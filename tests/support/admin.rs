@@ -24,6 +24,8 @@ pub struct Running {
     pub admin: SocketAddr,
     /// Every log line so far.
     pub log: Arc<Mutex<Vec<String>>>,
+    /// The configuration file it runs on (a reload test rewrites it).
+    pub config: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -84,6 +86,7 @@ pub async fn run(config: &str, env: &[(&str, &str)]) -> Running {
         proxy: proxy.expect("proxy address"),
         admin: admin.expect("admin address"),
         log,
+        config: path,
         _dir: dir,
     }
 }

@@ -4,7 +4,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { WebSocket } from "ws";
 import { WsGuardClient, SendError, AuthExpiredError, classifyClose } from "../dist/index.js";
-import { startUpstream, startProxy, until, next, countingWebSocket } from "./harness.mjs";
+import { startUpstream, startProxy, startForwarder, sharedSecret, until, next, countingWebSocket } from "./harness.mjs";
 
 let upstream;
 let proxy;
@@ -243,4 +243,50 @@ test("the close table classifies both close_codes modes", () => {
   assert.equal(classifyClose(1000, "bye").kind, "normal");
 });
 
-test("reconnect hint: queue from the hint, a new socket after after_ms, the old one closed with 1000, each message once", { skip: "needs the drain hint (#15): no wsguard on this branch sends `reconnect`" }, () => {});
+test("reconnect hint: queue from the hint, a new socket after after_ms, the old one closed with 1000, each message once", async () => {
+  // Two pods behind one address: the first drains (SIGTERM), the second takes the new socket.
+  const drain = `[drain]\nreconnect_spread = "300ms"\nclose_after = "5s"\ntimeout = "6s"`;
+  sharedSecret.value = proxy.secret;
+  const leaving = await startProxy(upstream, drain);
+  const staying = await startProxy(upstream);
+  sharedSecret.value = undefined;
+  const front = await startForwarder(leaving.port);
+  try {
+    const { c, states } = client({ url: front.url(), getToken: () => leaving.token(), refreshToken: () => leaving.token() });
+    const [first] = await next(c, "authenticated");
+    await c.send("before");
+    await until(() => upstreamOf(first.connection_id)?.received.length === 1, "the first message upstream");
+    front.target.port = staying.port;
+    const hinted = next(c, "reconnect");
+    const hintedAt = Date.now();
+    leaving.signal("SIGTERM");
+    const [hint] = await hinted;
+    assert.ok(hint.after_ms >= 0 && hint.after_ms <= 300, `after_ms ${hint.after_ms}`);
+    assert.equal(c.state, "reconnecting");
+    // Queued from the hint: not sent on the old socket.
+    const during = c.send("during");
+    assert.equal(c.queued, 1);
+    const [second] = await next(c, "authenticated");
+    assert.ok(Date.now() - hintedAt >= hint.after_ms, "the new socket waited for after_ms");
+    assert.notEqual(second.connection_id, first.connection_id, "a new socket");
+    await during;
+    await c.send("after");
+    const old = upstreamOf(first.connection_id);
+    const fresh = upstreamOf(second.connection_id);
+    await until(() => fresh?.received.length === 2, "the queued message on the new socket");
+    assert.deepEqual(old.received, ["before"]);
+    assert.deepEqual(fresh.received, ["during", "after"]);
+    // The old socket was closed by the client with 1000 (its upstream leg got it), well before close_after.
+    const closed = await new Promise((resolve) => (old.socket.readyState === 3 ? resolve(1000) : old.socket.once("close", resolve)));
+    assert.equal(closed, 1000);
+    assert.equal(await leaving.exited(), 0, "the drained proxy exits 0 once its last connection is gone");
+    assert.ok(Date.now() - hintedAt < 5000, "before drain.close_after");
+    assert.ok(states.includes("reconnecting"));
+    assert.equal(c.state, "authenticated");
+    c.close();
+  } finally {
+    await front.stop();
+    await leaving.stop();
+    await staying.stop();
+  }
+});

@@ -19,6 +19,9 @@ export const WAIT = 8000;
 /** Lines for `[auth]` in the proxies `startProxy` starts from now on (a test of an auth setting sets it, then resets it). */
 export const authLines = { value: "" };
 
+/** The HMAC secret of the proxies `startProxy` starts from now on, when set (two "pods" that take the same tokens); a test sets it, then resets it. */
+export const sharedSecret = { value: undefined };
+
 /** Resolves when `predicate()` holds (polled every 10 ms), rejects after `ms`. */
 export async function until(predicate, what, ms = WAIT) {
   const deadline = Date.now() + ms;
@@ -86,7 +89,7 @@ export async function startUpstream() {
  */
 export async function startProxy(upstream, session = "", upstreamLines = "", extra = "") {
   const dir = mkdtempSync(join(tmpdir(), "wsguard-js-"));
-  const secret = randomBytes(32).toString("hex");
+  const secret = sharedSecret.value ?? randomBytes(32).toString("hex");
   writeFileSync(join(dir, "secret"), secret, { mode: 0o600 });
   const config = `
 [listener]
@@ -133,6 +136,7 @@ ${extra}
     child.on("exit", (code) => reject(new Error(`wsguard exited (${code}):\n${log}`)));
   });
   return {
+    port,
     url: (path = "/chat") => `ws://127.0.0.1:${port}${path}`,
     http: (path) => `http://127.0.0.1:${port}${path}`,
     /** A token for `sub` from `wsguard token`, signed with this proxy's secret (or `otherSecret`). */
@@ -143,6 +147,13 @@ ${extra}
       return stdout.trim();
     },
     log: () => log,
+    /** The secret its tokens are signed with (for a second proxy that takes them too). */
+    secret,
+    /** Sends `signal` (for example "SIGTERM": the drain) to the process. */
+    signal: (signal) => child.kill(signal),
+    /** Resolves with the exit code once the process has exited. */
+    exited: () =>
+      child.exitCode !== null ? Promise.resolve(child.exitCode) : new Promise((resolve) => child.on("exit", (code) => resolve(code))),
     async stop() {
       if (child.exitCode === null) {
         const exited = new Promise((resolve) => child.on("exit", resolve));
@@ -150,6 +161,38 @@ ${extra}
         await exited;
       }
       rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A TCP forwarder in front of two proxies, as a Service in front of two pods:
+ * each new connection goes to `target.port` at the moment it arrives.
+ */
+export async function startForwarder(port) {
+  const { createServer: createTcp, connect } = await import("node:net");
+  const target = { port };
+  const sockets = new Set();
+  const server = createTcp((client) => {
+    const backend = connect(target.port, "127.0.0.1");
+    for (const s of [client, backend]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {
+        client.destroy();
+        backend.destroy();
+      });
+    }
+    client.pipe(backend);
+    backend.pipe(client);
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    target,
+    url: (path = "/chat") => `ws://127.0.0.1:${server.address().port}${path}`,
+    async stop() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
     },
   };
 }

@@ -1,0 +1,203 @@
+//! Configuration reload (SIGHUP, `POST /reload`), on the control thread:
+//! the file is read and checked again with everything it points to, the
+//! providers' keys are fetched, then the new [`Proxy`] is swapped in
+//! atomically. New connections get it; live ones keep their own (dialect,
+//! timings, limits) and their REAUTHs use its verifier; a live connection
+//! whose key it removed follows `auth.jwks.on_key_removed`. A broken file is
+//! refused whole; what needs a restart (listener address, worker count,
+//! TLS, admin address) is reported and kept.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::ArcSwapOption;
+
+use crate::config::Config;
+use crate::process::Process;
+use crate::proxy::Proxy;
+
+/// The proxy of the current configuration (see [`Process::proxy`]).
+#[derive(Default)]
+pub struct Current(ArcSwapOption<Proxy>);
+
+impl std::fmt::Debug for Current {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Current(..)")
+    }
+}
+
+impl Current {
+    /// The current proxy, if one was set (one atomic load and a reference count).
+    pub fn load_full(&self) -> Option<Arc<Proxy>> {
+        self.0.load_full()
+    }
+
+    /// Makes `proxy` the current one; returns the one it replaces.
+    pub fn swap(&self, proxy: Arc<Proxy>) -> Option<Arc<Proxy>> {
+        self.0.swap(Some(proxy))
+    }
+}
+
+/// Changes the log level (`[log] level`) of the running process; `None`
+/// where `RUST_LOG` decides it.
+pub type SetLevel = Arc<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
+
+/// What a reload did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The keys that need a restart and were kept as they were.
+    pub ignored: Vec<&'static str>,
+    /// Live connections told that their key was removed.
+    pub key_removed: usize,
+}
+
+/// Reloads the configuration file (on the control thread).
+pub struct Reloader {
+    /// The configuration file.
+    path: PathBuf,
+    /// The process: its current proxy, its registry.
+    process: Arc<Process>,
+    /// The configuration now in force (compared with the next).
+    config: Mutex<Config>,
+    /// One reload at a time.
+    running: tokio::sync::Mutex<()>,
+    /// Applies `[log] level` (none: `RUST_LOG` is set, or not `wsguard run`).
+    set_level: Option<SetLevel>,
+}
+
+impl std::fmt::Debug for Reloader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reloader")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Reloader {
+    /// A reloader of `path`, whose `config` is in force in `process`.
+    pub fn new(path: PathBuf, process: Arc<Process>, config: Config) -> Arc<Reloader> {
+        Arc::new(Reloader {
+            path,
+            process,
+            config: Mutex::new(config),
+            running: tokio::sync::Mutex::new(()),
+            set_level: None,
+        })
+    }
+
+    /// With `set_level` applying `[log] level` on each reload.
+    pub fn with_log_level(self: Arc<Self>, set_level: Option<SetLevel>) -> Arc<Reloader> {
+        match Arc::try_unwrap(self) {
+            Ok(mut reloader) => {
+                reloader.set_level = set_level;
+                Arc::new(reloader)
+            }
+            Err(shared) => shared,
+        }
+    }
+
+    /// Reloads; the error names the key (and is logged as one line).
+    /// Must run on the control thread's runtime (the new verifier's refresh
+    /// tasks start there).
+    pub async fn reload(&self, why: &'static str) -> Result<Applied, String> {
+        let _one = self.running.lock().await;
+        match self.try_reload().await {
+            Ok(applied) => {
+                tracing::info!(
+                    why,
+                    ignored = ?applied.ignored,
+                    key_removed = applied.key_removed,
+                    "configuration reloaded"
+                );
+                Ok(applied)
+            }
+            Err(e) => {
+                tracing::error!(why, error = %e, "reload refused; the configuration in force stays");
+                Err(e)
+            }
+        }
+    }
+
+    /// The reload's steps; nothing is changed before the last one.
+    async fn try_reload(&self) -> Result<Applied, String> {
+        let mut next = Config::load(&self.path).map_err(|e| e.to_string())?;
+        let old = self
+            .config
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let ignored = keep_restart_only(&old, &mut next);
+        if !ignored.is_empty() {
+            tracing::warn!(keys = ?ignored, "reload: these need a restart and keep their values");
+        }
+        let mut proxy = Proxy::new(&next).map_err(|e| e.to_string())?;
+        let current = self.process.proxy.load_full();
+        if let Some(current) = &current {
+            // The listener's TLS (and its certificate watcher) stays.
+            if let Some(built) = Arc::get_mut(&mut proxy) {
+                built.tls = current.tls.clone();
+            }
+        }
+        let handle = tokio::runtime::Handle::current();
+        proxy
+            .verifier
+            .start(&handle, self.process.registry.clone(), next.session.grace);
+        if let Err(e) = proxy.verifier.first_keys().await {
+            proxy.verifier.stop();
+            return Err(format!("auth.providers: {e}"));
+        }
+        let old_proxy = self.process.proxy.swap(proxy.clone());
+        if let (Some(set), true) = (&self.set_level, next.log.level != old.log.level) {
+            // Checked with the rest (`log.level`); a failure here leaves the old level.
+            if let Err(e) = set(&next.log.level) {
+                tracing::warn!(error = %e, "log.level: the old level stays");
+            }
+        }
+        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = next.clone();
+        let mut key_removed = 0;
+        if let Some(old_proxy) = old_proxy {
+            old_proxy.verifier.stop();
+            let command = proxy.verifier.on_key_removed(next.session.grace);
+            for removed in old_proxy.verifier.removed_in(&proxy.verifier) {
+                let sent = self
+                    .process
+                    .registry
+                    .send_where(|e| removed.affects(e), command);
+                tracing::info!(provider = ?removed.provider, kids = ?removed.kids, all = removed.all, connections = sent, "reload removed keys");
+                key_removed += sent;
+            }
+        }
+        Ok(Applied {
+            ignored,
+            key_removed,
+        })
+    }
+}
+
+/// Sets in `next` what needs a restart to the values of `old`; returns
+/// the keys that differed.
+fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
+    let mut ignored = Vec::new();
+    if next.listener.bind != old.listener.bind {
+        ignored.push("listener.bind");
+        next.listener.bind = old.listener.bind;
+    }
+    if next.listener.worker_threads != old.listener.worker_threads {
+        ignored.push("listener.worker_threads");
+        next.listener.worker_threads = old.listener.worker_threads;
+    }
+    if next.listener.tls.is_some() != old.listener.tls.is_some() {
+        ignored.push("listener.tls");
+    }
+    // Kept either way: the listener's TLS lives as long as the process.
+    next.listener.tls = old.listener.tls.clone();
+    if next.log.format != old.log.format {
+        ignored.push("log.format");
+        next.log.format = old.log.format;
+    }
+    if next.admin.bind != old.admin.bind {
+        ignored.push("admin.bind");
+        next.admin.bind = old.admin.bind.clone();
+    }
+    ignored
+}
