@@ -24,6 +24,8 @@ pub mod proxy;
 pub mod registry;
 pub mod relay;
 pub mod rescue;
+pub mod revocation;
+pub mod revoke;
 pub mod session;
 pub mod tls;
 pub mod token;

@@ -111,11 +111,26 @@ pub const UPSTREAM_CONNECT_SECONDS: Metric = (
     "wsguard_upstream_connect_seconds",
     "Time to open the upstream WebSocket (TCP and handshake)",
 );
+/// Counter `{kind}`: revocations made on this replica's admin API (`sub`, `jti`, `sid`).
+pub const REVOCATIONS_TOTAL: Metric = (
+    "wsguard_revocations_total",
+    "Revocations made through this replica's admin API, by kind (sub, jti, sid)",
+);
+/// Counter: live connections closed because their token was revoked.
+pub const REVOKED_CLOSES_TOTAL: Metric = (
+    "wsguard_revoked_closes_total",
+    "Live connections closed because their token was revoked (on this replica)",
+);
+/// Gauge: 1 while the Redis link of `[revocation]` is up; present with a Redis URL.
+pub const REDIS_UP: Metric = (
+    "wsguard_redis_up",
+    "1 while the revocation link to Redis is up, else 0 (present with revocation.redis_url)",
+);
 /// Gauge `{version}`: always 1.
 pub const BUILD_INFO: Metric = ("wsguard_build_info", "The running build (always 1)");
 
 /// Every metric name and help (the dashboard test and the docs check against it).
-pub const ALL: [Metric; 19] = [
+pub const ALL: [Metric; 22] = [
     CONNECTIONS_ACTIVE,
     CONNECTIONS_TOTAL,
     AUTH_TOTAL,
@@ -135,6 +150,9 @@ pub const ALL: [Metric; 19] = [
     AUTH_DURATION_SECONDS,
     UPSTREAM_CONNECT_SECONDS,
     BUILD_INFO,
+    REVOCATIONS_TOTAL,
+    REVOKED_CLOSES_TOTAL,
+    REDIS_UP,
 ];
 
 /// Buckets of `wsguard_auth_duration_seconds` (verification is microseconds
@@ -279,10 +297,12 @@ pub enum AuthReason {
     StaleToken,
     /// A REAUTH for another `sub`/`iss`.
     IdentityMismatch,
+    /// The token is revoked (`[revocation]`).
+    Revoked,
 }
 
 /// Number of [`AuthReason`]s.
-const AUTH_REASONS: usize = 15;
+const AUTH_REASONS: usize = 16;
 
 impl AuthReason {
     /// Every reason, by its number.
@@ -302,6 +322,7 @@ impl AuthReason {
         AuthReason::Claim,
         AuthReason::StaleToken,
         AuthReason::IdentityMismatch,
+        AuthReason::Revoked,
     ];
 
     /// The class of a verification error.
@@ -339,12 +360,13 @@ impl AuthReason {
             AuthReason::Claim => "claim",
             AuthReason::StaleToken => "stale_token",
             AuthReason::IdentityMismatch => "identity_mismatch",
+            AuthReason::Revoked => "revoked",
         }
     }
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 19] = [
+const CAUSES: [CloseCause; 20] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -364,6 +386,7 @@ const CAUSES: [CloseCause; 19] = [
     CloseCause::PingTimeout,
     CloseCause::MaxLifetime,
     CloseCause::KeyRevoked,
+    CloseCause::TokenRevoked,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -390,6 +413,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         PingTimeout => "ping_timeout",
         MaxLifetime => "max_lifetime",
         KeyRevoked => "key_revoked",
+        TokenRevoked => "token_revoked",
     }
 }
 
@@ -441,7 +465,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 19],
+    closes: [Counter; 20],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -458,7 +482,14 @@ struct Handles {
     upstream_connect: Histogram,
     /// `wsguard_build_info{version}`.
     build_info: Gauge,
+    /// `wsguard_revocations_total{kind}`, by [`REVOCATION_KINDS`].
+    revocations: [Counter; 3],
+    /// `wsguard_revoked_closes_total`.
+    revoked_closes: Counter,
 }
+
+/// The `kind` label values of `wsguard_revocations_total`.
+pub const REVOCATION_KINDS: [&str; 3] = ["sub", "jti", "sid"];
 
 /// The `direction` label values, by [`Direction`].
 const DIRECTIONS: [&str; 2] = ["client_to_upstream", "upstream_to_client"];
@@ -498,6 +529,8 @@ fn register() -> Handles {
         auth_duration: metrics::histogram!(AUTH_DURATION_SECONDS.0),
         upstream_connect: metrics::histogram!(UPSTREAM_CONNECT_SECONDS.0),
         build_info: metrics::gauge!(BUILD_INFO.0, "version" => env!("CARGO_PKG_VERSION")),
+        revocations: REVOCATION_KINDS.map(|k| metrics::counter!(REVOCATIONS_TOTAL.0, "kind" => k)),
+        revoked_closes: metrics::counter!(REVOKED_CLOSES_TOTAL.0),
     }
 }
 
@@ -506,6 +539,26 @@ pub fn auth(kind: AuthKind, reason: AuthReason, took: std::time::Duration) {
     let h = handles();
     h.auth[kind as usize][reason as usize].increment(1);
     h.auth_duration.record(took.as_secs_f64());
+}
+
+/// Counts a revocation made on the admin API (`kind`: an index into
+/// [`REVOCATION_KINDS`]) and the live connections it closed.
+pub fn revoked(kind: usize, closed: usize) {
+    let h = handles();
+    if let Some(c) = h.revocations.get(kind) {
+        c.increment(1);
+    }
+    h.revoked_closes.increment(closed as u64);
+}
+
+/// Counts live connections closed by a revocation from another replica.
+pub fn revoked_closes(closed: usize) {
+    handles().revoked_closes.increment(closed as u64);
+}
+
+/// Sets `wsguard_redis_up` (the Redis link of `[revocation]`).
+pub fn redis_up(up: bool) {
+    metrics::gauge!(REDIS_UP.0).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Counts a token presented by a deprecated (legacy) method.
@@ -718,7 +771,8 @@ mod tests {
             | TooManyFailedReauth
             | PingTimeout
             | MaxLifetime
-            | KeyRevoked => CAUSES.contains(&c),
+            | KeyRevoked
+            | TokenRevoked => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -740,6 +794,7 @@ mod tests {
             PingTimeout,
             MaxLifetime,
             KeyRevoked,
+            TokenRevoked,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

@@ -6,12 +6,16 @@
 use std::sync::Arc;
 
 use crate::registry::{Registry, Shard};
+use crate::revocation::Revocations;
 
 /// Process-owned state shared by every worker and the control thread.
 #[derive(Debug)]
 pub struct Process {
     /// The registry of live connections (one shard per worker).
     pub registry: Arc<Registry>,
+    /// The revocations in force (replace it before the process is shared
+    /// to configure it: `[revocation]`).
+    pub revocations: Arc<Revocations>,
 }
 
 impl Process {
@@ -19,6 +23,7 @@ impl Process {
     pub fn new(workers: usize) -> Process {
         Process {
             registry: Arc::new(Registry::new(workers)),
+            revocations: Arc::default(),
         }
     }
 

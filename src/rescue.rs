@@ -68,6 +68,9 @@ pub enum CloseCause {
     /// The key that signed the connection's token left its provider's set,
     /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
     KeyRevoked,
+    /// The token was revoked (by `sub`, `jti` or session id): a live
+    /// connection is closed at once, a first auth with it refused.
+    TokenRevoked,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -107,6 +110,7 @@ impl CloseCause {
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
+            TokenRevoked => "token revoked",
         }
     }
 
@@ -120,8 +124,9 @@ impl CloseCause {
             InvalidToken | KeyRevoked if distinct => 4401,
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
+            TokenRevoked if distinct => 4403,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TokenRevoked => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
@@ -192,6 +197,13 @@ pub enum HttpError {
     /// Admin listener: `/readyz` while a readiness check fails (the body
     /// names them in `failing`).
     NotReady,
+    /// Admin listener: a `/revoke` body that is not a valid revocation (the
+    /// body's `detail` says what is wrong).
+    AdminBadRevocation,
+    /// Admin listener: `DELETE /revoke` for a revocation not in force.
+    AdminRevocationNotFound,
+    /// Admin listener: `/revoke` answers `POST` and `DELETE` only.
+    AdminRevokeMethodNotAllowed,
 }
 
 impl HttpError {
@@ -258,6 +270,21 @@ impl HttpError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not_ready",
                 "a readiness check fails (see failing)",
+            ),
+            HttpError::AdminBadRevocation => (
+                StatusCode::BAD_REQUEST,
+                "bad_revocation",
+                "the body must be a JSON object with sub (and iss), jti or sid, and optionally until (RFC 3339) or ttl",
+            ),
+            HttpError::AdminRevocationNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_revoked",
+                "no such revocation is in force",
+            ),
+            HttpError::AdminRevokeMethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "/revoke answers POST and DELETE only",
             ),
         }
     }
@@ -369,6 +396,17 @@ mod tests {
             4401
         );
         assert_eq!(CloseCause::KeyRevoked.reason(), "key revoked");
+        assert_eq!(
+            CloseCause::TokenRevoked.client_code(CloseCodes::Distinct),
+            4403
+        );
+        assert_eq!(
+            CloseCause::TokenRevoked.client_code(CloseCodes::Policy),
+            1008
+        );
+        let up = CloseCause::TokenRevoked.frames(CloseCodes::Policy).upstream;
+        let up = up.map(|f| (u16::from(f.code), f.reason.to_string()));
+        assert_eq!(up, Some((1001, "token revoked".to_string())));
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

@@ -1,5 +1,5 @@
-//! The admin listener: `/metrics`, `/healthz`, `/readyz` and
-//! `/connections`, served with hyper on the control thread (never on a
+//! The admin listener: `/metrics`, `/healthz`, `/readyz`,
+//! `/connections`, and `/revoke` with `/revocations` ([`revoke`]), served with hyper on the control thread (never on a
 //! worker), so that a flood on the public port cannot starve it.
 //!
 //! Every endpoint but the probes (`/healthz`, `/readyz`) requires
@@ -7,6 +7,7 @@
 
 pub mod connections;
 pub mod health;
+pub mod revoke;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -65,7 +66,7 @@ impl Admin {
     }
 
     /// Whether the request carries the token (or none is required).
-    fn authorized<B>(&self, request: &Request<B>) -> bool {
+    pub(crate) fn authorized<B>(&self, request: &Request<B>) -> bool {
         let Some(expected) = &self.token else {
             return true;
         };
@@ -156,8 +157,13 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>) {
 /// One admin HTTP/1 connection.
 async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: Arc<Admin>) {
     let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-        let answer = admin.answer(&request);
-        async move { Ok::<_, Infallible>(answer) }
+        let admin = admin.clone();
+        async move {
+            if revoke::routes(request.uri().path()) {
+                return Ok::<_, Infallible>(revoke::answer(&admin, request).await);
+            }
+            Ok::<_, Infallible>(admin.answer(&request))
+        }
     });
     let served = http1::Builder::new()
         .timer(TokioTimer::new())

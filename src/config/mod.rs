@@ -17,6 +17,7 @@ mod jwks;
 mod legacy;
 mod listener;
 mod log;
+mod revocation;
 mod session;
 mod tls;
 mod upstream;
@@ -30,6 +31,7 @@ pub use jwks::*;
 pub use legacy::*;
 pub use listener::*;
 pub use log::*;
+pub use revocation::*;
 pub use session::*;
 pub use tls::*;
 pub use upstream::*;
@@ -99,6 +101,9 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub log: LogConfig,
+    /// Revoked tokens, and the Redis link that shares them.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -158,6 +163,7 @@ impl Config {
         self.check_admin()?;
         self.check_log()?;
         self.check_jwks()?;
+        self.check_revocation()?;
         self.check_auth()
     }
 
