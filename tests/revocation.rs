@@ -362,3 +362,83 @@ async fn a_revocation_closes_a_thousand_sockets_of_one_subject_at_once() {
         all.as_secs_f64() * 1e3
     );
 }
+
+#[tokio::test]
+async fn a_revoked_header_token_is_refused_at_the_upgrade() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let upstream = Upstream::start(true).await;
+    let proxy = run(
+        &config(upstream.addr, "", "")
+            .replace("[session]", "[auth.legacy]\nheader = true\n[session]"),
+        &[],
+    )
+    .await;
+    let token = token_at("frank", -1, json!({}));
+    revoke(&proxy, json!({"sub": "frank"})).await;
+    let mut request = format!("ws://{}/", proxy.proxy)
+        .into_client_request()
+        .expect("request");
+    let bearer = format!("Bearer {token}").parse().expect("header");
+    request.headers_mut().insert("authorization", bearer);
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+        .await
+        .expect("connect in time")
+        .expect("upgrade accepted");
+    assert_eq!(expect_close(&mut ws).await, (1008, "token revoked".into()));
+}
+
+/// `wsguard check` on the configuration with `revocation` lines (and
+/// `WSGUARD_TEST_REDIS_URL` set to `url`, if given): success and standard error.
+fn check(revocation: &str, url: Option<&str>) -> (bool, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("secret"), SECRET).expect("secret");
+    let path = dir.path().join("wsguard.toml");
+    let text = config("127.0.0.1:9".parse().expect("addr"), "", "")
+        + &format!("[revocation]\n{revocation}\n");
+    std::fs::write(&path, text).expect("config");
+    let mut cmd = std::process::Command::new(support::cli::BIN);
+    cmd.env_remove("WSGUARD_CONFIG")
+        .env_remove("WSGUARD_TEST_REDIS_URL")
+        .args(["check", "--config"])
+        .arg(&path);
+    if let Some(url) = url {
+        cmd.env("WSGUARD_TEST_REDIS_URL", url);
+    }
+    let out = cmd.output().expect("run check");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn revocation_mistakes_name_their_key_and_never_show_the_url() {
+    let env = "redis_url_env = \"WSGUARD_TEST_REDIS_URL\"";
+    let cases = [
+        (
+            "redis_url = \"http://:hunter2@redis:6379\"",
+            None,
+            "revocation.redis_url:",
+        ),
+        (env, None, "revocation.redis_url_env:"),
+        (env, Some("redis//:hunter2@x"), "revocation.redis_url_env:"),
+        (
+            "redis_url = \"redis://a\"\nredis_url_env = \"X\"",
+            None,
+            "not both",
+        ),
+        ("default_ttl = \"0s\"", None, "revocation.default_ttl:"),
+        ("max_entries = 0", None, "revocation.max_entries:"),
+        ("redis_queue = 0", None, "revocation.redis_queue:"),
+        ("sid_claim = \"\"", None, "revocation.sid_claim:"),
+        ("redis_ttl = \"1s\"", None, "redis_ttl"),
+    ];
+    for (lines, url, want) in cases {
+        let (ok, err) = check(lines, url);
+        assert!(!ok, "{lines} was accepted");
+        assert!(err.contains(want), "{lines}: {err}");
+        assert!(!err.contains("hunter2"), "the URL was shown: {err}");
+    }
+    let (ok, err) = check(env, Some("rediss://:hunter2@redis.internal:6380/0"));
+    assert!(ok, "{err}");
+}
