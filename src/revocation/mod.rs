@@ -258,27 +258,51 @@ impl Revocations {
         registry: &Registry,
         announce: bool,
     ) -> (Revocation, usize) {
-        let stored = {
-            let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
-            let key = revocation.target.key();
-            let stored = match self.entries.get(&key) {
-                Some(old) => old.merged(&revocation),
-                None => revocation,
-            };
-            self.used[stored.target.kind()].store(true, Ordering::Relaxed);
-            self.entries.insert(key, stored.clone());
-            stored
+        let (stored, changed) = self.store(revocation);
+        // Unchanged: what it matches was closed when it was first stored.
+        let closed = if changed {
+            registry.send_where(
+                |e| stored.refuses(&e.identity, &self.sid_claim),
+                Command::Close(CloseCause::TokenRevoked),
+            )
+        } else {
+            0
         };
-        let closed = registry.send_where(
-            |e| stored.refuses(&e.identity, &self.sid_claim),
-            Command::Close(CloseCause::TokenRevoked),
-        );
         if announce {
             self.announce(Change::Revoke {
                 revocation: stored.clone(),
             });
         }
         (stored, closed)
+    }
+
+    /// Stores `revocation`, merged with one in force for the same target;
+    /// returns what is now in force and whether that changed anything.
+    /// The caller closes what it matches (see [`Revocations::close_refused`]).
+    pub fn store(&self, revocation: Revocation) -> (Revocation, bool) {
+        let _guard = self.write.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = revocation.target.key();
+        let old = self.entries.get(&key).filter(|r| r.until > unix_now());
+        let stored = match &old {
+            Some(old) => old.merged(&revocation),
+            None => revocation,
+        };
+        if old.as_ref() == Some(&stored) {
+            return (stored, false);
+        }
+        self.used[stored.target.kind()].store(true, Ordering::Relaxed);
+        self.entries.insert(key, stored.clone());
+        (stored, true)
+    }
+
+    /// Closes every live connection whose token a revocation in force
+    /// refuses (one pass over the registry, one lookup per connection and
+    /// kind: after storing many at once); returns how many.
+    pub fn close_refused(&self, registry: &Registry) -> usize {
+        registry.send_where(
+            |e| self.refuses(&e.identity),
+            Command::Close(CloseCause::TokenRevoked),
+        )
     }
 
     /// Lifts the revocation of `target`; false if none was in force. Told

@@ -190,11 +190,14 @@ impl Link {
         }
     }
 
-    /// Loads every revocation stored under the prefix; returns how many.
+    /// Loads every revocation stored under the prefix, then closes the
+    /// live connections the new ones match (one pass); returns how many
+    /// were loaded.
     async fn load(&self, conn: &mut MultiplexedConnection) -> Result<usize, LinkError> {
         let pattern = pattern(&self.prefix);
         let mut cursor = 0u64;
         let mut loaded = 0;
+        let mut changed = false;
         loop {
             let (next, keys): (u64, Vec<String>) = timed(
                 redis::cmd("SCAN")
@@ -211,10 +214,11 @@ impl Link {
                     timed(redis::cmd("MGET").arg(&keys).query_async(conn)).await?;
                 for value in values.into_iter().flatten() {
                     match serde_json::from_slice::<Revocation>(&value) {
-                        Ok(revocation) => {
-                            self.apply(revocation);
+                        Ok(r) if r.until > unix_now() => {
+                            changed |= self.revocations.store(r).1;
                             loaded += 1;
                         }
+                        Ok(_) => {}
                         Err(_) => {
                             tracing::warn!("a revocation in redis is not valid JSON; ignored")
                         }
@@ -222,21 +226,31 @@ impl Link {
                 }
             }
             if next == 0 {
-                return Ok(loaded);
+                break;
             }
             cursor = next;
         }
+        if changed {
+            let closed = self.revocations.close_refused(&self.registry);
+            self.closed(closed, "redis_load");
+        }
+        Ok(loaded)
     }
 
-    /// A revocation from Redis: stored here, matching connections closed.
+    /// A revocation announced by another replica: stored here, matching connections closed.
     fn apply(&self, revocation: Revocation) {
         if revocation.until <= unix_now() {
             return;
         }
-        let (stored, closed) = self.revocations.revoke(revocation, &self.registry, false);
+        let (_, closed) = self.revocations.revoke(revocation, &self.registry, false);
+        self.closed(closed, "redis");
+    }
+
+    /// Counts and logs connections closed by revocations from Redis.
+    fn closed(&self, closed: usize, source: &'static str) {
         crate::metrics::revoked_closes(closed);
         if closed > 0 {
-            tracing::info!(target: crate::session::AUDIT, event = "revoked", kind = crate::metrics::REVOCATION_KINDS[stored.target.kind()], closed, source = "redis", "token revoked");
+            tracing::info!(target: crate::session::AUDIT, event = "revoked", closed, source, "token revoked");
         }
     }
 

@@ -113,6 +113,19 @@ fn revoking_closes_the_matching_live_connections() {
         Some(Command::Close(CloseCause::TokenRevoked))
     );
     assert_eq!(b.mailbox().poll(&cx), None);
+    // Stored in a batch (loaded from Redis), closed in one pass.
+    let (_, changed) = store.store(revocation(Target::Sub {
+        sub: "bob".into(),
+        iss: None,
+    }));
+    assert!(changed);
+    assert_eq!(store.close_refused(&registry), 2, "alice's is still listed");
+    assert_eq!(
+        b.mailbox().poll(&cx),
+        Some(Command::Close(CloseCause::TokenRevoked))
+    );
+    let again = store.list()[0].clone();
+    assert!(!store.store(again).1, "the same again changes nothing");
 }
 
 #[test]
