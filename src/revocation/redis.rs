@@ -128,9 +128,9 @@ impl Link {
         let mut was_up = None::<bool>;
         let mut pending = None::<Change>;
         loop {
-            let up = &mut was_up;
-            let error = self.serve(&mut inbox, &mut pending, up).await;
-            if *up != Some(false) {
+            let error = self.serve(&mut inbox, &mut pending, &mut was_up).await;
+            // Once per outage: the first failure after being up (or at start).
+            if was_up != Some(false) {
                 tracing::warn!(error = %error, "redis link down: revocations stay local until it is back (retrying)");
                 crate::metrics::redis_up(false);
                 wait = RETRY_MIN.min(self.retry_max);
@@ -170,6 +170,8 @@ impl Link {
         *was_up = Some(true);
         let mut messages = pubsub.on_message();
         let mut ping = tokio::time::interval(PING_INTERVAL);
+        // The store keeps the sender for the process's life; never spin if not.
+        let mut open = true;
         loop {
             if let Some(change) = pending.take() {
                 // Kept until written: a failure here retries it after the reconnect.
@@ -182,7 +184,10 @@ impl Link {
                     Some(message) => self.received(message.get_payload_bytes()),
                     None => return Err(LinkError::Closed),
                 },
-                change = inbox.recv() => *pending = change,
+                change = inbox.recv(), if open => match change {
+                    Some(change) => *pending = Some(change),
+                    None => open = false,
+                },
                 _ = ping.tick() => {
                     timed(redis::cmd("PING").query_async::<()>(&mut conn)).await?;
                 }
