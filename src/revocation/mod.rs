@@ -60,12 +60,13 @@ impl Target {
     /// The key it is stored under (here and, after the prefix, in Redis):
     /// a JSON array, so that no value can be mistaken for another.
     pub fn key(&self) -> String {
-        let v = match self {
-            Target::Sub { sub, iss } => serde_json::json!(["sub", iss, sub]),
-            Target::Jti { jti } => serde_json::json!(["jti", jti]),
-            Target::Sid { sid } => serde_json::json!(["sid", sid]),
+        // Serialized straight from tuples (no JSON tree): one allocation.
+        let key = match self {
+            Target::Sub { sub, iss } => serde_json::to_string(&("sub", iss, sub)),
+            Target::Jti { jti } => serde_json::to_string(&("jti", jti)),
+            Target::Sid { sid } => serde_json::to_string(&("sid", sid)),
         };
-        v.to_string()
+        key.unwrap_or_default()
     }
 }
 

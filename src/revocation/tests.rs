@@ -140,6 +140,16 @@ fn the_same_target_twice_keeps_the_later_time_and_longer_life() {
 }
 
 #[test]
+fn keys_are_json_arrays() {
+    let sub = Target::Sub {
+        sub: "a\"b".into(),
+        iss: None,
+    };
+    assert_eq!(sub.key(), r#"["sub",null,"a\"b"]"#);
+    assert_eq!(Target::Jti { jti: "j".into() }.key(), r#"["jti","j"]"#);
+}
+
+#[test]
 fn requests_are_checked() {
     let ttl = Duration::from_secs(60);
     let ok = parse_request(br#"{"sub":"alice"}"#, 1, ttl).expect("sub");
