@@ -18,8 +18,8 @@ pub const DEFAULT_REDIS_QUEUE: usize = 1000;
 /// The longest wait between two attempts to reach Redis.
 pub const DEFAULT_REDIS_RETRY_MAX: Duration = Duration::from_secs(5);
 
-/// `[revocation]`
-#[derive(Debug, Clone, Deserialize)]
+/// `[revocation]` (restart-only: a reload compares it with `==` and keeps it)
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RevocationConfig {
     /// How long a revocation applies without `until` or `ttl`.
