@@ -57,6 +57,42 @@ enum Command {
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         reauth_lead: Duration,
     },
+    /// Revoke tokens on a running proxy (its admin API): by --sub (with
+    /// --iss), --jti or --sid; prints how many live connections it closed.
+    Revoke(RevokeArgs),
+}
+
+/// The flags of `wsguard revoke`.
+#[derive(Args)]
+#[command(group = clap::ArgGroup::new("what").args(["sub", "jti", "sid"]).required(true))]
+struct RevokeArgs {
+    /// Revoke a subject's tokens issued until now.
+    #[arg(long)]
+    sub: Option<String>,
+    /// The subject's issuer (needed when several providers are configured).
+    #[arg(long, requires = "sub")]
+    iss: Option<String>,
+    /// Revoke the token with this `jti`.
+    #[arg(long)]
+    jti: Option<String>,
+    /// Revoke the tokens of this session id (`revocation.sid_claim`).
+    #[arg(long)]
+    sid: Option<String>,
+    /// How long it applies, for example `1h` (default: revocation.default_ttl).
+    #[arg(long, conflicts_with = "until")]
+    ttl: Option<String>,
+    /// When it stops applying (RFC 3339, e.g. 2026-12-01T12:00:00Z).
+    #[arg(long)]
+    until: Option<String>,
+    /// The admin listener's URL.
+    #[arg(long, default_value = "http://127.0.0.1:9901")]
+    admin: String,
+    /// Environment variable holding the admin token.
+    #[arg(long, default_value = "WSGUARD_ADMIN_TOKEN")]
+    token_env: String,
+    /// Lift the revocation instead (DELETE /revoke).
+    #[arg(long)]
+    lift: bool,
 }
 
 /// The flags of `wsguard check`.
@@ -218,6 +254,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Run(arg) => serve(&config_path(arg, &cli.config, "run")?),
+        Command::Revoke(args) => revoke(args),
     }
 }
 
@@ -363,8 +400,14 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
     // Owned by the process: a reload of the configuration keeps it.
-    let process = std::sync::Arc::new(Process::new(workers));
+    let mut process = Process::new(workers);
+    process.revocations = std::sync::Arc::new(wsguard::revocation::Revocations::new(
+        &config.revocation,
+        config.auth.providers.len(),
+    ));
+    let process = std::sync::Arc::new(process);
     process.proxy.swap(proxy.clone());
+    start_revocation_link(&config, &process, &control)?;
     proxy.verifier.start(
         control.handle(),
         process.registry.clone(),
@@ -468,6 +511,56 @@ fn start_admin(
     });
     tracing::info!(addr = %addr, "admin listening");
     Ok(())
+}
+
+/// With `revocation.redis_url`, the Redis link on the control thread.
+fn start_revocation_link(
+    config: &Config,
+    process: &std::sync::Arc<Process>,
+    control: &Control,
+) -> anyhow::Result<()> {
+    let r = &config.revocation;
+    let Some(url) = r.redis()? else {
+        return Ok(());
+    };
+    let link = wsguard::revocation::redis::Link::new(
+        &url,
+        r,
+        process.revocations.clone(),
+        process.registry.clone(),
+    )
+    .map_err(|_| anyhow::anyhow!("revocation.redis_url: not a usable Redis URL"))?;
+    link.start(r.redis_queue, control.handle());
+    Ok(())
+}
+
+/// `wsguard revoke`: one line on success, the server's error otherwise.
+fn revoke(args: RevokeArgs) -> anyhow::Result<ExitCode> {
+    let mut body = serde_json::Map::new();
+    let fields = [
+        ("sub", args.sub),
+        ("iss", args.iss),
+        ("jti", args.jti),
+        ("sid", args.sid),
+        ("ttl", args.ttl.filter(|_| !args.lift)),
+        ("until", args.until.filter(|_| !args.lift)),
+    ];
+    for (name, value) in fields {
+        if let Some(v) = value {
+            body.insert(name.into(), v.into());
+        }
+    }
+    let options = wsguard::revoke::Options {
+        admin: args.admin,
+        token: std::env::var(&args.token_env)
+            .ok()
+            .filter(|t| !t.is_empty()),
+        body,
+        lift: args.lift,
+    };
+    let line = runtime()?.block_on(wsguard::revoke::run(options))?;
+    println!("{line}");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn ctrl_c() {

@@ -111,11 +111,26 @@ pub const UPSTREAM_CONNECT_SECONDS: Metric = (
     "wsguard_upstream_connect_seconds",
     "Time to open the upstream WebSocket (TCP and handshake)",
 );
+/// Counter `{kind}`: revocations made on this replica's admin API (`sub`, `jti`, `sid`).
+pub const REVOCATIONS_TOTAL: Metric = (
+    "wsguard_revocations_total",
+    "Revocations made through this replica's admin API, by kind (sub, jti, sid)",
+);
+/// Counter: live connections closed because their token was revoked.
+pub const REVOKED_CLOSES_TOTAL: Metric = (
+    "wsguard_revoked_closes_total",
+    "Live connections closed because their token was revoked (on this replica)",
+);
+/// Gauge: 1 while the Redis link of `[revocation]` is up; present with a Redis URL.
+pub const REDIS_UP: Metric = (
+    "wsguard_redis_up",
+    "1 while the revocation link to Redis is up, else 0 (present with revocation.redis_url)",
+);
 /// Gauge `{version}`: always 1.
 pub const BUILD_INFO: Metric = ("wsguard_build_info", "The running build (always 1)");
 
 /// Every metric name and help (the dashboard test and the docs check against it).
-pub const ALL: [Metric; 19] = [
+pub const ALL: [Metric; 22] = [
     CONNECTIONS_ACTIVE,
     CONNECTIONS_TOTAL,
     AUTH_TOTAL,
@@ -135,6 +150,9 @@ pub const ALL: [Metric; 19] = [
     AUTH_DURATION_SECONDS,
     UPSTREAM_CONNECT_SECONDS,
     BUILD_INFO,
+    REVOCATIONS_TOTAL,
+    REVOKED_CLOSES_TOTAL,
+    REDIS_UP,
 ];
 
 /// Buckets of `wsguard_auth_duration_seconds` (verification is microseconds
@@ -282,10 +300,12 @@ pub enum AuthReason {
     /// The token already authenticates `auth.max_connections_per_token`
     /// live connections.
     TokenInUse,
+    /// The token is revoked (`[revocation]`).
+    Revoked,
 }
 
 /// Number of [`AuthReason`]s.
-const AUTH_REASONS: usize = 16;
+const AUTH_REASONS: usize = 17;
 
 impl AuthReason {
     /// Every reason, by its number.
@@ -306,6 +326,7 @@ impl AuthReason {
         AuthReason::StaleToken,
         AuthReason::IdentityMismatch,
         AuthReason::TokenInUse,
+        AuthReason::Revoked,
     ];
 
     /// The class of a verification error.
@@ -344,12 +365,13 @@ impl AuthReason {
             AuthReason::StaleToken => "stale_token",
             AuthReason::IdentityMismatch => "identity_mismatch",
             AuthReason::TokenInUse => "token_in_use",
+            AuthReason::Revoked => "revoked",
         }
     }
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 22] = [
+const CAUSES: [CloseCause; 23] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -372,6 +394,7 @@ const CAUSES: [CloseCause; 22] = [
     CloseCause::IdleTimeout,
     CloseCause::TokenInUse,
     CloseCause::Draining,
+    CloseCause::TokenRevoked,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -401,6 +424,7 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         IdleTimeout => "idle_timeout",
         TokenInUse => "token_in_use",
         Draining => "draining",
+        TokenRevoked => "token_revoked",
     }
 }
 
@@ -469,7 +493,14 @@ struct Handles {
     upstream_connect: Histogram,
     /// `wsguard_build_info{version}`.
     build_info: Gauge,
+    /// `wsguard_revocations_total{kind}`, by [`REVOCATION_KINDS`].
+    revocations: [Counter; 3],
+    /// `wsguard_revoked_closes_total`.
+    revoked_closes: Counter,
 }
+
+/// The `kind` label values of `wsguard_revocations_total`.
+pub const REVOCATION_KINDS: [&str; 3] = ["sub", "jti", "sid"];
 
 /// The `direction` label values, by [`Direction`].
 const DIRECTIONS: [&str; 2] = ["client_to_upstream", "upstream_to_client"];
@@ -509,6 +540,8 @@ fn register() -> Handles {
         auth_duration: metrics::histogram!(AUTH_DURATION_SECONDS.0),
         upstream_connect: metrics::histogram!(UPSTREAM_CONNECT_SECONDS.0),
         build_info: metrics::gauge!(BUILD_INFO.0, "version" => env!("CARGO_PKG_VERSION")),
+        revocations: REVOCATION_KINDS.map(|k| metrics::counter!(REVOCATIONS_TOTAL.0, "kind" => k)),
+        revoked_closes: metrics::counter!(REVOKED_CLOSES_TOTAL.0),
     }
 }
 
@@ -517,6 +550,26 @@ pub fn auth(kind: AuthKind, reason: AuthReason, took: std::time::Duration) {
     let h = handles();
     h.auth[kind as usize][reason as usize].increment(1);
     h.auth_duration.record(took.as_secs_f64());
+}
+
+/// Counts a revocation made on the admin API (`kind`: an index into
+/// [`REVOCATION_KINDS`]) and the live connections it closed.
+pub fn revoked(kind: usize, closed: usize) {
+    let h = handles();
+    if let Some(c) = h.revocations.get(kind) {
+        c.increment(1);
+    }
+    h.revoked_closes.increment(closed as u64);
+}
+
+/// Counts live connections closed by a revocation from another replica.
+pub fn revoked_closes(closed: usize) {
+    handles().revoked_closes.increment(closed as u64);
+}
+
+/// Sets `wsguard_redis_up` (the Redis link of `[revocation]`).
+pub fn redis_up(up: bool) {
+    metrics::gauge!(REDIS_UP.0).set(if up { 1.0 } else { 0.0 });
 }
 
 /// Counts a token presented by a deprecated (legacy) method.
@@ -732,7 +785,8 @@ mod tests {
             | KeyRevoked
             | IdleTimeout
             | TokenInUse
-            | Draining => CAUSES.contains(&c),
+            | Draining
+            | TokenRevoked => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -757,6 +811,7 @@ mod tests {
             IdleTimeout,
             TokenInUse,
             Draining,
+            TokenRevoked,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

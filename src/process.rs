@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::registry::{Registry, Shard};
 use crate::replay::TokenUses;
+use crate::revocation::Revocations;
 
 /// Process-owned state shared by every worker and the control thread.
 #[derive(Debug)]
@@ -23,6 +24,9 @@ pub struct Process {
     /// theirs, and their REAUTHs use its verifier. `None` (tests, the
     /// demo): the proxy given to the accept loop.
     pub proxy: crate::reload::Current,
+    /// The revocations in force (replace it before the process is shared
+    /// to configure it: `[revocation]`).
+    pub revocations: Arc<Revocations>,
 }
 
 impl Process {
@@ -33,6 +37,7 @@ impl Process {
             tokens: Arc::default(),
             drain: crate::drain::Signal::default(),
             proxy: crate::reload::Current::default(),
+            revocations: Arc::default(),
         }
     }
 

@@ -76,6 +76,9 @@ pub enum CloseCause {
     /// The proxy is draining (SIGTERM, SIGINT, `POST /drain`): 1001 `going
     /// away` on both legs after `drain.close_after`.
     Draining,
+    /// The token was revoked (by `sub`, `jti` or session id): a live
+    /// connection is closed at once, a first auth with it refused.
+    TokenRevoked,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -118,6 +121,7 @@ impl CloseCause {
             IdleTimeout => "idle timeout",
             TokenInUse => "token in use",
             Draining => "going away",
+            TokenRevoked => "token revoked",
         }
     }
 
@@ -132,13 +136,16 @@ impl CloseCause {
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
             IdleTimeout if distinct => 4440,
+            TokenRevoked if distinct => 4403,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked | TokenInUse => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TokenInUse | TokenRevoked => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout | Draining => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout | Draining => {
+                GOING_AWAY
+            }
         }
     }
 
@@ -208,6 +215,13 @@ pub enum HttpError {
     /// load; the message is the error naming the key, the configuration in
     /// force stays.
     ReloadRefused,
+    /// Admin listener: a `/revoke` body that is not a valid revocation (the
+    /// body's `detail` says what is wrong).
+    AdminBadRevocation,
+    /// Admin listener: `DELETE /revoke` for a revocation not in force.
+    AdminRevocationNotFound,
+    /// Admin listener: `/revoke` answers `POST` and `DELETE` only.
+    AdminRevokeMethodNotAllowed,
 }
 
 impl HttpError {
@@ -279,6 +293,21 @@ impl HttpError {
                 StatusCode::BAD_REQUEST,
                 "reload_refused",
                 "the new configuration was refused; the one in force stays",
+            ),
+            HttpError::AdminBadRevocation => (
+                StatusCode::BAD_REQUEST,
+                "bad_revocation",
+                "the body must be a JSON object with sub (and iss), jti or sid, and optionally until (RFC 3339) or ttl",
+            ),
+            HttpError::AdminRevocationNotFound => (
+                StatusCode::NOT_FOUND,
+                "not_revoked",
+                "no such revocation is in force",
+            ),
+            HttpError::AdminRevokeMethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "/revoke answers POST and DELETE only",
             ),
         }
     }
@@ -408,6 +437,17 @@ mod tests {
             CloseCause::TokenInUse.client_code(CloseCodes::Distinct),
             1008
         );
+        assert_eq!(
+            CloseCause::TokenRevoked.client_code(CloseCodes::Distinct),
+            4403
+        );
+        assert_eq!(
+            CloseCause::TokenRevoked.client_code(CloseCodes::Policy),
+            1008
+        );
+        let up = CloseCause::TokenRevoked.frames(CloseCodes::Policy).upstream;
+        let up = up.map(|f| (u16::from(f.code), f.reason.to_string()));
+        assert_eq!(up, Some((1001, "token revoked".to_string())));
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

@@ -1,5 +1,6 @@
 //! The admin listener: `/metrics`, `/healthz`, `/readyz`,
-//! `/connections`, `/drain` and `/reload`, served with hyper on the control thread (never on a
+//! `/connections`, `/drain`, `/reload`, and `/revoke` with `/revocations`
+//! ([`revoke`]), served with hyper on the control thread (never on a
 //! worker), so that a flood on the public port cannot starve it.
 //!
 //! Every endpoint but the probes (`/healthz`, `/readyz`) requires
@@ -9,6 +10,7 @@ pub mod connections;
 pub mod drain;
 pub mod health;
 pub mod reload;
+pub mod revoke;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -103,7 +105,7 @@ impl Admin {
     }
 
     /// Whether the request carries the token (or none is required).
-    pub(super) fn authorized<B>(&self, request: &Request<B>) -> bool {
+    pub(crate) fn authorized<B>(&self, request: &Request<B>) -> bool {
         let Some(expected) = &self.token else {
             return true;
         };
@@ -198,7 +200,12 @@ async fn serve_connection(tcp: tokio::net::TcpStream, peer: SocketAddr, admin: A
         let slot = slot.clone();
         service_fn(move |request: Request<hyper::body::Incoming>| {
             let (admin, slot) = (admin.clone(), slot.clone());
-            async move { Ok::<_, Infallible>(admin.respond(&request, &slot).await) }
+            async move {
+                if revoke::routes(request.uri().path()) {
+                    return Ok::<_, Infallible>(revoke::answer(&admin, request).await);
+                }
+                Ok::<_, Infallible>(admin.respond(&request, &slot).await)
+            }
         })
     };
     let served = http1::Builder::new()

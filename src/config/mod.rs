@@ -19,6 +19,7 @@ mod jwks;
 mod legacy;
 mod listener;
 mod log;
+mod revocation;
 mod session;
 mod tls;
 mod upstream;
@@ -34,6 +35,7 @@ pub use jwks::*;
 pub use legacy::*;
 pub use listener::*;
 pub use log::*;
+pub use revocation::*;
 pub use session::*;
 pub use tls::*;
 pub use upstream::*;
@@ -106,6 +108,9 @@ pub struct Config {
     /// How the proxy leaves: the reconnect hint and its timings.
     #[serde(default)]
     pub drain: DrainConfig,
+    /// Revoked tokens, and the Redis link that shares them.
+    #[serde(default)]
+    pub revocation: RevocationConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -167,6 +172,7 @@ impl Config {
         self.check_log()?;
         self.check_jwks()?;
         self.check_drain()?;
+        self.check_revocation()?;
         self.check_auth()
     }
 

@@ -117,6 +117,10 @@ impl<C: ClientIo> Session<C> {
         result: Result<Arc<Identity>, AuthError>,
         started: std::time::Instant,
     ) {
+        if result.as_ref().is_ok_and(|i| self.revoked(i)) {
+            self.count_auth(AuthKind::First, AuthReason::Revoked, started, None);
+            return self.close(CloseCause::TokenRevoked);
+        }
         let reason = result.as_ref().err().map_or(AuthReason::Ok, AuthReason::of);
         if let Ok(identity) = &result {
             if !self.claim_token(identity, &token) {
@@ -380,6 +384,10 @@ impl<C: ClientIo> Session<C> {
                 return self.reauth_failed("invalid_token", &e.to_string(), id);
             }
         };
+        if self.revoked(&identity) {
+            self.count_auth(AuthKind::Reauth, AuthReason::Revoked, started, None);
+            return self.reauth_failed("invalid_token", "token revoked", id);
+        }
         let Some(creds) = &self.credentials else {
             return;
         };
@@ -427,6 +435,13 @@ impl<C: ClientIo> Session<C> {
             self.token_use = Some(used);
         }
         self.reauthenticated(identity, id);
+    }
+
+    /// Whether a revocation refuses this verified token (one in-memory
+    /// lookup per kind in force; checked on every auth and REAUTH,
+    /// verified-token cache hits included).
+    pub(super) fn revoked(&self, identity: &Identity) -> bool {
+        self.local.process.revocations.refuses(identity)
     }
 
     /// Records a REAUTH attempt; true when it came too soon after the last.

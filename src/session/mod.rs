@@ -344,6 +344,13 @@ impl<C: ClientIo> Session<C> {
                 self.close(CloseCause::InvalidToken)
             }
             Start::Verified {
+                identity, method, ..
+            } if self.revoked(&identity) => {
+                let kind = crate::metrics::AuthKind::legacy(method);
+                self.audit_auth(kind, crate::metrics::AuthReason::Revoked, None);
+                self.close(CloseCause::TokenRevoked)
+            }
+            Start::Verified {
                 identity,
                 token,
                 method,

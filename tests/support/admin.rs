@@ -99,6 +99,22 @@ impl Running {
         raw_http(self.admin, &raw).await
     }
 
+    /// `method path` with a JSON `body` on the admin listener, with a bearer token if given.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: &str,
+        token: Option<&str>,
+    ) -> RawResponse {
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nhost: admin\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        raw_http(self.admin, &raw).await
+    }
+
     /// A `/metrics` scrape.
     pub async fn scrape(&self, token: Option<&str>) -> Scrape {
         let response = self.get("/metrics", token).await;

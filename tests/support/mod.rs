@@ -7,6 +7,7 @@ pub mod cli;
 pub mod idp;
 pub mod lifecycle;
 pub mod raw;
+pub mod redis;
 pub mod requests;
 pub mod schema;
 pub mod tls;
