@@ -59,7 +59,10 @@ client.on("authenticated", (payload) => {
     view.showQueued(client.queued);
 });
 client.on("authRequired", (payload) => frame("auth_required", payload));
-client.on("tokenExpired", (payload) => frame("TOKEN_EXPIRED", payload));
+client.on("tokenExpired", (payload) => {
+    frame("TOKEN_EXPIRED", payload);
+    view.showCountdown(exp);
+});
 client.on("frameError", (payload) => frame("error", payload));
 client.on("reconnect", (payload) => frame("reconnect", payload));
 client.on("close", (info) => view.logFrame("local", `socket closed ${info.code} ${JSON.stringify(info.reason)}`));
