@@ -190,6 +190,14 @@ test("5: two tabs share one refresh and both get the new token", async (t) => {
   const metrics = await d.metrics();
   assert.equal(metrics.value("wsguard_connections_total"), 2);
   assert.equal((await d.connections()).connections.length, 2);
+  // Both tabs asked at the same moment, five times: one refresh each time.
+  for (let round = 0; round < 5; round++) {
+    const before = d.count("demo token minted");
+    const got = await Promise.all([a, b].map((p) => p.evaluate(() => window.demo.client.tokens.refresh())));
+    assert.equal(got[0], got[1], "both tabs got the same token");
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(d.count("demo token minted") - before, 1, `round ${round}: one token minted for two simultaneous refreshes`);
+  }
   for (const page of [a, b]) {
     assert.equal(await page.evaluate(() => window.__webSockets), 1);
     assert.deepEqual(page.errors, []);
