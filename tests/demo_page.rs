@@ -156,3 +156,19 @@ async fn admin_lists_the_demos_connections() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn the_readme_shows_the_page_line_the_demo_prints_and_its_screenshot() {
+    let demo = cli::demo(&[]).await;
+    let line = demo.banner[0].replace(&demo.addr.to_string(), "127.0.0.1:8080");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    assert!(readme.contains(&line), "the README lacks {line:?}");
+    assert!(readme.contains("](docs/demo.png)"));
+    let png = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/demo.png"))
+        .expect("docs/demo.png");
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "docs/demo.png is a PNG"
+    );
+}
