@@ -204,3 +204,37 @@ test("5: two tabs share one refresh and both get the new token", async (t) => {
     await page.close();
   }
 });
+
+test("the page on a phone: one column, no sideways scroll, labelled controls, keyboard only", async (t) => {
+  const d = await demo(t);
+  const page = await browser.open(d.page);
+  await page.setViewportSize({ width: 375, height: 740 });
+  await authenticated(page);
+  const layout = await page.evaluate(() => ({
+    overflow: document.documentElement.scrollWidth - window.innerWidth,
+    chat: document.querySelector(".chat").getBoundingClientRect().toJSON(),
+    log: document.querySelector(".log").getBoundingClientRect().toJSON(),
+  }));
+  assert.ok(layout.overflow <= 0, `no horizontal scroll: ${layout.overflow}px too wide`);
+  assert.ok(layout.log.top >= layout.chat.bottom, "the side log goes below the chat");
+  assert.match(await page.locator("#status[role=status]").textContent(), /authenticated/);
+  for (const name of ["Make the next refresh fail", "Send", "Call /api/whoami with authFetch"]) {
+    assert.equal(await page.getByRole("button", { name }).count(), 1, name);
+  }
+  // Keyboard only: Tab to the message field, type, Enter.
+  for (let i = 0; i < 10 && (await page.evaluate(() => document.activeElement?.id)) !== "text"; i++) {
+    await page.keyboard.press("Tab");
+  }
+  assert.equal(await page.evaluate(() => document.activeElement?.id), "text", "Tab reaches the message field");
+  await page.keyboard.type("from the keyboard");
+  await page.keyboard.press("Enter");
+  await page.waitForFunction(() => window.demo.stats.replies.length === 1, null, { timeout: WAIT });
+  await page.getByText("↩ echoed by the upstream: from the keyboard").waitFor({ timeout: WAIT });
+  // The protected route, from the page's own button.
+  await page.getByRole("button", { name: "Call /api/whoami with authFetch" }).click();
+  await until(async () => /^200 /.test(await page.locator("#whoami-out").textContent()), "the whoami answer");
+  assert.match(await page.locator("#whoami-out").textContent(), /"sub":"alice"/);
+  await screenshot(page, "phone");
+  assert.deepEqual(page.errors, []);
+  await page.close();
+});
