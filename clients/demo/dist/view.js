@@ -1,5 +1,9 @@
 /** The demo page's DOM: the indicator, the countdown, the chat, the frame log and the banner. */
-/** The colour of each state: red only when no socket is up. */
+/**
+ * The colour of each state: red only when no socket is up. Keyed by name
+ * (not `Record<State, …>`) so that a state the library adds later shows red
+ * with its own name instead of breaking the page's build.
+ */
 const COLOURS = {
     connecting: "pending",
     authenticating: "pending",
@@ -7,6 +11,7 @@ const COLOURS = {
     reauthenticating: "pending",
     suspended: "pending",
     reconnecting: "down",
+    idle: "down",
     closed: "down",
 };
 /** What each state is called on the page. */
@@ -17,6 +22,7 @@ const LABELS = {
     reauthenticating: "re-authenticating (same socket)",
     suspended: "session expired: waiting for a token",
     reconnecting: "disconnected: reconnecting",
+    idle: "disconnected for inactivity: the next message reconnects",
     closed: "disconnected",
 };
 /** The most lines the frame log keeps. */
@@ -64,11 +70,11 @@ export class View {
     }
     /** Shows a state on the indicator. */
     showState(state) {
-        const colour = COLOURS[state];
+        const colour = COLOURS[state] ?? "down";
         if (this.colours[this.colours.length - 1] !== colour)
             this.colours.push(colour);
         this.dot.className = `dot ${colour}`;
-        this.state.textContent = LABELS[state];
+        this.state.textContent = LABELS[state] ?? state;
     }
     /** Seconds left until `exp` (unix seconds), or "expired". */
     showCountdown(exp) {

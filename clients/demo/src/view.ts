@@ -5,25 +5,31 @@ import type { State } from "@wsguard/client";
 /** The indicator's colours: green, yellow, red. */
 export type Colour = "ok" | "pending" | "down";
 
-/** The colour of each state: red only when no socket is up. */
-const COLOURS: Readonly<Record<State, Colour>> = {
+/**
+ * The colour of each state: red only when no socket is up. Keyed by name
+ * (not `Record<State, …>`) so that a state the library adds later shows red
+ * with its own name instead of breaking the page's build.
+ */
+const COLOURS: Readonly<Record<string, Colour>> = {
   connecting: "pending",
   authenticating: "pending",
   authenticated: "ok",
   reauthenticating: "pending",
   suspended: "pending",
   reconnecting: "down",
+  idle: "down",
   closed: "down",
 };
 
 /** What each state is called on the page. */
-const LABELS: Readonly<Record<State, string>> = {
+const LABELS: Readonly<Record<string, string>> = {
   connecting: "connecting",
   authenticating: "authenticating",
   authenticated: "authenticated",
   reauthenticating: "re-authenticating (same socket)",
   suspended: "session expired: waiting for a token",
   reconnecting: "disconnected: reconnecting",
+  idle: "disconnected for inactivity: the next message reconnects",
   closed: "disconnected",
 };
 
@@ -75,10 +81,10 @@ export class View {
 
   /** Shows a state on the indicator. */
   showState(state: State): void {
-    const colour = COLOURS[state];
+    const colour = COLOURS[state] ?? "down";
     if (this.colours[this.colours.length - 1] !== colour) this.colours.push(colour);
     this.dot.className = `dot ${colour}`;
-    this.state.textContent = LABELS[state];
+    this.state.textContent = LABELS[state] ?? state;
   }
 
   /** Seconds left until `exp` (unix seconds), or "expired". */
