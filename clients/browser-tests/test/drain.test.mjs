@@ -127,9 +127,12 @@ timeout = "10s"
   const second = await run(config);
   procs.push(second);
 
-  await page.waitForFunction(() => window.__webSockets === 2 && window.demo.client.state === "authenticated", null, {
-    timeout: WAIT,
-  });
+  // Attempts while no proxy listens are refused (more WebSocket constructions); one gets in.
+  await page.waitForFunction(
+    () => window.demo.stats.frames.AUTHENTICATED >= 2 && window.demo.client.state === "authenticated",
+    null,
+    { timeout: WAIT },
+  );
   await new Promise((r) => setTimeout(r, 1000));
   const total = await page.evaluate(() => {
     clearInterval(window.__chatter);
@@ -140,7 +143,7 @@ timeout = "10s"
   const seen = await page.evaluate(() => ({ replies: window.demo.stats.replies, sockets: window.__webSockets }));
   assert.deepEqual(upstream.received, numbers, "every accepted message reached the upstream exactly once, in order");
   assert.deepEqual(seen.replies, numbers, "and got its reply");
-  assert.equal(seen.sockets, 2);
+  assert.ok(seen.sockets >= 2, `${seen.sockets} WebSockets`);
 
   // The proxies: the first drained and exited 0; the second holds the one connection.
   await until(() => first.state.exited !== null, "the first proxy to exit", 15_000);
