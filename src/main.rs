@@ -45,7 +45,7 @@ enum Command {
     /// Connect to a proxy as a client: authenticate, print every frame, send
     /// stdin lines, answer auth_required with a REAUTH.
     Connect(ConnectArgs),
-    /// Start a built-in echo upstream and the proxy in front of it, and print how to connect.
+    /// Start a built-in echo upstream (with a chat page) and the proxy in front of it, and print how to connect.
     Demo {
         /// Where the proxy listens.
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -56,6 +56,9 @@ enum Command {
         /// How long before a token's `exp` the proxy sends `auth_required`.
         #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
         reauth_lead: Duration,
+        /// Also serve the admin endpoints (`/metrics`, `/connections`, ...) here, without a token.
+        #[arg(long)]
+        admin: Option<SocketAddr>,
     },
     /// Revoke tokens on a running proxy (its admin API): by --sub (with
     /// --iss), --jti or --sid; prints how many live connections it closed.
@@ -244,11 +247,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             token_ttl,
             reauth_lead,
+            admin,
         } => {
             let options = wsguard::demo::Options {
                 listen,
                 token_ttl,
                 reauth_lead,
+                admin,
             };
             runtime()?.block_on(wsguard::demo::run(options, ctrl_c()))?;
             Ok(ExitCode::SUCCESS)

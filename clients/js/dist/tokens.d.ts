@@ -28,6 +28,13 @@ export interface TokenOptions {
     coordinate?: boolean;
     /** Name of the lock and the channel (default `"wsguard-token"`). */
     coordinationKey?: string;
+    /**
+     * How long the tab that refreshed keeps the lock after posting the new
+     * token, ms (default 100): the channel and the lock are separate, so
+     * without it another tab waiting for the lock may get it before the token
+     * and refresh a second time (seen in Chromium about one time in three).
+     */
+    coordinationSettleMs?: number;
 }
 /** Holds the current token and refreshes it. */
 export declare class TokenManager {

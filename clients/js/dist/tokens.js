@@ -107,16 +107,37 @@ export class TokenManager {
     /** One refresh, under the cross-tab lock when coordinating. */
     async #coordinated() {
         const started = this.#version;
+        let refreshed = false;
         const run = async () => {
             // Another tab refreshed while this one waited for the lock: use its token.
             if (this.#version !== started && this.#token !== undefined)
                 return this.#token;
             const token = await this.#withRetries(started);
+            refreshed = true;
             this.#accept(token, "refresh");
             this.#channel?.postMessage({ type: "token", token });
             return token;
         };
-        return this.#locks ? this.#locks.request(`${this.#options.coordinationKey ?? "wsguard-token"}`, run) : run();
+        const locks = this.#locks;
+        if (!locks)
+            return run();
+        const settle = this.#options.coordinationSettleMs ?? 100;
+        // The token is ours as soon as it is in; the lock is kept a little longer.
+        return new Promise((resolve, reject) => {
+            locks
+                .request(this.#options.coordinationKey ?? "wsguard-token", async () => {
+                try {
+                    resolve(await run());
+                }
+                catch (error) {
+                    reject(error);
+                    return;
+                }
+                if (refreshed)
+                    await sleep(settle);
+            })
+                .catch(reject);
+        });
     }
     /** Calls `refreshToken`, retrying transient failures with backoff. */
     async #withRetries(started) {

@@ -32,6 +32,13 @@ export interface TokenOptions {
   coordinate?: boolean;
   /** Name of the lock and the channel (default `"wsguard-token"`). */
   coordinationKey?: string;
+  /**
+   * How long the tab that refreshed keeps the lock after posting the new
+   * token, ms (default 100): the channel and the lock are separate, so
+   * without it another tab waiting for the lock may get it before the token
+   * and refresh a second time (seen in Chromium about one time in three).
+   */
+  coordinationSettleMs?: number;
 }
 
 /** A message on the token channel. */
@@ -157,15 +164,33 @@ export class TokenManager {
   /** One refresh, under the cross-tab lock when coordinating. */
   async #coordinated(): Promise<string> {
     const started = this.#version;
+    let refreshed = false;
     const run = async (): Promise<string> => {
       // Another tab refreshed while this one waited for the lock: use its token.
       if (this.#version !== started && this.#token !== undefined) return this.#token;
       const token = await this.#withRetries(started);
+      refreshed = true;
       this.#accept(token, "refresh");
       this.#channel?.postMessage({ type: "token", token } satisfies TokenMessage);
       return token;
     };
-    return this.#locks ? this.#locks.request(`${this.#options.coordinationKey ?? "wsguard-token"}`, run) : run();
+    const locks = this.#locks;
+    if (!locks) return run();
+    const settle = this.#options.coordinationSettleMs ?? 100;
+    // The token is ours as soon as it is in; the lock is kept a little longer.
+    return new Promise<string>((resolve, reject) => {
+      locks
+        .request(this.#options.coordinationKey ?? "wsguard-token", async () => {
+          try {
+            resolve(await run());
+          } catch (error) {
+            reject(error);
+            return;
+          }
+          if (refreshed) await sleep(settle);
+        })
+        .catch(reject);
+    });
   }
 
   /** Calls `refreshToken`, retrying transient failures with backoff. */
