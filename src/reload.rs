@@ -147,6 +147,11 @@ impl Reloader {
             return Err(format!("auth.providers: {e}"));
         }
         let old_proxy = self.process.proxy.swap(proxy.clone());
+        // A revocation's `iss` may be left out only with one provider.
+        self.process
+            .revocations
+            .providers
+            .store(next.auth.providers.len(), std::sync::atomic::Ordering::Relaxed);
         if let (Some(set), true) = (&self.set_level, next.log.level != old.log.level) {
             // Checked with the rest (`log.level`); a failure here leaves the old level.
             if let Err(e) = set(&next.log.level) {
@@ -198,6 +203,11 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     if next.admin.bind != old.admin.bind {
         ignored.push("admin.bind");
         next.admin.bind = old.admin.bind.clone();
+    }
+    // The store and its Redis link live as long as the process.
+    if next.revocation != old.revocation {
+        ignored.push("revocation");
+        next.revocation = old.revocation.clone();
     }
     ignored
 }

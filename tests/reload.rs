@@ -225,18 +225,20 @@ async fn a_changed_listener_address_is_reported_and_ignored() {
     let moved = config(upstream.addr, "secret", "").replace(
         "bind = \"127.0.0.1:0\"\nworker_threads = 1",
         "bind = \"127.0.0.1:1\"\nworker_threads = 3",
-    );
+    ) + "[revocation]\nmax_entries = 10\n";
     rewrite(&proxy, &moved);
     let before = proxy.lines().len();
     let answer = post_reload(&proxy).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
         answer.json()["ignored"],
-        serde_json::json!(["listener.bind", "listener.worker_threads"])
+        serde_json::json!(["listener.bind", "listener.worker_threads", "revocation"])
     );
     let line = log_line(&proxy, before, "need a restart").await;
     assert!(
-        line.contains("listener.bind") && line.contains("listener.worker_threads"),
+        line.contains("listener.bind")
+            && line.contains("listener.worker_threads")
+            && line.contains("revocation"),
         "{line}"
     );
     // Still served where it was.
