@@ -95,6 +95,8 @@ fn multi_document_file() {
     assert!(out.contains("FEATURE_X: \"on\""), "{out}");
     assert!(out.contains("defaultMode: 420"), "{out}");
     assert!(out.contains("x-unknown-field: kept"), "{out}");
+    assert!(out.contains("  zeta: 1\n  alpha:"), "{out}");
+    assert!(out.contains("maxMembers: 9007199254740993"), "{out}");
 }
 
 /// Existing init containers and native sidecars stay first; the app's
@@ -238,4 +240,24 @@ fn run_refuses_a_bad_upstream_url() {
     assert_eq!(out.status.code(), Some(1));
     let err = text(&out.stderr);
     assert!(err.contains("upstream.url"), "{err}");
+}
+
+/// `examples/kubernetes/deployment.yaml` is what `wsguard inject` makes of
+/// `app.yaml` (the same tree, comments aside).
+#[test]
+fn the_example_deployment_is_the_injected_app() {
+    use wsguard::inject::yaml;
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/kubernetes");
+    let app = std::fs::read_to_string(examples.join("app.yaml")).expect("read app.yaml");
+    let out = inject(&app, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let injected =
+        yaml::parse(text(&out.stdout).trim_start_matches("---\n")).expect("parse output");
+    let shipped = std::fs::read_to_string(examples.join("deployment.yaml")).expect("read");
+    let shipped = yaml::parse(&shipped).expect("parse deployment.yaml");
+    assert!(
+        injected == shipped,
+        "examples/kubernetes/deployment.yaml differs from `wsguard inject -f app.yaml`:\n{}",
+        text(&out.stdout)
+    );
 }
