@@ -8,6 +8,7 @@
 pub mod pod;
 pub mod yaml;
 
+use pod::Wired;
 use yaml::Node;
 
 /// Marks a pod template as injected (JSON: what, by which version).
@@ -84,8 +85,8 @@ pub enum Refusal {
     #[error("container {0:?} has a preStop hook already (the drain hook goes there)")]
     PreStopTaken(String),
     /// An annotation's value is not usable.
-    #[error("annotation {0}: {1:?} is not valid")]
-    BadAnnotation(&'static str, String),
+    #[error("annotation {0}: {1:?} is not {2}")]
+    BadAnnotation(&'static str, String, &'static str),
 }
 
 /// What `inject` did.
@@ -115,10 +116,10 @@ fn template_path(kind: &str) -> Option<&'static [&'static str]> {
 
 /// `Kind "name"` of a document, for messages (values escaped).
 fn describe(doc: &Node) -> String {
-    let kind = doc.str_at(&["kind"]).unwrap_or("document");
+    let kind = doc.str_at(&["kind"]).unwrap_or("document").escape_debug();
     match doc.str_at(&["metadata", "name"]) {
         Some(name) => format!("{kind} {name:?}"),
-        None => kind.to_owned(),
+        None => kind.to_string(),
     }
 }
 
@@ -216,8 +217,6 @@ fn edit(doc: &mut Node, options: &Options, wired: &mut Vec<Wired>) -> Result<(),
     }
 }
 
-use pod::Wired;
-
 /// The options for one pod template (its annotations override them), or
 /// `None` when it is skipped: injected already, `disabled`, or not `enabled`
 /// with `--annotated-only`.
@@ -229,7 +228,14 @@ fn resolve(template: &Node, options: &Options) -> Result<Option<Options>, Refusa
     match annotation(ANNOTATION_INJECT) {
         Some("disabled") => return Ok(None),
         Some("enabled") => {}
-        Some(other) => return Err(Refusal::BadAnnotation(ANNOTATION_INJECT, other.to_owned())),
+        Some(other) => {
+            let expected = "\"enabled\" or \"disabled\"";
+            return Err(Refusal::BadAnnotation(
+                ANNOTATION_INJECT,
+                other.to_owned(),
+                expected,
+            ));
+        }
         None if options.annotated_only => return Ok(None),
         None => {}
     }
@@ -248,7 +254,13 @@ fn resolve(template: &Node, options: &Options) -> Result<Option<Options>, Refusa
     }
     if let Some(port) = annotation(ANNOTATION_PROXY_PORT) {
         let parsed = port.parse().ok().filter(|p| *p != 0);
-        let bad = || Refusal::BadAnnotation(ANNOTATION_PROXY_PORT, port.to_owned());
+        let bad = || {
+            Refusal::BadAnnotation(
+                ANNOTATION_PROXY_PORT,
+                port.to_owned(),
+                "a port (1 to 65535)",
+            )
+        };
         options.proxy_port = Some(parsed.ok_or_else(bad)?);
     }
     Ok(Some(options))
@@ -295,5 +307,25 @@ fn check_service(doc: &Node, wired: &[Wired], warnings: &mut Vec<String>) {
                 describe(doc)
             ));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_split_at_markers_only_at_the_line_start() {
+        let text = "a: 1\n---\nb: |\n  ---\n  x\n--- c: 3\n...\n";
+        let docs = documents(text);
+        assert_eq!(
+            docs,
+            vec![
+                (1, "a: 1\n".to_owned()),
+                (2, "b: |\n  ---\n  x\n".to_owned()),
+                (6, "c: 3\n".to_owned()),
+                (7, String::new()),
+            ]
+        );
     }
 }

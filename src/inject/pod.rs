@@ -239,19 +239,17 @@ fn drain_hook(container: &mut Node, options: &Options) {
 
 /// The sidecar container.
 fn sidecar(options: &Options, app: &AppPort) -> Node {
-    let mut proxy_port = Node::map([(
-        "containerPort",
-        Node::Int(i64::from(options.proxy_port.unwrap_or(DEFAULT_PROXY_PORT))),
-    )]);
+    let port = options.proxy_port.unwrap_or(DEFAULT_PROXY_PORT);
+    let mut proxy_port = vec![("containerPort", Node::Int(i64::from(port)))];
     if let Some(name) = &app.name {
-        proxy_port = Node::map([
-            ("name", Node::from(name.as_str())),
-            (
-                "containerPort",
-                Node::Int(i64::from(options.proxy_port.unwrap_or(DEFAULT_PROXY_PORT))),
-            ),
-        ]);
+        proxy_port.insert(0, ("name", Node::from(name.as_str())));
     }
+    let proxy_port = Node::Map(
+        proxy_port
+            .into_iter()
+            .map(|(k, v)| (Node::from(k), v))
+            .collect(),
+    );
     let args = [
         "run".to_owned(),
         "--config".to_owned(),
