@@ -37,10 +37,12 @@ RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked -p wsguard
 
 FROM gcr.io/distroless/cc-debian12:nonroot
+# The image's labels: set SOURCE to where your copy of the repository lives.
 ARG VERSION=0.1.0
+ARG SOURCE=https://github.com/wsguard/wsguard
 LABEL org.opencontainers.image.title="wsguard" \
       org.opencontainers.image.description="Authenticating WebSocket reverse proxy: first-message auth, JWT verification, identity headers, in-place token refresh" \
-      org.opencontainers.image.source="https://github.com/wsguard/wsguard" \
+      org.opencontainers.image.source="${SOURCE}" \
       org.opencontainers.image.version="${VERSION}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=builder /src/target/release/wsguard /usr/local/bin/wsguard
