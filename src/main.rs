@@ -435,12 +435,11 @@ fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
 fn serve(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(path)?;
     // Before validation: `Proxy::new` checks the overridden values.
-    if let Some(listen) = args.listen {
-        config.listener.bind = listen;
-    }
-    if let Some(url) = &args.upstream_url {
-        config.upstream.url = url.clone();
-    }
+    let overrides = wsguard::config::Overrides {
+        listen: args.listen,
+        upstream_url: args.upstream_url.clone(),
+    };
+    overrides.apply(&mut config);
     init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
     let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
