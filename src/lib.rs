@@ -15,6 +15,7 @@ pub mod drain;
 pub mod headers;
 pub mod http_auth;
 pub mod ids;
+pub mod inject;
 pub mod listener;
 pub mod metrics;
 pub mod origin;

@@ -37,7 +37,7 @@ struct ConfigArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the proxy (the default).
-    Run(ConfigArg),
+    Run(RunArgs),
     /// Validate a configuration file and exit.
     Check(CheckArgs),
     /// Mint an HS256 token for development and tests.
@@ -63,6 +63,8 @@ enum Command {
     /// Revoke tokens on a running proxy (its admin API): by --sub (with
     /// --iss), --jti or --sid; prints how many live connections it closed.
     Revoke(RevokeArgs),
+    /// Add the wsguard sidecar to Kubernetes YAML (stdin or -f) and print it.
+    Inject(InjectArgs),
 }
 
 /// The flags of `wsguard revoke`.
@@ -96,6 +98,54 @@ struct RevokeArgs {
     /// Lift the revocation instead (DELETE /revoke).
     #[arg(long)]
     lift: bool,
+}
+
+/// The flags of `wsguard run`.
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Configuration file of the proxy.
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Overrides `listener.bind` (one ConfigMap, many workloads).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Overrides `upstream.url` (one ConfigMap, many workloads).
+    #[arg(long)]
+    upstream_url: Option<String>,
+}
+
+/// The flags of `wsguard inject`.
+#[derive(Args)]
+struct InjectArgs {
+    /// Kubernetes YAML to read (one or many documents); `-` or absent: stdin.
+    #[arg(short = 'f', long = "filename", default_value = "-")]
+    file: PathBuf,
+    /// The ConfigMap holding wsguard.toml (annotation wsguard.io/config-map).
+    #[arg(long, default_value = "wsguard")]
+    config_map: String,
+    /// The Secret whose keys become the sidecar's environment (wsguard.io/secret).
+    #[arg(long, default_value = "wsguard")]
+    secret: String,
+    /// The app's container port, number or name (wsguard.io/app-port);
+    /// default: the first TCP port of the first container declaring one.
+    #[arg(long)]
+    app_port: Option<String>,
+    /// wsguard's port (wsguard.io/proxy-port); default: the first of
+    /// 8080..=8099 the pod leaves free.
+    #[arg(long)]
+    proxy_port: Option<u16>,
+    /// wsguard's admin port: the port of admin.bind in the ConfigMap.
+    #[arg(long, default_value_t = 9901)]
+    admin_port: u16,
+    /// The sidecar's image (wsguard.io/image).
+    #[arg(long, default_value = concat!("wsguard:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    /// Inject only pod templates annotated wsguard.io/inject: "enabled".
+    #[arg(long)]
+    annotated_only: bool,
+    /// Exit 0 even when documents were left out (they are still reported).
+    #[arg(long)]
+    skip_errors: bool,
 }
 
 /// The flags of `wsguard check`.
@@ -232,7 +282,11 @@ fn init_logging(log: &LogConfig) -> Option<wsguard::reload::SetLevel> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let command = cli.command.unwrap_or(Command::Run(cli.config.clone()));
+    let command = cli.command.unwrap_or(Command::Run(RunArgs {
+        config: cli.config.clone(),
+        listen: None,
+        upstream_url: None,
+    }));
     if !matches!(command, Command::Run(_)) {
         drop(init_logging(&LogConfig::default()));
     }
@@ -258,8 +312,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             runtime()?.block_on(wsguard::demo::run(options, ctrl_c()))?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(arg) => serve(&config_path(arg, &cli.config, "run")?),
+        Command::Run(args) => {
+            let path = config_path(args.config.clone(), &cli.config, "run")?;
+            serve(&path, &args)
+        }
         Command::Revoke(args) => revoke(args),
+        Command::Inject(args) => inject(args),
     }
 }
 
@@ -389,11 +447,63 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `wsguard inject`: the YAML on standard output, warnings and the
+/// documents left out on standard error; exit 1 if any was left out
+/// (unless `--skip-errors`).
+fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
+    use std::io::Read;
+    let input = if args.file.as_os_str() == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("-f -: cannot read standard input")?;
+        text
+    } else {
+        std::fs::read_to_string(&args.file)
+            .with_context(|| format!("-f {}: cannot read", args.file.display()))?
+    };
+    let options = wsguard::inject::Options {
+        config_map: args.config_map,
+        secret: args.secret,
+        image: args.image,
+        app_port: args.app_port,
+        proxy_port: args.proxy_port,
+        admin_port: args.admin_port,
+        annotated_only: args.annotated_only,
+    };
+    let report = wsguard::inject::inject(&input, &options);
+    {
+        use std::io::Write;
+        let mut out = std::io::stdout().lock();
+        out.write_all(report.output.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot write standard output")?;
+    }
+    for warning in &report.warnings {
+        eprintln!("wsguard inject: warning: {warning}");
+    }
+    for error in &report.errors {
+        eprintln!("wsguard inject: left out: {error}");
+    }
+    if report.errors.is_empty() || args.skip_errors {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::FAILURE)
+    }
+}
+
 /// `wsguard run`: serves on `listener.worker_threads` workers until a
 /// drain (SIGTERM, SIGINT, `POST /drain`) is over; the control thread runs
 /// the admin listener, the drain and the background work.
-fn serve(path: &Path) -> anyhow::Result<ExitCode> {
-    let config = Config::load(path)?;
+fn serve(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(path)?;
+    // Before validation: `Proxy::new` checks the overridden values (and a
+    // reload applies them again to the file it reads).
+    let overrides = wsguard::config::Overrides {
+        listen: args.listen,
+        upstream_url: args.upstream_url.clone(),
+    };
+    overrides.apply(&mut config);
     let set_level = init_logging(&config.log);
     let proxy = Proxy::new(&config)?;
     let metrics = wsguard::metrics::install().context("cannot install the metrics recorder")?;
@@ -437,7 +547,8 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
     control.handle().spawn(leave.run(drain.clone()));
     // SIGHUP and `POST /reload` reload the configuration (on the control thread).
     let reloader = wsguard::reload::Reloader::new(path.to_owned(), process.clone(), config.clone())
-        .with_log_level(set_level);
+        .with_log_level(set_level)
+        .with_overrides(overrides);
     let hangup = wsguard::signals::Hangup::install(control.handle())
         .context("cannot install the SIGHUP handler")?;
     control.handle().spawn(hangup.run(reloader.clone()));

@@ -63,6 +63,8 @@ pub struct Reloader {
     running: tokio::sync::Mutex<()>,
     /// Applies `[log] level` (none: `RUST_LOG` is set, or not `wsguard run`).
     set_level: Option<SetLevel>,
+    /// `wsguard run --listen / --upstream-url`, applied again to every file read.
+    overrides: crate::config::Overrides,
 }
 
 impl std::fmt::Debug for Reloader {
@@ -82,7 +84,19 @@ impl Reloader {
             config: Mutex::new(config),
             running: tokio::sync::Mutex::new(()),
             set_level: None,
+            overrides: crate::config::Overrides::default(),
         })
+    }
+
+    /// With the command line's `overrides` applied to each file it reads.
+    pub fn with_overrides(self: Arc<Self>, overrides: crate::config::Overrides) -> Arc<Reloader> {
+        match Arc::try_unwrap(self) {
+            Ok(mut reloader) => {
+                reloader.overrides = overrides;
+                Arc::new(reloader)
+            }
+            Err(shared) => shared,
+        }
     }
 
     /// With `set_level` applying `[log] level` on each reload.
@@ -121,6 +135,7 @@ impl Reloader {
     /// The reload's steps; nothing is changed before the last one.
     async fn try_reload(&self) -> Result<Applied, String> {
         let mut next = Config::load(&self.path).map_err(|e| e.to_string())?;
+        self.overrides.apply(&mut next);
         let old = self
             .config
             .lock()
@@ -148,10 +163,10 @@ impl Reloader {
         }
         let old_proxy = self.process.proxy.swap(proxy.clone());
         // A revocation's `iss` may be left out only with one provider.
-        self.process
-            .revocations
-            .providers
-            .store(next.auth.providers.len(), std::sync::atomic::Ordering::Relaxed);
+        self.process.revocations.providers.store(
+            next.auth.providers.len(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let (Some(set), true) = (&self.set_level, next.log.level != old.log.level) {
             // Checked with the rest (`log.level`); a failure here leaves the old level.
             if let Err(e) = set(&next.log.level) {
