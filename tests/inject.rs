@@ -172,7 +172,8 @@ fn unreadable_input() {
 }
 
 /// `wsguard run --listen ADDR --upstream-url URL` overrides `listener.bind`
-/// (held by another socket here) and `upstream.url` (a dead address here).
+/// (held by another socket here) and `upstream.url` (a dead address here),
+/// also after a reload (SIGHUP) has read the file again.
 #[tokio::test]
 async fn run_overrides_listen_and_upstream_url() {
     let mut upstream = Upstream::start(true).await;
@@ -217,6 +218,27 @@ async fn run_overrides_listen_and_upstream_url() {
     assert_eq!(ok["type"], "AUTHENTICATED", "{ok}");
     let mut up = upstream.accept().await;
     relayed_both_ways(&mut ws, &mut up, &[Message::text("hello")]).await;
+
+    // A reload reads the file again and applies the overrides again: a new
+    // connection still reaches --upstream-url, not the file's dead address.
+    let pid = child.id().expect("pid").to_string();
+    let sent = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill");
+    assert!(sent.success());
+    err.until("configuration reloaded", |l| l.contains("configuration reloaded"))
+        .await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat"))
+        .await
+        .expect("connect to the proxy after the reload");
+    ws.send(auth_frame(&hs256("bob", 600)))
+        .await
+        .expect("send auth");
+    let ok = recv_json(&mut ws).await;
+    assert_eq!(ok["type"], "AUTHENTICATED", "{ok}");
+    let mut up = upstream.accept().await;
+    relayed_both_ways(&mut ws, &mut up, &[Message::text("after the reload")]).await;
 }
 
 /// A bad `--upstream-url` is refused by the one validation, naming the key.
