@@ -48,8 +48,8 @@ fn control(kind: &str, id: &str, token: &str) -> Message {
 
 /// Runs slot `i` until the run ends.
 pub async fn slot(world: Arc<World>, i: usize) {
-    // Staggered lifetimes: 5 to 10 s, so that notices and REAUTHs spread out.
-    let ttl = 5 + (i % 6) as u64;
+    // Staggered lifetimes: 5 to 10 s (times `--scale`), so that notices and REAUTHs spread out.
+    let ttl = (5 + (i % 6) as u64) * u64::from(world.args.scale);
     while !world.stopping.load(SeqCst) {
         if let Err(e) = connection(&world, i, ttl).await {
             lock(&world.stats).problem(format!("slot {i}: {e}"));

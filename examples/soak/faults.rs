@@ -17,7 +17,7 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::Conn;
-use crate::proxy::{AUTH_TIMEOUT, HEADER_TIMEOUT, MISSED_PONGS, PING_INTERVAL};
+use crate::proxy::{AUTH_TIMEOUT, HEADER_TIMEOUT, MISSED_PONGS};
 use crate::upstream::{lock, UpRecord};
 use crate::World;
 
@@ -146,7 +146,8 @@ async fn half_open(world: Arc<World>, seed: u64) {
     let Some(conn) = take(&world, seed).await else {
         return;
     };
-    let wait = PING_INTERVAL * (MISSED_PONGS + 3) + Duration::from_secs(2);
+    let wait =
+        Duration::from_millis(world.args.ping_ms) * (MISSED_PONGS + 3) + Duration::from_secs(2);
     let end = end_of(&upstream_end(&world, conn.id, wait).await);
     drop(conn.ws);
     if restarted(&world, generation) {
@@ -199,13 +200,13 @@ async fn garbage_frames(world: Arc<World>, seed: u64) {
 async fn flood_unauthenticated(world: Arc<World>, _seed: u64) {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..world.args.flood {
-        let addr = world.proxy;
+        let (addr, scale) = (world.proxy, world.args.scale);
         set.spawn(async move {
             let tcp = TcpStream::connect(addr).await.ok()?;
             let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/s/flood"), tcp)
                 .await
                 .ok()?;
-            let wait = AUTH_TIMEOUT + Duration::from_secs(5);
+            let wait = AUTH_TIMEOUT * scale + Duration::from_secs(5);
             tokio::time::timeout(wait, async {
                 while let Some(Ok(m)) = ws.next().await {
                     if let Message::Close(f) = m {
@@ -248,13 +249,13 @@ async fn closed_within(tcp: &mut TcpStream, wait: Duration) -> bool {
 async fn half_open_http(world: Arc<World>, _seed: u64) {
     let mut set = tokio::task::JoinSet::new();
     for _ in 0..10 {
-        let addr = world.proxy;
+        let (addr, scale) = (world.proxy, world.args.scale);
         set.spawn(async move {
             let mut tcp = TcpStream::connect(addr).await.ok()?;
             tcp.write_all(b"GET /s/half HTTP/1.1\r\nHost: soak\r\nUpgr")
                 .await
                 .ok()?;
-            Some(closed_within(&mut tcp, HEADER_TIMEOUT + Duration::from_secs(5)).await)
+            Some(closed_within(&mut tcp, HEADER_TIMEOUT * scale + Duration::from_secs(5)).await)
         });
     }
     while let Some(got) = set.join_next().await {
@@ -270,7 +271,7 @@ async fn half_open_http(world: Arc<World>, _seed: u64) {
 async fn garbage_http(world: Arc<World>, seed: u64) {
     let mut set = tokio::task::JoinSet::new();
     for k in 0..10 {
-        let addr = world.proxy;
+        let (addr, scale) = (world.proxy, world.args.scale);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ k);
         let bytes: Vec<u8> = (0..rng.random_range(1..600))
             .map(|_| rng.random())
@@ -278,7 +279,7 @@ async fn garbage_http(world: Arc<World>, seed: u64) {
         set.spawn(async move {
             let mut tcp = TcpStream::connect(addr).await.ok()?;
             tcp.write_all(&bytes).await.ok()?;
-            Some(closed_within(&mut tcp, HEADER_TIMEOUT + Duration::from_secs(5)).await)
+            Some(closed_within(&mut tcp, HEADER_TIMEOUT * scale + Duration::from_secs(5)).await)
         });
     }
     while let Some(got) = set.join_next().await {

@@ -56,6 +56,20 @@ pub struct Args {
     /// The proxy's worker threads.
     #[arg(long, default_value_t = 2)]
     pub workers: usize,
+    /// `session.ping_interval` in milliseconds (heartbeats of both legs;
+    /// a silent peer is closed after 2 of them).
+    #[arg(long, default_value_t = 1000)]
+    pub ping_ms: u64,
+    /// `upstream.connect_timeout` in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    pub connect_timeout_ms: u64,
+    /// `auth.cache_size` (the verified-token cache, kept 5 minutes); unset: the default (10,000).
+    #[arg(long)]
+    pub token_cache: Option<u64>,
+    /// Multiplies the auth, header and REAUTH timings and the token
+    /// lifetimes (for large runs on a loaded machine).
+    #[arg(long, default_value_t = 1)]
+    pub scale: u32,
     /// The wsguard binary.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/wsguard"))]
     pub wsguard: PathBuf,
@@ -88,7 +102,7 @@ pub struct World {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let up = upstream::Upstream::start().await?;
-    let proxy = proxy::Proxy::start(&args.wsguard, up.addr, args.workers).await?;
+    let proxy = proxy::Proxy::start(&args, up.addr).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let baseline = proxy.rss()?;
     let world = Arc::new(World {
@@ -140,8 +154,19 @@ async fn main() -> anyhow::Result<()> {
     }
     let outcome = report::Outcome {
         settings: format!(
-            "--clients {} --seconds {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {}",
-            args.clients, args.seconds, args.interval_ms, args.fault_every_ms, args.flood, args.seed, args.workers
+            "--clients {} --seconds {} --ramp {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {} --ping-ms {} --connect-timeout-ms {} --token-cache {} --scale {}",
+            args.clients,
+            args.seconds,
+            args.ramp,
+            args.interval_ms,
+            args.fault_every_ms,
+            args.flood,
+            args.seed,
+            args.workers,
+            args.ping_ms,
+            args.connect_timeout_ms,
+            args.token_cache.map_or("default".to_owned(), |n| n.to_string()),
+            args.scale,
         ),
         seconds,
         active_at_end: active,

@@ -16,12 +16,11 @@ use tokio::process::{Child, Command};
 /// The HMAC secret the soak's tokens are signed with.
 pub const SECRET: &str = "wsguard-soak-secret-0123456789abcdef";
 
-/// The proxy's timing knobs the faults rely on (short, so that faults resolve quickly).
+/// The proxy's timing knobs the faults rely on (short, so that faults
+/// resolve quickly), each multiplied by `--scale`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(1);
 /// `listener.header_read_timeout`.
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(1);
-/// `session.ping_interval`; a silent client is closed after `MISSED_PONGS` of them.
-pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 /// `session.max_missed_pongs`.
 pub const MISSED_PONGS: u32 = 2;
 /// `session.reauth_lead`: `auth_required` comes this long before `exp`.
@@ -51,7 +50,10 @@ pub struct Proxy {
     _dir: tempfile::TempDir,
 }
 
-fn config(upstream: SocketAddr, secret: &Path, workers: usize) -> String {
+fn config(upstream: SocketAddr, secret: &Path, args: &crate::Args) -> String {
+    let cache = args
+        .token_cache
+        .map_or(String::new(), |n| format!("cache_size = {n}"));
     format!(
         r#"[listener]
 bind = "127.0.0.1:0"
@@ -59,9 +61,10 @@ header_read_timeout = "{header}ms"
 worker_threads = {workers}
 [upstream]
 url = "ws://{upstream}"
-connect_timeout = "1s"
+connect_timeout = "{connect}ms"
 [auth]
 leeway = "1s"
+{cache}
 [[auth.providers]]
 name = "soak"
 algorithms = ["HS256"]
@@ -72,7 +75,7 @@ secret_file = "{secret}"
 auth_timeout = "{auth}ms"
 reauth_lead = "{lead}ms"
 reauth_jitter = "1s"
-grace = "3s"
+grace = "{grace}s"
 ping_interval = "{ping}ms"
 max_missed_pongs = {missed}
 close_timeout = "1s"
@@ -82,10 +85,13 @@ bind = "127.0.0.1:0"
 format = "json"
 level = "info"
 "#,
-        header = HEADER_TIMEOUT.as_millis(),
-        auth = AUTH_TIMEOUT.as_millis(),
-        lead = REAUTH_LEAD.as_millis(),
-        ping = PING_INTERVAL.as_millis(),
+        header = (HEADER_TIMEOUT * args.scale).as_millis(),
+        auth = (AUTH_TIMEOUT * args.scale).as_millis(),
+        lead = (REAUTH_LEAD * args.scale).as_millis(),
+        grace = 3 * args.scale,
+        ping = args.ping_ms,
+        connect = args.connect_timeout_ms,
+        workers = args.workers,
         missed = MISSED_PONGS,
         secret = secret.display(),
     )
@@ -108,16 +114,13 @@ fn is_bad(line: &str) -> bool {
 
 impl Proxy {
     /// Starts `binary` in front of `upstream` and waits for both listeners.
-    pub async fn start(
-        binary: &Path,
-        upstream: SocketAddr,
-        workers: usize,
-    ) -> anyhow::Result<Proxy> {
+    pub async fn start(args: &crate::Args, upstream: SocketAddr) -> anyhow::Result<Proxy> {
+        let binary = &args.wsguard;
         let dir = tempfile::tempdir()?;
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET)?;
         let path = dir.path().join("wsguard.toml");
-        std::fs::write(&path, config(upstream, &secret, workers))?;
+        std::fs::write(&path, config(upstream, &secret, args))?;
         let mut child = Command::new(binary)
             .arg("--config")
             .arg(&path)

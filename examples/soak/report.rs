@@ -41,12 +41,20 @@ pub struct Stats {
     pub problems: Vec<String>,
     /// How many problems there were.
     pub problem_count: u64,
+    /// Problems by kind (their text without digits).
+    pub problem_kinds: BTreeMap<String, u64>,
 }
 
 impl Stats {
     /// Records a problem.
     pub fn problem(&mut self, what: String) {
         self.problem_count += 1;
+        let kind: String = what
+            .chars()
+            .filter(|c| !c.is_ascii_digit())
+            .take(100)
+            .collect();
+        *self.problem_kinds.entry(kind).or_default() += 1;
         if self.problems.len() < 20 {
             self.problems.push(what);
         }
@@ -181,6 +189,9 @@ pub fn table(s: &Stats, o: &Outcome) -> (String, bool) {
             "| {name} | {} | {value} |",
             if *ok { "pass" } else { "FAIL" }
         );
+    }
+    for (kind, n) in &s.problem_kinds {
+        let _ = writeln!(t, "\n    {n} × {kind}");
     }
     for p in s.problems.iter().chain(o.bad_log.iter()) {
         let _ = writeln!(t, "\n    {p}");
