@@ -14,6 +14,7 @@ pub mod demo;
 pub mod headers;
 pub mod http_auth;
 pub mod ids;
+pub mod limits;
 pub mod listener;
 pub mod metrics;
 pub mod origin;

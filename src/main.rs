@@ -342,7 +342,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
     // Owned by the process: a reload of the configuration keeps it.
-    let process = std::sync::Arc::new(Process::new(workers));
+    let process = std::sync::Arc::new(Process::new(workers).with_limits(&config.limits));
     proxy.verifier.start(
         control.handle(),
         process.registry.clone(),

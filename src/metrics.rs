@@ -114,8 +114,14 @@ pub const UPSTREAM_CONNECT_SECONDS: Metric = (
 /// Gauge `{version}`: always 1.
 pub const BUILD_INFO: Metric = ("wsguard_build_info", "The running build (always 1)");
 
+/// Counter `{limit}`: connections refused by a `[limits]` limit.
+pub const LIMIT_REFUSALS_TOTAL: Metric = (
+    "wsguard_limit_refusals_total",
+    "Connections refused by a limit (max_connections, max_unauthenticated, per_address_rate, per_address_connections, failed_auth, per_subject)",
+);
+
 /// Every metric name and help (the dashboard test and the docs check against it).
-pub const ALL: [Metric; 19] = [
+pub const ALL: [Metric; 20] = [
     CONNECTIONS_ACTIVE,
     CONNECTIONS_TOTAL,
     AUTH_TOTAL,
@@ -135,6 +141,7 @@ pub const ALL: [Metric; 19] = [
     AUTH_DURATION_SECONDS,
     UPSTREAM_CONNECT_SECONDS,
     BUILD_INFO,
+    LIMIT_REFUSALS_TOTAL,
 ];
 
 /// Buckets of `wsguard_auth_duration_seconds` (verification is microseconds
@@ -344,7 +351,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 19] = [
+const CAUSES: [CloseCause; 21] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -364,6 +371,8 @@ const CAUSES: [CloseCause; 19] = [
     CloseCause::PingTimeout,
     CloseCause::MaxLifetime,
     CloseCause::KeyRevoked,
+    CloseCause::TooManyAttempts,
+    CloseCause::TooManyConnections,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -390,6 +399,8 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         PingTimeout => "ping_timeout",
         MaxLifetime => "max_lifetime",
         KeyRevoked => "key_revoked",
+        TooManyAttempts => "too_many_attempts",
+        TooManyConnections => "too_many_connections",
     }
 }
 
@@ -441,7 +452,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 19],
+    closes: [Counter; 21],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -458,6 +469,8 @@ struct Handles {
     upstream_connect: Histogram,
     /// `wsguard_build_info{version}`.
     build_info: Gauge,
+    /// `wsguard_limit_refusals_total{limit}`, by [`crate::limits::Limit`].
+    limit_refusals: [Counter; 6],
 }
 
 /// The `direction` label values, by [`Direction`].
@@ -498,6 +511,8 @@ fn register() -> Handles {
         auth_duration: metrics::histogram!(AUTH_DURATION_SECONDS.0),
         upstream_connect: metrics::histogram!(UPSTREAM_CONNECT_SECONDS.0),
         build_info: metrics::gauge!(BUILD_INFO.0, "version" => env!("CARGO_PKG_VERSION")),
+        limit_refusals: crate::limits::Limit::ALL
+            .map(|l| metrics::counter!(LIMIT_REFUSALS_TOTAL.0, "limit" => l.label())),
     }
 }
 
@@ -531,6 +546,11 @@ pub fn token_expired_sent() {
 /// Counts a failed or dropped write.
 pub fn send_error() {
     handles().send_errors.increment(1);
+}
+
+/// Counts a connection refused by a limit.
+pub fn limit_refused(limit: crate::limits::Limit) {
+    handles().limit_refusals[limit as usize].increment(1);
 }
 
 /// Records a successful upstream connect.
@@ -718,7 +738,9 @@ mod tests {
             | TooManyFailedReauth
             | PingTimeout
             | MaxLifetime
-            | KeyRevoked => CAUSES.contains(&c),
+            | KeyRevoked
+            | TooManyAttempts
+            | TooManyConnections => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -740,6 +762,8 @@ mod tests {
             PingTimeout,
             MaxLifetime,
             KeyRevoked,
+            TooManyAttempts,
+            TooManyConnections,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

@@ -12,6 +12,8 @@ use crate::registry::{Registry, Shard};
 pub struct Process {
     /// The registry of live connections (one shard per worker).
     pub registry: Arc<Registry>,
+    /// Connection caps and per-client rates (`[limits]`), across workers.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl Process {
@@ -19,7 +21,16 @@ impl Process {
     pub fn new(workers: usize) -> Process {
         Process {
             registry: Arc::new(Registry::new(workers)),
+            limits: Arc::new(crate::limits::Limits::new(
+                &crate::config::LimitsConfig::default(),
+            )),
         }
+    }
+
+    /// The same, with the limits of `[limits]`.
+    pub fn with_limits(mut self, config: &crate::config::LimitsConfig) -> Process {
+        self.limits = Arc::new(crate::limits::Limits::new(config));
+        self
     }
 
     /// Worker `index`'s view of it.

@@ -68,6 +68,12 @@ pub enum CloseCause {
     /// The key that signed the connection's token left its provider's set,
     /// and no REAUTH came (or `auth.jwks.on_key_removed = "close"`).
     KeyRevoked,
+    /// The client's address is in its failed-auth cool-down
+    /// (`limits.failed_auth_max`); refused at the first frame.
+    TooManyAttempts,
+    /// The subject has `limits.max_connections_per_subject` connections
+    /// (the new one is closed; with `evict = "oldest"`, the oldest).
+    TooManyConnections,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -107,6 +113,8 @@ impl CloseCause {
             PingTimeout => "ping timeout",
             MaxLifetime => "max lifetime",
             KeyRevoked => "key revoked",
+            TooManyAttempts => "too many attempts",
+            TooManyConnections => "too many connections",
         }
     }
 
@@ -120,8 +128,11 @@ impl CloseCause {
             InvalidToken | KeyRevoked if distinct => 4401,
             IdentityMismatch | TooManyFailedReauth if distinct => 4403,
             TokenExpired if distinct => 4419,
+            TooManyAttempts | TooManyConnections if distinct => 4429,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TooManyAttempts | TooManyConnections => {
+                POLICY
+            }
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
@@ -192,6 +203,12 @@ pub enum HttpError {
     /// Admin listener: `/readyz` while a readiness check fails (the body
     /// names them in `failing`).
     NotReady,
+    /// An upgrade over `limits.max_connections` or
+    /// `limits.max_unauthenticated`: 503 with `Retry-After`, before the upgrade.
+    OverCapacity,
+    /// An upgrade over its address's `limits.per_address_rate` or
+    /// `limits.per_address_connections`: 429 with `Retry-After`.
+    RateLimited,
 }
 
 impl HttpError {
@@ -259,6 +276,16 @@ impl HttpError {
                 "not_ready",
                 "a readiness check fails (see failing)",
             ),
+            HttpError::OverCapacity => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                "the proxy has as many connections as it takes; try again later",
+            ),
+            HttpError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many connections from this address; try again later",
+            ),
         }
     }
 
@@ -266,6 +293,17 @@ impl HttpError {
     pub fn response(self) -> Response<Full<Bytes>> {
         let (_, _, message) = self.parts();
         self.body(message, serde_json::Map::new())
+    }
+
+    /// The response with `Retry-After: <after in whole seconds, at least 1>`
+    /// (503 `over_capacity`, 429 `rate_limited`).
+    pub fn response_retry_after(self, after: std::time::Duration) -> Response<Full<Bytes>> {
+        let mut response = self.response();
+        let secs = after.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        response
     }
 
     /// The response, with more members in its JSON body (`/readyz`'s `failing`).
@@ -369,6 +407,10 @@ mod tests {
             4401
         );
         assert_eq!(CloseCause::KeyRevoked.reason(), "key revoked");
+        for c in [CloseCause::TooManyAttempts, CloseCause::TooManyConnections] {
+            assert_eq!(c.client_code(CloseCodes::Policy), 1008);
+            assert_eq!(c.client_code(CloseCodes::Distinct), 4429);
+        }
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

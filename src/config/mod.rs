@@ -15,6 +15,7 @@ mod dialect;
 mod http_rules;
 mod jwks;
 mod legacy;
+mod limits;
 mod listener;
 mod log;
 mod session;
@@ -28,6 +29,7 @@ pub use dialect::*;
 pub use http_rules::*;
 pub use jwks::*;
 pub use legacy::*;
+pub use limits::*;
 pub use listener::*;
 pub use log::*;
 pub use session::*;
@@ -99,6 +101,9 @@ pub struct Config {
     /// Log format and level.
     #[serde(default)]
     pub log: LogConfig,
+    /// Connection caps and per-client rates.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -158,6 +163,7 @@ impl Config {
         self.check_admin()?;
         self.check_log()?;
         self.check_jwks()?;
+        self.limits.check()?;
         self.check_auth()
     }
 

@@ -50,6 +50,9 @@ impl Credentials {
 impl<C: ClientIo> Session<C> {
     /// The first frame: it must be an auth frame with a valid token.
     pub(super) fn on_first_frame(&mut self, text: &str) {
+        if self.cooling_down() {
+            return self.close(CloseCause::TooManyAttempts);
+        }
         if text.len() > self.proxy.session.max_auth_frame_bytes {
             return self.close(CloseCause::AuthFrameTooLarge);
         }
@@ -62,6 +65,7 @@ impl<C: ClientIo> Session<C> {
         let started = std::time::Instant::now();
         let Some(token) = token else {
             self.count_auth(AuthKind::First, AuthReason::MissingToken, started, None);
+            self.auth_failed();
             return self.close(CloseCause::InvalidToken);
         };
         match self.proxy.verifier.verify_or_wait(&token) {
@@ -120,10 +124,62 @@ impl<C: ClientIo> Session<C> {
             Ok(identity) => identity,
             Err(e) => {
                 tracing::debug!(conn = %self.id, error = %e, "first token refused");
+                self.auth_failed();
                 return self.close(CloseCause::InvalidToken);
             }
         };
         self.authenticate(identity, token, Answer::Authenticated(id));
+    }
+
+    /// Whether the client's address is in its failed-auth cool-down (counted as a refusal).
+    fn cooling_down(&self) -> bool {
+        let cooling = self
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.limits().cooling(a.addr()));
+        if cooling {
+            metrics::limit_refused(crate::limits::Limit::FailedAuth);
+        }
+        cooling
+    }
+
+    /// Counts a failed first authentication against the client's address.
+    fn auth_failed(&self) {
+        if let Some(a) = &self.admission {
+            a.limits().auth_failed(a.addr());
+        }
+    }
+
+    /// The connection is authenticated as `identity`: whether the
+    /// per-subject cap lets it go on (closing the subject's oldest
+    /// connection instead with `evict = "oldest"`).
+    fn within_subject_cap(&mut self, identity: &Arc<Identity>) -> bool {
+        use crate::limits::OverSubject;
+        let Some(admission) = &mut self.admission else {
+            return true;
+        };
+        match admission.authenticated(identity) {
+            OverSubject::Within => true,
+            OverSubject::Refuse => {
+                metrics::limit_refused(crate::limits::Limit::PerSubject);
+                tracing::debug!(conn = %self.id, sub = ?identity.sub, "over the per-subject cap");
+                false
+            }
+            OverSubject::EvictOldest => {
+                metrics::limit_refused(crate::limits::Limit::PerSubject);
+                let same = |e: &crate::registry::Entry| {
+                    e.identity.sub == identity.sub && e.identity.iss == identity.iss
+                };
+                let registry = &self.local.process.registry;
+                if let Some(oldest) = registry.find(same).into_iter().min_by_key(|e| e.started) {
+                    tracing::debug!(conn = %self.id, evicted = %oldest.id, sub = ?identity.sub, "per-subject cap: oldest connection closed");
+                    oldest
+                        .mailbox
+                        .send(Command::Close(CloseCause::TooManyConnections));
+                }
+                true
+            }
+        }
     }
 
     /// A verified token (from the first frame or the upgrade request): the
@@ -132,6 +188,9 @@ impl<C: ClientIo> Session<C> {
     pub(super) fn authenticate(&mut self, identity: Arc<Identity>, token: String, answer: Answer) {
         self.client.io_mut().lift();
         self.client.end_pre_auth();
+        if !self.within_subject_cap(&identity) {
+            return self.close(CloseCause::TooManyConnections);
+        }
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
         };

@@ -258,6 +258,9 @@ pub struct Session<C = TcpStream> {
     accepted_logged: bool,
     /// Its metrics: state, relayed counts, how it ended.
     stats: ConnStats,
+    /// What it holds of the process's limits (given back when the session
+    /// ends); `None` where nothing admitted it (the timer unit tests).
+    admission: Option<crate::limits::Admission>,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -311,8 +314,15 @@ impl<C: ClientIo> Session<C> {
             first_unseen: false,
             accepted_logged: false,
             stats,
+            admission: None,
             proxy,
         }
+    }
+
+    /// The session holds `admission` (the limits it counts against) until it ends.
+    pub fn admitted(mut self, admission: crate::limits::Admission) -> Session<C> {
+        self.admission = Some(admission);
+        self
     }
 
     /// Starts the session as the upgrade request decided: waiting for the

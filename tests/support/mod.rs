@@ -50,12 +50,15 @@ pub struct ProxyBuilder {
     listener: String,
     legacy: String,
     http: String,
+    limits: String,
 }
 
 /// A running proxy; it stops when dropped.
 pub struct TestProxy {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its process state (registry, limits).
+    pub process: std::sync::Arc<wsguard::process::Process>,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -72,6 +75,7 @@ pub fn proxy(upstream: SocketAddr) -> ProxyBuilder {
         listener: String::new(),
         legacy: String::new(),
         http: String::new(),
+        limits: String::new(),
     }
 }
 
@@ -116,6 +120,11 @@ impl ProxyBuilder {
         self.http = lines.to_owned();
         self
     }
+    /// Lines for `[limits]`.
+    pub fn limits(mut self, lines: &str) -> Self {
+        self.limits = lines.to_owned();
+        self
+    }
     /// Lines for `[listener]`.
     pub fn listener(mut self, lines: &str) -> Self {
         self.listener = lines.to_owned();
@@ -131,8 +140,8 @@ impl ProxyBuilder {
             session.push_str("\nreauth_jitter = \"0s\"");
         }
         format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n",
-            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http
+            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n[limits]\n{}\n",
+            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http, self.limits
         )
         .replace("@KEYS@", &keys_dir())
         .replace("@SECRET_FILE@", secret_file)
@@ -160,7 +169,8 @@ impl ProxyBuilder {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let process = std::sync::Arc::new(wsguard::process::Process::new(1));
+        let process =
+            std::sync::Arc::new(wsguard::process::Process::new(1).with_limits(&config.limits));
         shared.verifier.start(
             &tokio::runtime::Handle::current(),
             process.registry.clone(),
@@ -185,6 +195,7 @@ impl ProxyBuilder {
         ));
         Ok(TestProxy {
             addr,
+            process,
             _stop: stop,
             _dir: dir,
         })
