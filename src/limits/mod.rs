@@ -185,6 +185,11 @@ impl Limits {
         self.rates.entry_count()
     }
 
+    /// WebSocket connections counted now (answered 101, not ended).
+    pub fn connections(&self) -> usize {
+        self.total.load(Ordering::Acquire)
+    }
+
     /// Addresses with open connections.
     pub fn addresses_with_connections(&self) -> usize {
         lock(&self.concurrent).len()

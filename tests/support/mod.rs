@@ -188,7 +188,11 @@ impl ProxyBuilder {
             listener,
             shared,
             process.local(0),
-            Duration::from_secs(5),
+            // 5 s, unless a test sets a shorter `listener.header_read_timeout`.
+            config
+                .listener
+                .header_read_timeout
+                .min(Duration::from_secs(5)),
             async move {
                 let _ = stopped.await;
             },
