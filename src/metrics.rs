@@ -351,7 +351,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 21] = [
+const CAUSES: [CloseCause; 23] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -373,6 +373,8 @@ const CAUSES: [CloseCause; 21] = [
     CloseCause::KeyRevoked,
     CloseCause::TooManyAttempts,
     CloseCause::TooManyConnections,
+    CloseCause::ClientFrameStalled,
+    CloseCause::UpstreamFrameStalled,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -401,6 +403,8 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         KeyRevoked => "key_revoked",
         TooManyAttempts => "too_many_attempts",
         TooManyConnections => "too_many_connections",
+        ClientFrameStalled => "client_frame_stalled",
+        UpstreamFrameStalled => "upstream_frame_stalled",
     }
 }
 
@@ -452,7 +456,7 @@ struct Handles {
     /// `wsguard_token_expired_sent_total`.
     token_expired: Counter,
     /// `wsguard_closes_total{side="proxy"}`, by [`CAUSES`] order.
-    closes: [Counter; 21],
+    closes: [Counter; 23],
     /// `wsguard_closes_total{reason="peer",side="client"}`.
     client_closes: Counter,
     /// `wsguard_closes_total{reason="peer",side="upstream"}`.
@@ -740,7 +744,9 @@ mod tests {
             | MaxLifetime
             | KeyRevoked
             | TooManyAttempts
-            | TooManyConnections => CAUSES.contains(&c),
+            | TooManyConnections
+            | ClientFrameStalled
+            | UpstreamFrameStalled => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -764,6 +770,8 @@ mod tests {
             KeyRevoked,
             TooManyAttempts,
             TooManyConnections,
+            ClientFrameStalled,
+            UpstreamFrameStalled,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

@@ -74,6 +74,12 @@ pub enum CloseCause {
     /// The subject has `limits.max_connections_per_subject` connections
     /// (the new one is closed; with `evict = "oldest"`, the oldest).
     TooManyConnections,
+    /// The client stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout` (the upstream, inside that frame, is dropped).
+    ClientFrameStalled,
+    /// The upstream stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout` (the client, inside that frame, is dropped).
+    UpstreamFrameStalled,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -115,6 +121,7 @@ impl CloseCause {
             KeyRevoked => "key revoked",
             TooManyAttempts => "too many attempts",
             TooManyConnections => "too many connections",
+            ClientFrameStalled | UpstreamFrameStalled => "frame stalled",
         }
     }
 
@@ -130,14 +137,15 @@ impl CloseCause {
             TokenExpired if distinct => 4419,
             TooManyAttempts | TooManyConnections if distinct => 4429,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked | TooManyAttempts | TooManyConnections => {
-                POLICY
-            }
+            | TokenExpired | BufferFull | KeyRevoked | TooManyAttempts | TooManyConnections
+            | ClientFrameStalled => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime => GOING_AWAY,
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | UpstreamFrameStalled => {
+                GOING_AWAY
+            }
         }
     }
 
@@ -146,14 +154,14 @@ impl CloseCause {
         use CloseCause::*;
         let reason = self.reason();
         let client = match self {
-            ClientGone => None,
+            ClientGone | UpstreamFrameStalled => None,
             UpstreamMessageTooLarge | SlowUpstream => {
                 frame(self.client_code(codes), "upstream gone")
             }
             _ => frame(self.client_code(codes), reason),
         };
         let upstream = match self {
-            UpstreamGone | UpstreamUnavailable => None,
+            UpstreamGone | UpstreamUnavailable | ClientFrameStalled => None,
             ClientGone | PingTimeout | ClientProtocolError | ClientMessageTooLarge | SlowClient => {
                 frame(GOING_AWAY, "client gone")
             }

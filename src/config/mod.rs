@@ -185,6 +185,7 @@ impl Config {
             ("session.reauth_min_interval", s.reauth_min_interval),
             ("session.ping_interval", s.ping_interval),
             ("session.slow_consumer_timeout", s.slow_consumer_timeout),
+            ("session.frame_stall_timeout", s.frame_stall_timeout),
             ("session.close_timeout", s.close_timeout),
             (
                 "session.max_connection_lifetime",

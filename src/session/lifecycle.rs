@@ -594,6 +594,7 @@ impl<C: ClientIo> Session<C> {
             }
             self.close(CloseCause::SlowUpstream);
         }
+        self.check_frame_stall(now);
         match &self.phase {
             Phase::Closing { until } if *until <= now => return Flow::Done,
             Phase::Authenticating { deadline } if *deadline <= now => {
@@ -616,6 +617,61 @@ impl<C: ClientIo> Session<C> {
             self.heartbeat(now);
         }
         self.flow()
+    }
+
+    /// When the earliest frame stall would be due: a leg that takes writes
+    /// and waits for the rest of a frame the other leg began.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        let stall = self.proxy.session.frame_stall_timeout;
+        if stall.is_zero() || matches!(self.phase, Phase::Closing { .. }) {
+            return None;
+        }
+        let to_client = self.client.awaiting_frame_since();
+        let to_upstream = self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.awaiting_frame_since());
+        to_client
+            .into_iter()
+            .chain(to_upstream)
+            .min()
+            .map(|t| t + stall)
+    }
+
+    /// Closes a peer that stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout`: it gets its close frame where one can
+    /// still be written to it; the other leg, inside the half-relayed
+    /// frame, is dropped.
+    fn check_frame_stall(&mut self, now: Instant) {
+        let stall = self.proxy.session.frame_stall_timeout;
+        if stall.is_zero() || matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        let due = |since: Option<Instant>| since.is_some_and(|t| t + stall <= now);
+        let cause = if due(self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.awaiting_frame_since()))
+        {
+            CloseCause::ClientFrameStalled
+        } else if due(self.client.awaiting_frame_since()) {
+            CloseCause::UpstreamFrameStalled
+        } else {
+            return;
+        };
+        tracing::debug!(conn = %self.id, reason = metrics::close_label(cause), "frame stalled");
+        self.close(cause);
+        match cause {
+            // Dropped now: its socket closes without a close frame.
+            CloseCause::ClientFrameStalled => self.upstream = None,
+            // Marked done: its socket closes when the session ends.
+            _ => self.client.abandon(),
+        }
+        // A close frame that cannot go out (its leg is inside a frame too) is dropped.
+        self.client.give_up_frame();
+        if let Some(up) = &mut self.upstream {
+            up.give_up_frame();
+        }
     }
 
     /// Sends `auth_required` once per token when it is due.

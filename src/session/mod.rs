@@ -435,6 +435,7 @@ impl<C: ClientIo> Session<C> {
         let slow = self.proxy.session.slow_consumer_timeout;
         [
             phase_deadline,
+            self.stall_deadline(),
             self.next_ping,
             self.lifetime_end,
             self.client.blocked_since().map(|t| t + slow),
