@@ -25,6 +25,7 @@ pub mod proxy;
 pub mod registry;
 pub mod relay;
 pub mod rescue;
+pub mod resolve;
 pub mod session;
 pub mod tls;
 pub mod token;

@@ -327,6 +327,32 @@ fn connect(args: ConnectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Resolves `upstream.url`'s host once (an error names the key), then
+/// every `upstream.resolve_interval` on the control thread.
+fn resolve_upstream(proxy: &Proxy, config: &Config, control: &Control) -> anyhow::Result<()> {
+    let addresses = proxy.target.addresses().clone();
+    let first = addresses.clone();
+    control
+        .run(async move { first.resolve().await })
+        .map_err(|e| anyhow::anyhow!("upstream.url: {e}"))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "upstream.url: cannot resolve {}: {e}",
+                proxy.target.authority()
+            )
+        })?;
+    let literal = proxy
+        .target
+        .authority()
+        .parse::<std::net::SocketAddr>()
+        .is_ok();
+    let interval = config.upstream.resolve_interval;
+    if !literal && !interval.is_zero() {
+        control.handle().spawn(addresses.refresh_every(interval));
+    }
+    Ok(())
+}
+
 /// `wsguard run`: serves on `listener.worker_threads` workers until ctrl-c;
 /// the control thread runs the admin listener and the background work.
 fn serve(path: &Path) -> anyhow::Result<ExitCode> {
@@ -341,6 +367,7 @@ fn serve(path: &Path) -> anyhow::Result<ExitCode> {
         .listener
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
+    resolve_upstream(&proxy, &config, &control)?;
     // Owned by the process: a reload of the configuration keeps it.
     let process = std::sync::Arc::new(Process::new(workers).with_limits(&config.limits));
     proxy.verifier.start(

@@ -122,6 +122,8 @@ pub struct Target {
     http_base: String,
     /// Query parameters removed before forwarding, lower-cased.
     strip: Vec<String>,
+    /// The resolved addresses of `authority` (see [`crate::resolve`]).
+    addresses: std::sync::Arc<crate::resolve::Addresses>,
 }
 
 /// A base URL's parts.
@@ -184,6 +186,7 @@ impl Target {
             None => format!("{}://{}{}", scheme(ws.tls), ws.authority, ws.prefix),
         };
         Ok(Target {
+            addresses: std::sync::Arc::new(crate::resolve::Addresses::new(&ws.authority)),
             authority: ws.authority,
             host: ws.host,
             tls: ws.tls.then(|| tls.clone()),
@@ -204,6 +207,12 @@ impl Target {
         if !self.strip.contains(&name) {
             self.strip.push(name);
         }
+    }
+
+    /// The upstream's resolved addresses (resolved at start and refreshed
+    /// by `wsguard run` on the control thread).
+    pub fn addresses(&self) -> &std::sync::Arc<crate::resolve::Addresses> {
+        &self.addresses
     }
 
     /// The upstream's `host:port` (what the readiness probe connects to).
@@ -345,7 +354,9 @@ impl Target {
 
     /// The TCP connection, with the TLS handshake for `wss://`.
     async fn open(&self) -> Result<UpstreamIo, UpstreamError> {
-        let tcp = TcpStream::connect(&self.authority)
+        let tcp = self
+            .addresses
+            .connect()
             .await
             .map_err(UpstreamError::Connect)?;
         let _ = tcp.set_nodelay(true);

@@ -176,6 +176,7 @@ impl Config {
                 self.listener.header_read_timeout,
             ),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.resolve_interval", self.upstream.resolve_interval),
             ("upstream.response_timeout", self.upstream.response_timeout),
             ("auth.leeway", self.auth.leeway),
             ("session.auth_timeout", s.auth_timeout),
