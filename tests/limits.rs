@@ -287,3 +287,39 @@ async fn an_address_spray_is_bounded_by_the_cache_capacity() {
     let remembered = proxy.process.limits.remembered_addresses();
     assert!(remembered <= 50, "{remembered} addresses remembered");
 }
+
+#[tokio::test]
+async fn failed_upgrade_tokens_count_too() {
+    let upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .legacy("header = true")
+        .limits("failed_auth_max = 1\nfailed_auth_window = \"1h\"\nfailed_auth_cooldown = \"1h\"")
+        .start()
+        .await;
+    let with_token = |token: &str| {
+        let mut r = support::requests::ws_request(&proxy, "/");
+        r.headers_mut().insert(
+            "authorization",
+            format!("Bearer {token}").parse().expect("header"),
+        );
+        r
+    };
+    let bad = hs256_claims(&claims("mallory", -120, serde_json::json!({})));
+    for _ in 0..2 {
+        let mut ws = support::requests::connect_request(with_token(&bad)).await;
+        assert_eq!(
+            expect_close(&mut ws).await,
+            (1008, "invalid token".to_owned())
+        );
+    }
+    // Cooling down: even a valid header token is refused, and so is a first frame.
+    let mut ws = support::requests::connect_request(with_token(&hs256("alice", 600))).await;
+    assert_eq!(
+        expect_close(&mut ws).await,
+        (1008, "too many attempts".to_owned())
+    );
+    assert_eq!(
+        try_auth(&proxy, &hs256("alice", 600)).await.err(),
+        Some((1008, "too many attempts".to_owned()))
+    );
+}

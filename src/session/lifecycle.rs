@@ -132,7 +132,7 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// Whether the client's address is in its failed-auth cool-down (counted as a refusal).
-    fn cooling_down(&self) -> bool {
+    pub(super) fn cooling_down(&self) -> bool {
         let cooling = self
             .admission
             .as_ref()
@@ -144,7 +144,7 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// Counts a failed first authentication against the client's address.
-    fn auth_failed(&self) {
+    pub(super) fn auth_failed(&self) {
         if let Some(a) = &self.admission {
             a.limits().auth_failed(a.addr());
         }

@@ -329,10 +329,18 @@ impl<C: ClientIo> Session<C> {
     /// first frame, authenticated already, or closing at once.
     pub fn begin(mut self, start: Start) -> Session<C> {
         self.audit_accepted();
+        let legacy = !matches!(start, Start::FirstFrame);
+        if legacy && self.cooling_down() {
+            self.close(CloseCause::TooManyAttempts);
+            self.stats.set(self.state());
+            self.accepted_logged = true;
+            return self;
+        }
         match start {
             Start::FirstFrame => {}
             Start::Refused { method, reason } => {
                 self.audit_auth(crate::metrics::AuthKind::legacy(method), reason, None);
+                self.auth_failed();
                 self.close(CloseCause::InvalidToken)
             }
             Start::Verified {
