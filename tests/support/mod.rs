@@ -135,13 +135,21 @@ impl ProxyBuilder {
     pub fn toml(&self, secret_file: &str) -> String {
         let auth = self.auth.clone().unwrap_or_else(|| DEFAULT_AUTH.to_owned());
         // Notices exactly `reauth_lead` before exp, unless a test asks for jitter.
+        // Tests written before `[limits]` open many connections and fail
+        // many auths from 127.0.0.1: the per-address rate and the failed-auth
+        // cool-down are off unless a test sets `[limits]`.
+        let limits = if self.limits.is_empty() {
+            "per_address_rate = 0\nfailed_auth_max = 0".to_owned()
+        } else {
+            self.limits.clone()
+        };
         let mut session = self.session.clone();
         if !session.contains("reauth_jitter") {
             session.push_str("\nreauth_jitter = \"0s\"");
         }
         format!(
             "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n[limits]\n{}\n",
-            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http, self.limits
+            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http, limits
         )
         .replace("@KEYS@", &keys_dir())
         .replace("@SECRET_FILE@", secret_file)
