@@ -218,7 +218,36 @@ async fn route(
             Err(refused) => *refused,
         };
     }
-    crate::passthrough::forward(request, peer.peer, peer.tls, &proxy).await
+    // Protected routes: failed auths count against the client's address.
+    let key = proxy.http_rules.protects().then(|| {
+        let ip = crate::limits::client_address(
+            peer.peer.ip(),
+            request.headers(),
+            proxy.headers.trusted(),
+        );
+        limits.key(ip)
+    });
+    if key.is_some_and(|k| limits.cooling(k)) {
+        crate::metrics::limit_refused(crate::limits::Limit::FailedAuth);
+        return HttpError::TooManyAttempts
+            .response_retry_after(limits.config().failed_auth_cooldown)
+            .map(|b| b.map_err(|never| match never {}).boxed());
+    }
+    let response = crate::passthrough::forward(request, peer.peer, peer.tls, &proxy).await;
+    if let Some(k) = key.filter(|_| is_own_401(&response)) {
+        limits.auth_failed(k);
+    }
+    response
+}
+
+/// Whether a response is wsguard's own 401 (a protected route's refused or
+/// missing token), not one passed through from the upstream.
+fn is_own_401(response: &Response<Body>) -> bool {
+    response.status() == StatusCode::UNAUTHORIZED
+        && response
+            .headers()
+            .get(http::header::WWW_AUTHENTICATE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"Bearer realm=\"wsguard\""))
 }
 
 /// The limits' verdict on an upgrade (before its token is looked at): its

@@ -217,6 +217,9 @@ pub enum HttpError {
     /// An upgrade over its address's `limits.per_address_rate` or
     /// `limits.per_address_connections`: 429 with `Retry-After`.
     RateLimited,
+    /// A protected HTTP route asked by a client address in its failed-auth
+    /// cool-down (`limits.failed_auth_max`): 429 with `Retry-After`.
+    TooManyAttempts,
 }
 
 impl HttpError {
@@ -293,6 +296,11 @@ impl HttpError {
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limited",
                 "too many connections from this address; try again later",
+            ),
+            HttpError::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed authentications from this address; try again later",
             ),
         }
     }

@@ -323,3 +323,27 @@ async fn failed_upgrade_tokens_count_too() {
         Some((1008, "too many attempts".to_owned()))
     );
 }
+
+#[tokio::test]
+async fn protected_http_routes_count_and_answer_429() {
+    use support::requests::{raw_http, HttpUpstream};
+    let upstream = HttpUpstream::start().await;
+    let proxy = proxy(upstream.addr)
+        .http("protect = true")
+        .limits("failed_auth_max = 1\nfailed_auth_window = \"1h\"\nfailed_auth_cooldown = \"1h\"")
+        .start()
+        .await;
+    let get = |token: &str| {
+        format!(
+            "GET /api HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        )
+    };
+    let bad = hs256_claims(&claims("mallory", -120, serde_json::json!({})));
+    for _ in 0..2 {
+        assert_eq!(raw_http(proxy.addr, &get(&bad)).await.status, 401);
+    }
+    let refused = raw_http(proxy.addr, &get(&hs256("alice", 600))).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("3600"));
+    assert_eq!(refused.json()["error"], "too_many_attempts");
+}
