@@ -203,6 +203,11 @@ impl HeaderPolicy {
         self
     }
 
+    /// The trusted proxies (`listener.trusted_proxies`).
+    pub fn trusted(&self) -> &[IpNet] {
+        &self.trusted
+    }
+
     /// Whether the peer is a trusted proxy.
     fn is_trusted(&self, peer: &SocketAddr) -> bool {
         self.trusted.iter().any(|net| net.contains(&peer.ip()))

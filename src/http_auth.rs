@@ -109,6 +109,11 @@ impl HttpRules {
             .any(|prefix| path.len() >= prefix.len() && path[..prefix.len()] == prefix[..])
     }
 
+    /// Whether plain HTTP routes are protected (`http.protect`).
+    pub fn protects(&self) -> bool {
+        self.protect
+    }
+
     /// The verdict on a plain HTTP request.
     pub async fn check(
         &self,

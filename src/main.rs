@@ -492,6 +492,22 @@ fn inject(args: InjectArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Resolves `upstream.url`'s host once (an error names the key), then
+/// every `upstream.resolve_interval` on the control thread.
+fn resolve_upstream(proxy: &Proxy, config: &Config, control: &Control) -> anyhow::Result<()> {
+    let addresses = proxy.target.addresses().clone();
+    let interval = config.upstream.resolve_interval;
+    control
+        .run(async move { addresses.start(interval).await })
+        .map_err(|e| anyhow::anyhow!("upstream.url: {e}"))?
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "upstream.url: cannot resolve {}: {e}",
+                proxy.target.authority()
+            )
+        })
+}
+
 /// `wsguard run`: serves on `listener.worker_threads` workers until a
 /// drain (SIGTERM, SIGINT, `POST /drain`) is over; the control thread runs
 /// the admin listener, the drain and the background work.
@@ -514,13 +530,14 @@ fn serve(path: &Path, args: &RunArgs) -> anyhow::Result<ExitCode> {
         .listener
         .worker_threads
         .unwrap_or_else(wsguard::workers::default_count);
+    resolve_upstream(&proxy, &config, &control)?;
     // Owned by the process: a reload of the configuration keeps it.
     let mut process = Process::new(workers);
     process.revocations = std::sync::Arc::new(wsguard::revocation::Revocations::new(
         &config.revocation,
         config.auth.providers.len(),
     ));
-    let process = std::sync::Arc::new(process);
+    let process = std::sync::Arc::new(process.with_limits(&config.limits));
     process.proxy.swap(proxy.clone());
     start_revocation_link(&config, &process, &control)?;
     proxy.verifier.start(

@@ -129,8 +129,14 @@ pub const REDIS_UP: Metric = (
 /// Gauge `{version}`: always 1.
 pub const BUILD_INFO: Metric = ("wsguard_build_info", "The running build (always 1)");
 
+/// Counter `{limit}`: connections refused by a `[limits]` limit.
+pub const LIMIT_REFUSALS_TOTAL: Metric = (
+    "wsguard_limit_refusals_total",
+    "Connections refused by a limit (max_connections, max_unauthenticated, per_address_rate, per_address_connections, failed_auth, per_subject)",
+);
+
 /// Every metric name and help (the dashboard test and the docs check against it).
-pub const ALL: [Metric; 22] = [
+pub const ALL: [Metric; 23] = [
     CONNECTIONS_ACTIVE,
     CONNECTIONS_TOTAL,
     AUTH_TOTAL,
@@ -153,6 +159,7 @@ pub const ALL: [Metric; 22] = [
     REVOCATIONS_TOTAL,
     REVOKED_CLOSES_TOTAL,
     REDIS_UP,
+    LIMIT_REFUSALS_TOTAL,
 ];
 
 /// Buckets of `wsguard_auth_duration_seconds` (verification is microseconds
@@ -371,7 +378,7 @@ impl AuthReason {
 }
 
 /// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 23] = [
+const CAUSES: [CloseCause; 27] = [
     CloseCause::AuthTimeout,
     CloseCause::AuthRequired,
     CloseCause::InvalidToken,
@@ -395,6 +402,10 @@ const CAUSES: [CloseCause; 23] = [
     CloseCause::TokenInUse,
     CloseCause::Draining,
     CloseCause::TokenRevoked,
+    CloseCause::TooManyAttempts,
+    CloseCause::TooManyConnections,
+    CloseCause::ClientFrameStalled,
+    CloseCause::UpstreamFrameStalled,
 ];
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
@@ -425,6 +436,10 @@ pub fn close_label(cause: CloseCause) -> &'static str {
         TokenInUse => "token_in_use",
         Draining => "draining",
         TokenRevoked => "token_revoked",
+        TooManyAttempts => "too_many_attempts",
+        TooManyConnections => "too_many_connections",
+        ClientFrameStalled => "client_frame_stalled",
+        UpstreamFrameStalled => "upstream_frame_stalled",
     }
 }
 
@@ -497,6 +512,8 @@ struct Handles {
     revocations: [Counter; 3],
     /// `wsguard_revoked_closes_total`.
     revoked_closes: Counter,
+    /// `wsguard_limit_refusals_total{limit}`, by [`crate::limits::Limit`].
+    limit_refusals: [Counter; 6],
 }
 
 /// The `kind` label values of `wsguard_revocations_total`.
@@ -542,6 +559,8 @@ fn register() -> Handles {
         build_info: metrics::gauge!(BUILD_INFO.0, "version" => env!("CARGO_PKG_VERSION")),
         revocations: REVOCATION_KINDS.map(|k| metrics::counter!(REVOCATIONS_TOTAL.0, "kind" => k)),
         revoked_closes: metrics::counter!(REVOKED_CLOSES_TOTAL.0),
+        limit_refusals: crate::limits::Limit::ALL
+            .map(|l| metrics::counter!(LIMIT_REFUSALS_TOTAL.0, "limit" => l.label())),
     }
 }
 
@@ -595,6 +614,11 @@ pub fn token_expired_sent() {
 /// Counts a failed or dropped write.
 pub fn send_error() {
     handles().send_errors.increment(1);
+}
+
+/// Counts a connection refused by a limit.
+pub fn limit_refused(limit: crate::limits::Limit) {
+    handles().limit_refusals[limit as usize].increment(1);
 }
 
 /// Records a successful upstream connect.
@@ -786,7 +810,11 @@ mod tests {
             | IdleTimeout
             | TokenInUse
             | Draining
-            | TokenRevoked => CAUSES.contains(&c),
+            | TokenRevoked
+            | TooManyAttempts
+            | TooManyConnections
+            | ClientFrameStalled
+            | UpstreamFrameStalled => CAUSES.contains(&c),
         };
         for c in [
             AuthTimeout,
@@ -812,6 +840,10 @@ mod tests {
             TokenInUse,
             Draining,
             TokenRevoked,
+            TooManyAttempts,
+            TooManyConnections,
+            ClientFrameStalled,
+            UpstreamFrameStalled,
         ] {
             assert!(listed(c), "{c:?} has no wsguard_closes_total series");
         }

@@ -27,6 +27,8 @@ pub struct Process {
     /// The revocations in force (replace it before the process is shared
     /// to configure it: `[revocation]`).
     pub revocations: Arc<Revocations>,
+    /// Connection caps and per-client rates (`[limits]`), across workers.
+    pub limits: Arc<crate::limits::Limits>,
 }
 
 impl Process {
@@ -38,7 +40,16 @@ impl Process {
             drain: crate::drain::Signal::default(),
             proxy: crate::reload::Current::default(),
             revocations: Arc::default(),
+            limits: Arc::new(crate::limits::Limits::new(
+                &crate::config::LimitsConfig::default(),
+            )),
         }
+    }
+
+    /// The same, with the limits of `[limits]`.
+    pub fn with_limits(mut self, config: &crate::config::LimitsConfig) -> Process {
+        self.limits = Arc::new(crate::limits::Limits::new(config));
+        self
     }
 
     /// Worker `index`'s view of it.

@@ -49,6 +49,10 @@ pub struct Proxy {
     pub origins: crate::origin::OriginPolicy,
     /// Protected plain HTTP routes (`[http]`).
     pub http_rules: crate::http_auth::HttpRules,
+    /// Largest request head (`listener.max_header_bytes`; hyper answers 431 over it).
+    pub max_header_bytes: usize,
+    /// Most request headers (`listener.max_headers`; hyper answers 431 over it).
+    pub max_headers: usize,
     /// When the proxy was built: the origin of the heartbeat grid shared by
     /// all connections (see `session::beat_after`).
     pub epoch: tokio::time::Instant,
@@ -128,6 +132,8 @@ impl Proxy {
             legacy,
             origins,
             tls,
+            max_header_bytes: config.listener.max_header_bytes,
+            max_headers: config.listener.max_headers,
             epoch: tokio::time::Instant::now(),
             max_connections_per_token: config.auth.max_connections_per_token,
         }))

@@ -97,6 +97,11 @@ pub struct Leg<S> {
     unflushed: bool,
     /// Since when the socket has refused our writes.
     blocked_since: Option<Instant>,
+    /// When the last relayed bytes queued here were written, if they stop
+    /// inside a frame: from then on the rest is awaited from the other leg
+    /// (the frame-stall clock; taken once per write that drains the queue
+    /// in the middle of a frame, nothing per message otherwise).
+    drained_in_frame: Option<Instant>,
     /// A frame arrived since the last heartbeat.
     pub heard: bool,
     /// Heartbeats in a row without a frame from the peer.
@@ -128,6 +133,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
             own_in_out: 0,
             unflushed: false,
             blocked_since: None,
+            drained_in_frame: None,
             heard: false,
             missed: 0,
             read_done: false,
@@ -186,6 +192,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
     /// will drop them (it is not waiting for the rest of a frame).
     pub fn takes_or_drops(&self) -> bool {
         self.accepts() || (self.write_done && !self.in_frame())
+    }
+
+    /// Since when this leg has waited, taking writes, for the rest of a
+    /// relayed frame from the other leg (see `session.frame_stall_timeout`).
+    pub fn awaiting_frame_since(&self) -> Option<Instant> {
+        self.drained_in_frame
+            .filter(|_| self.in_frame() && self.accepts())
     }
 
     /// Whether the bytes relayed to this leg stop inside a frame.
@@ -323,6 +336,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Leg<S> {
                             self.own_in_out -= 1;
                         }
                         self.out.pop_front();
+                        if self.out.is_empty() {
+                            self.drained_in_frame =
+                                (self.written_end == Boundary::InFrame).then(Instant::now);
+                        }
                     }
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),

@@ -148,10 +148,26 @@ impl Reloader {
         let mut proxy = Proxy::new(&next).map_err(|e| e.to_string())?;
         let current = self.process.proxy.load_full();
         if let Some(current) = &current {
-            // The listener's TLS (and its certificate watcher) stays.
             if let Some(built) = Arc::get_mut(&mut proxy) {
+                // The listener's TLS (and its certificate watcher) stays.
                 built.tls = current.tls.clone();
+                // The same upstream host keeps its resolved addresses.
+                built.target.share_addresses(&current.target);
             }
+        }
+        // Another upstream host: resolved before the swap (and refreshed).
+        if !proxy.target.addresses().is_resolved() {
+            proxy
+                .target
+                .addresses()
+                .start(next.upstream.resolve_interval)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "upstream.url: cannot resolve {}: {e}",
+                        proxy.target.authority()
+                    )
+                })?;
         }
         let handle = tokio::runtime::Handle::current();
         proxy
@@ -218,6 +234,11 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     if next.admin.bind != old.admin.bind {
         ignored.push("admin.bind");
         next.admin.bind = old.admin.bind.clone();
+    }
+    // The limiter state lives as long as the process and keeps its settings.
+    if next.limits != old.limits {
+        ignored.push("limits");
+        next.limits = old.limits.clone();
     }
     // The store and its Redis link live as long as the process.
     if next.revocation != old.revocation {

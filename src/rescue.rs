@@ -79,6 +79,18 @@ pub enum CloseCause {
     /// The token was revoked (by `sub`, `jti` or session id): a live
     /// connection is closed at once, a first auth with it refused.
     TokenRevoked,
+    /// The client's address is in its failed-auth cool-down
+    /// (`limits.failed_auth_max`); refused at the first frame.
+    TooManyAttempts,
+    /// The subject has `limits.max_connections_per_subject` connections
+    /// (the new one is closed; with `evict = "oldest"`, the oldest).
+    TooManyConnections,
+    /// The client stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout` (the upstream, inside that frame, is dropped).
+    ClientFrameStalled,
+    /// The upstream stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout` (the client, inside that frame, is dropped).
+    UpstreamFrameStalled,
 }
 
 /// The close frames for the two legs; `None` where the leg is gone or absent.
@@ -122,6 +134,9 @@ impl CloseCause {
             TokenInUse => "token in use",
             Draining => "going away",
             TokenRevoked => "token revoked",
+            TooManyAttempts => "too many attempts",
+            TooManyConnections => "too many connections",
+            ClientFrameStalled | UpstreamFrameStalled => "frame stalled",
         }
     }
 
@@ -137,15 +152,16 @@ impl CloseCause {
             TokenExpired if distinct => 4419,
             IdleTimeout if distinct => 4440,
             TokenRevoked if distinct => 4403,
+            TooManyAttempts | TooManyConnections if distinct => 4429,
             AuthTimeout | AuthRequired | InvalidToken | IdentityMismatch | TooManyFailedReauth
-            | TokenExpired | BufferFull | KeyRevoked | TokenInUse | TokenRevoked => POLICY,
+            | TokenExpired | BufferFull | KeyRevoked | TokenInUse | TokenRevoked
+            | TooManyAttempts | TooManyConnections | ClientFrameStalled => POLICY,
             AuthFrameTooLarge | ClientMessageTooLarge => TOO_BIG,
             UpstreamUnavailable | SlowClient => TRY_AGAIN,
             UpstreamGone | UpstreamMessageTooLarge => INTERNAL,
             ClientProtocolError => PROTOCOL_ERROR,
-            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout | Draining => {
-                GOING_AWAY
-            }
+            ClientGone | SlowUpstream | PingTimeout | MaxLifetime | IdleTimeout | Draining
+            | UpstreamFrameStalled => GOING_AWAY,
         }
     }
 
@@ -154,14 +170,14 @@ impl CloseCause {
         use CloseCause::*;
         let reason = self.reason();
         let client = match self {
-            ClientGone => None,
+            ClientGone | UpstreamFrameStalled => None,
             UpstreamMessageTooLarge | SlowUpstream => {
                 frame(self.client_code(codes), "upstream gone")
             }
             _ => frame(self.client_code(codes), reason),
         };
         let upstream = match self {
-            UpstreamGone | UpstreamUnavailable => None,
+            UpstreamGone | UpstreamUnavailable | ClientFrameStalled => None,
             ClientGone | PingTimeout | ClientProtocolError | ClientMessageTooLarge | SlowClient => {
                 frame(GOING_AWAY, "client gone")
             }
@@ -222,6 +238,15 @@ pub enum HttpError {
     AdminRevocationNotFound,
     /// Admin listener: `/revoke` answers `POST` and `DELETE` only.
     AdminRevokeMethodNotAllowed,
+    /// An upgrade over `limits.max_connections` or
+    /// `limits.max_unauthenticated`: 503 with `Retry-After`, before the upgrade.
+    OverCapacity,
+    /// An upgrade over its address's `limits.per_address_rate` or
+    /// `limits.per_address_connections`: 429 with `Retry-After`.
+    RateLimited,
+    /// A protected HTTP route asked by a client address in its failed-auth
+    /// cool-down (`limits.failed_auth_max`): 429 with `Retry-After`.
+    TooManyAttempts,
 }
 
 impl HttpError {
@@ -309,6 +334,21 @@ impl HttpError {
                 "method_not_allowed",
                 "/revoke answers POST and DELETE only",
             ),
+            HttpError::OverCapacity => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "over_capacity",
+                "the proxy has as many connections as it takes; try again later",
+            ),
+            HttpError::RateLimited => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many connections from this address; try again later",
+            ),
+            HttpError::TooManyAttempts => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_attempts",
+                "too many failed authentications from this address; try again later",
+            ),
         }
     }
 
@@ -322,6 +362,17 @@ impl HttpError {
     /// configuration error, which names the key and never holds a secret).
     pub fn message(self, message: &str) -> Response<Full<Bytes>> {
         self.body(message, serde_json::Map::new())
+    }
+
+    /// The response with `Retry-After: <after in whole seconds, at least 1>`
+    /// (503 `over_capacity`, 429 `rate_limited`).
+    pub fn response_retry_after(self, after: std::time::Duration) -> Response<Full<Bytes>> {
+        let mut response = self.response();
+        let secs = after.as_secs().max(1);
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        response
     }
 
     /// The response, with more members in its JSON body (`/readyz`'s `failing`).
@@ -448,6 +499,10 @@ mod tests {
         let up = CloseCause::TokenRevoked.frames(CloseCodes::Policy).upstream;
         let up = up.map(|f| (u16::from(f.code), f.reason.to_string()));
         assert_eq!(up, Some((1001, "token revoked".to_string())));
+        for c in [CloseCause::TooManyAttempts, CloseCause::TooManyConnections] {
+            assert_eq!(c.client_code(CloseCodes::Policy), 1008);
+            assert_eq!(c.client_code(CloseCodes::Distinct), 4429);
+        }
         let f = CloseCause::InvalidToken.frames(CloseCodes::Policy);
         let up = f
             .upstream

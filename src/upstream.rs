@@ -122,6 +122,8 @@ pub struct Target {
     http_base: String,
     /// Query parameters removed before forwarding, lower-cased.
     strip: Vec<String>,
+    /// The resolved addresses of `authority` (see [`crate::resolve`]).
+    addresses: std::sync::Arc<crate::resolve::Addresses>,
 }
 
 /// A base URL's parts.
@@ -184,6 +186,7 @@ impl Target {
             None => format!("{}://{}{}", scheme(ws.tls), ws.authority, ws.prefix),
         };
         Ok(Target {
+            addresses: std::sync::Arc::new(crate::resolve::Addresses::new(&ws.authority)),
             authority: ws.authority,
             host: ws.host,
             tls: ws.tls.then(|| tls.clone()),
@@ -206,9 +209,23 @@ impl Target {
         }
     }
 
+    /// The upstream's resolved addresses (resolved at start and refreshed
+    /// by `wsguard run` on the control thread).
+    pub fn addresses(&self) -> &std::sync::Arc<crate::resolve::Addresses> {
+        &self.addresses
+    }
+
     /// The upstream's `host:port` (what the readiness probe connects to).
     pub fn authority(&self) -> &str {
         &self.authority
+    }
+
+    /// Takes `current`'s resolved addresses (and so its refresh task) when
+    /// both name the same `host:port`: a reload keeps what was resolved.
+    pub fn share_addresses(&mut self, current: &Target) {
+        if self.authority == current.authority {
+            self.addresses = current.addresses.clone();
+        }
     }
 
     /// The client's path and query with token parameters removed.
@@ -345,7 +362,9 @@ impl Target {
 
     /// The TCP connection, with the TLS handshake for `wss://`.
     async fn open(&self) -> Result<UpstreamIo, UpstreamError> {
-        let tcp = TcpStream::connect(&self.authority)
+        let tcp = self
+            .addresses
+            .connect()
             .await
             .map_err(UpstreamError::Connect)?;
         let _ = tcp.set_nodelay(true);

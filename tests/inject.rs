@@ -227,8 +227,10 @@ async fn run_overrides_listen_and_upstream_url() {
         .status()
         .expect("kill");
     assert!(sent.success());
-    err.until("configuration reloaded", |l| l.contains("configuration reloaded"))
-        .await;
+    err.until("configuration reloaded", |l| {
+        l.contains("configuration reloaded")
+    })
+    .await;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat"))
         .await
         .expect("connect to the proxy after the reload");

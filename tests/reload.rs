@@ -225,19 +225,25 @@ async fn a_changed_listener_address_is_reported_and_ignored() {
     let moved = config(upstream.addr, "secret", "").replace(
         "bind = \"127.0.0.1:0\"\nworker_threads = 1",
         "bind = \"127.0.0.1:1\"\nworker_threads = 3",
-    ) + "[revocation]\nmax_entries = 10\n";
+    ) + "[revocation]\nmax_entries = 10\n[limits]\nmax_connections = 7\n";
     rewrite(&proxy, &moved);
     let before = proxy.lines().len();
     let answer = post_reload(&proxy).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     assert_eq!(
         answer.json()["ignored"],
-        serde_json::json!(["listener.bind", "listener.worker_threads", "revocation"])
+        serde_json::json!([
+            "listener.bind",
+            "listener.worker_threads",
+            "limits",
+            "revocation"
+        ])
     );
     let line = log_line(&proxy, before, "need a restart").await;
     assert!(
         line.contains("listener.bind")
             && line.contains("listener.worker_threads")
+            && line.contains("limits")
             && line.contains("revocation"),
         "{line}"
     );
@@ -352,4 +358,41 @@ async fn a_changed_log_level_applies_at_once() {
     let from = proxy.lines().len();
     let _after = open(&proxy, &mut upstream, &token("bob", 300).0).await;
     log_line(&proxy, from, "connection opened").await;
+}
+
+/// A reload to another upstream host resolves it before the swap (new
+/// connections go there, with no lookup of their own); a host that does
+/// not resolve refuses the reload, naming `upstream.url`.
+#[tokio::test]
+async fn a_changed_upstream_host_is_resolved_before_the_swap() {
+    let first = Upstream::start(false).await;
+    let mut second = Upstream::start(false).await;
+    let proxy = run(&config(first.addr, "secret", ""), &[]).await;
+    let by_name = config(first.addr, "secret", "").replace(
+        &format!("ws://{}", first.addr),
+        &format!("ws://localhost:{}", second.addr.port()),
+    );
+    rewrite(&proxy, &by_name);
+    let answer = post_reload(&proxy).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (mut ws, mut up) = open(&proxy, &mut second, &token("alice", 300).0).await;
+    relays(&mut ws, &mut up, "to the second upstream").await;
+
+    let unknown = config(first.addr, "secret", "").replace(
+        &format!("ws://{}", first.addr),
+        "ws://wsguard-reload-test.invalid:9",
+    );
+    rewrite(&proxy, &unknown);
+    let answer = post_reload(&proxy).await;
+    assert_eq!(answer.status, 400, "{}", answer.body);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("upstream.url: cannot resolve")),
+        "{}",
+        answer.body
+    );
+    // The configuration in force stays: still the second upstream.
+    let (mut ws, mut up) = open(&proxy, &mut second, &token("bob", 300).0).await;
+    relays(&mut ws, &mut up, "still the second").await;
 }

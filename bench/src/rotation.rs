@@ -122,6 +122,12 @@ worker_threads = 1
 url = "ws://{upstream}"
 [session]
 auth_timeout = "30s"
+[limits]
+max_unauthenticated = 1000000
+per_address_rate = 0
+per_address_connections = 1000000
+max_connections = 1000000
+failed_auth_max = 0
 [auth.jwks]
 refresh_interval = "1h"
 refetch_cooldown = "30s"

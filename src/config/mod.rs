@@ -17,6 +17,7 @@ mod http_rules;
 mod idle;
 mod jwks;
 mod legacy;
+mod limits;
 mod listener;
 mod log;
 mod overrides;
@@ -34,6 +35,7 @@ pub use http_rules::*;
 pub use idle::*;
 pub use jwks::*;
 pub use legacy::*;
+pub use limits::*;
 pub use listener::*;
 pub use log::*;
 pub use overrides::Overrides;
@@ -113,6 +115,9 @@ pub struct Config {
     /// Revoked tokens, and the Redis link that shares them.
     #[serde(default)]
     pub revocation: RevocationConfig,
+    /// Connection caps and per-client rates.
+    #[serde(default)]
+    pub limits: LimitsConfig,
 }
 
 /// `Ok` when `ok`, else the error `key: problem`.
@@ -175,6 +180,7 @@ impl Config {
         self.check_jwks()?;
         self.check_drain()?;
         self.check_revocation()?;
+        self.limits.check()?;
         self.check_auth()
     }
 
@@ -187,6 +193,7 @@ impl Config {
                 self.listener.header_read_timeout,
             ),
             ("upstream.connect_timeout", self.upstream.connect_timeout),
+            ("upstream.resolve_interval", self.upstream.resolve_interval),
             ("upstream.response_timeout", self.upstream.response_timeout),
             ("auth.leeway", self.auth.leeway),
             ("session.auth_timeout", s.auth_timeout),
@@ -196,6 +203,7 @@ impl Config {
             ("session.reauth_min_interval", s.reauth_min_interval),
             ("session.ping_interval", s.ping_interval),
             ("session.slow_consumer_timeout", s.slow_consumer_timeout),
+            ("session.frame_stall_timeout", s.frame_stall_timeout),
             ("session.close_timeout", s.close_timeout),
             (
                 "session.max_connection_lifetime",

@@ -31,6 +31,9 @@ pub const DEFAULT_SLOW_CONSUMER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default time allowed for the close handshake on both legs.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Default time a peer may stop in the middle of a relayed frame.
+pub const DEFAULT_FRAME_STALL_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How auth-related closes are coded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -79,6 +82,10 @@ pub struct SessionConfig {
     /// Time a peer may refuse our writes before it is closed with 1013.
     #[serde(with = "humantime_serde")]
     pub slow_consumer_timeout: Duration,
+    /// A peer that stops in the middle of a relayed frame for this long
+    /// (counted while the other leg takes writes) is closed; `0s`: never.
+    #[serde(with = "humantime_serde")]
+    pub frame_stall_timeout: Duration,
     /// Time allowed for close handshakes before the sockets are dropped.
     #[serde(with = "humantime_serde")]
     pub close_timeout: Duration,
@@ -115,6 +122,7 @@ impl Default for SessionConfig {
             ping_interval: DEFAULT_PING_INTERVAL,
             max_missed_pongs: 3,
             slow_consumer_timeout: DEFAULT_SLOW_CONSUMER_TIMEOUT,
+            frame_stall_timeout: DEFAULT_FRAME_STALL_TIMEOUT,
             close_timeout: DEFAULT_CLOSE_TIMEOUT,
             max_connection_lifetime: None,
             close_codes: CloseCodes::Policy,

@@ -20,6 +20,10 @@ pub struct UpstreamConfig {
     /// Time allowed for the TCP connect plus the WebSocket handshake.
     #[serde(default = "default_connect_timeout", with = "humantime_serde")]
     pub connect_timeout: Duration,
+    /// How often `url`'s host name is resolved again, in the background
+    /// (`0s`: only at start).
+    #[serde(default = "default_resolve_interval", with = "humantime_serde")]
+    pub resolve_interval: Duration,
     /// Send the client's `Host` header upstream instead of the upstream's own.
     #[serde(default)]
     pub preserve_host: bool,
@@ -67,6 +71,13 @@ pub struct UpstreamConfig {
     /// PEM private key of `client_cert_file` (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
+}
+
+/// Default interval at which `upstream.url`'s host is resolved again.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(30);
+
+pub(super) fn default_resolve_interval() -> Duration {
+    DEFAULT_RESOLVE_INTERVAL
 }
 
 pub(super) fn default_connect_timeout() -> Duration {

@@ -50,6 +50,9 @@ impl Credentials {
 impl<C: ClientIo> Session<C> {
     /// The first frame: it must be an auth frame with a valid token.
     pub(super) fn on_first_frame(&mut self, text: &str) {
+        if self.cooling_down() {
+            return self.close(CloseCause::TooManyAttempts);
+        }
         if text.len() > self.proxy.session.max_auth_frame_bytes {
             return self.close(CloseCause::AuthFrameTooLarge);
         }
@@ -62,6 +65,7 @@ impl<C: ClientIo> Session<C> {
         let started = std::time::Instant::now();
         let Some(token) = token else {
             self.count_auth(AuthKind::First, AuthReason::MissingToken, started, None);
+            self.auth_failed();
             return self.close(CloseCause::InvalidToken);
         };
         match self.proxy.verifier.verify_or_wait(&token) {
@@ -138,10 +142,62 @@ impl<C: ClientIo> Session<C> {
             Ok(identity) => identity,
             Err(e) => {
                 tracing::debug!(conn = %self.id, error = %e, "first token refused");
+                self.auth_failed();
                 return self.close(CloseCause::InvalidToken);
             }
         };
         self.authenticate(identity, token, Answer::Authenticated(id));
+    }
+
+    /// Whether the client's address is in its failed-auth cool-down (counted as a refusal).
+    pub(super) fn cooling_down(&self) -> bool {
+        let cooling = self
+            .admission
+            .as_ref()
+            .is_some_and(|a| a.limits().cooling(a.addr()));
+        if cooling {
+            metrics::limit_refused(crate::limits::Limit::FailedAuth);
+        }
+        cooling
+    }
+
+    /// Counts a failed first authentication against the client's address.
+    pub(super) fn auth_failed(&self) {
+        if let Some(a) = &self.admission {
+            a.limits().auth_failed(a.addr());
+        }
+    }
+
+    /// The connection is authenticated as `identity`: whether the
+    /// per-subject cap lets it go on (closing the subject's oldest
+    /// connection instead with `evict = "oldest"`).
+    fn within_subject_cap(&mut self, identity: &Arc<Identity>) -> bool {
+        use crate::limits::OverSubject;
+        let Some(admission) = &mut self.admission else {
+            return true;
+        };
+        match admission.authenticated(identity) {
+            OverSubject::Within => true,
+            OverSubject::Refuse => {
+                metrics::limit_refused(crate::limits::Limit::PerSubject);
+                tracing::debug!(conn = %self.id, sub = ?identity.sub, "over the per-subject cap");
+                false
+            }
+            OverSubject::EvictOldest => {
+                metrics::limit_refused(crate::limits::Limit::PerSubject);
+                let same = |e: &crate::registry::Entry| {
+                    e.identity.sub == identity.sub && e.identity.iss == identity.iss
+                };
+                let registry = &self.local.process.registry;
+                if let Some(oldest) = registry.find(same).into_iter().min_by_key(|e| e.started) {
+                    tracing::debug!(conn = %self.id, evicted = %oldest.id, sub = ?identity.sub, "per-subject cap: oldest connection closed");
+                    oldest
+                        .mailbox
+                        .send(Command::Close(CloseCause::TooManyConnections));
+                }
+                true
+            }
+        }
     }
 
     /// A verified token (from the first frame or the upgrade request): the
@@ -150,6 +206,9 @@ impl<C: ClientIo> Session<C> {
     pub(super) fn authenticate(&mut self, identity: Arc<Identity>, token: String, answer: Answer) {
         self.client.io_mut().lift();
         self.client.end_pre_auth();
+        if !self.within_subject_cap(&identity) {
+            return self.close(CloseCause::TooManyConnections);
+        }
         let Some(request) = self.request.take() else {
             return self.close(CloseCause::AuthRequired);
         };
@@ -634,6 +693,7 @@ impl<C: ClientIo> Session<C> {
             }
             self.close(CloseCause::SlowUpstream);
         }
+        self.check_frame_stall(now);
         match &self.phase {
             Phase::Closing { until } if *until <= now => return Flow::Done,
             Phase::Authenticating { deadline } if *deadline <= now => {
@@ -662,6 +722,61 @@ impl<C: ClientIo> Session<C> {
             self.heartbeat(now);
         }
         self.flow()
+    }
+
+    /// When the earliest frame stall would be due: a leg that takes writes
+    /// and waits for the rest of a frame the other leg began.
+    pub(super) fn stall_deadline(&self) -> Option<Instant> {
+        let stall = self.proxy.session.frame_stall_timeout;
+        if stall.is_zero() || matches!(self.phase, Phase::Closing { .. }) {
+            return None;
+        }
+        let to_client = self.client.awaiting_frame_since();
+        let to_upstream = self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.awaiting_frame_since());
+        to_client
+            .into_iter()
+            .chain(to_upstream)
+            .min()
+            .map(|t| t + stall)
+    }
+
+    /// Closes a peer that stopped in the middle of a relayed frame for
+    /// `session.frame_stall_timeout`: it gets its close frame where one can
+    /// still be written to it; the other leg, inside the half-relayed
+    /// frame, is dropped.
+    fn check_frame_stall(&mut self, now: Instant) {
+        let stall = self.proxy.session.frame_stall_timeout;
+        if stall.is_zero() || matches!(self.phase, Phase::Closing { .. }) {
+            return;
+        }
+        let due = |since: Option<Instant>| since.is_some_and(|t| t + stall <= now);
+        let cause = if due(self
+            .upstream
+            .as_ref()
+            .and_then(|u| u.awaiting_frame_since()))
+        {
+            CloseCause::ClientFrameStalled
+        } else if due(self.client.awaiting_frame_since()) {
+            CloseCause::UpstreamFrameStalled
+        } else {
+            return;
+        };
+        tracing::debug!(conn = %self.id, reason = metrics::close_label(cause), "frame stalled");
+        self.close(cause);
+        match cause {
+            // Dropped now: its socket closes without a close frame.
+            CloseCause::ClientFrameStalled => self.upstream = None,
+            // Marked done: its socket closes when the session ends.
+            _ => self.client.abandon(),
+        }
+        // A close frame that cannot go out (its leg is inside a frame too) is dropped.
+        self.client.give_up_frame();
+        if let Some(up) = &mut self.upstream {
+            up.give_up_frame();
+        }
     }
 
     /// Sends `auth_required` once per token when it is due.

@@ -271,6 +271,9 @@ pub struct Session<C = TcpStream> {
     upstream_active: bool,
     /// Its use of its token, with `auth.max_connections_per_token` (given back at the end).
     token_use: Option<Box<crate::replay::TokenUse>>,
+    /// What it holds of the process's limits (given back when the session
+    /// ends); `None` where nothing admitted it (the timer unit tests).
+    admission: Option<crate::limits::Admission>,
 }
 
 impl<C: ClientIo> Session<C> {
@@ -325,6 +328,7 @@ impl<C: ClientIo> Session<C> {
             accepted_logged: false,
             drain_close: false,
             stats,
+            admission: None,
             proxy,
             idle: None,
             client_active: false,
@@ -333,14 +337,28 @@ impl<C: ClientIo> Session<C> {
         }
     }
 
+    /// The session holds `admission` (the limits it counts against) until it ends.
+    pub fn admitted(mut self, admission: crate::limits::Admission) -> Session<C> {
+        self.admission = Some(admission);
+        self
+    }
+
     /// Starts the session as the upgrade request decided: waiting for the
     /// first frame, authenticated already, or closing at once.
     pub fn begin(mut self, start: Start) -> Session<C> {
         self.audit_accepted();
+        let legacy = !matches!(start, Start::FirstFrame);
+        if legacy && self.cooling_down() {
+            self.close(CloseCause::TooManyAttempts);
+            self.stats.set(self.state());
+            self.accepted_logged = true;
+            return self;
+        }
         match start {
             Start::FirstFrame => {}
             Start::Refused { method, reason } => {
                 self.audit_auth(crate::metrics::AuthKind::legacy(method), reason, None);
+                self.auth_failed();
                 self.close(CloseCause::InvalidToken)
             }
             Start::Verified {
@@ -459,6 +477,7 @@ impl<C: ClientIo> Session<C> {
         let slow = self.proxy.session.slow_consumer_timeout;
         [
             phase_deadline,
+            self.stall_deadline(),
             self.next_ping,
             self.lifetime_end,
             self.idle.as_ref().map(|i| i.check),

@@ -51,12 +51,15 @@ pub struct ProxyBuilder {
     listener: String,
     legacy: String,
     http: String,
+    limits: String,
 }
 
 /// A running proxy; it stops when dropped.
 pub struct TestProxy {
     /// Where it listens.
     pub addr: SocketAddr,
+    /// Its process state (registry, limits).
+    pub process: std::sync::Arc<wsguard::process::Process>,
     _stop: oneshot::Sender<()>,
     _dir: tempfile::TempDir,
 }
@@ -73,6 +76,7 @@ pub fn proxy(upstream: SocketAddr) -> ProxyBuilder {
         listener: String::new(),
         legacy: String::new(),
         http: String::new(),
+        limits: String::new(),
     }
 }
 
@@ -117,6 +121,11 @@ impl ProxyBuilder {
         self.http = lines.to_owned();
         self
     }
+    /// Lines for `[limits]`.
+    pub fn limits(mut self, lines: &str) -> Self {
+        self.limits = lines.to_owned();
+        self
+    }
     /// Lines for `[listener]`.
     pub fn listener(mut self, lines: &str) -> Self {
         self.listener = lines.to_owned();
@@ -127,13 +136,21 @@ impl ProxyBuilder {
     pub fn toml(&self, secret_file: &str) -> String {
         let auth = self.auth.clone().unwrap_or_else(|| DEFAULT_AUTH.to_owned());
         // Notices exactly `reauth_lead` before exp, unless a test asks for jitter.
+        // Tests written before `[limits]` open many connections and fail
+        // many auths from 127.0.0.1: the per-address rate and the failed-auth
+        // cool-down are off unless a test sets `[limits]`.
+        let limits = if self.limits.is_empty() {
+            "per_address_rate = 0\nfailed_auth_max = 0".to_owned()
+        } else {
+            self.limits.clone()
+        };
         let mut session = self.session.clone();
         if !session.contains("reauth_jitter") {
             session.push_str("\nreauth_jitter = \"0s\"");
         }
         format!(
-            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n",
-            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http
+            "[listener]\nbind = \"127.0.0.1:0\"\n{}\n[upstream]\nurl = \"{}\"\n{}\n{}\n[auth.legacy]\n{}\n[session]\n{}\n[websocket]\n{}\n[dialect]\n{}\n[http]\n{}\n[limits]\n{}\n",
+            self.listener, self.upstream, self.upstream_extra, auth, self.legacy, session, self.websocket, self.dialect, self.http, limits
         )
         .replace("@KEYS@", &keys_dir())
         .replace("@SECRET_FILE@", secret_file)
@@ -161,7 +178,8 @@ impl ProxyBuilder {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let process = std::sync::Arc::new(wsguard::process::Process::new(1));
+        let process =
+            std::sync::Arc::new(wsguard::process::Process::new(1).with_limits(&config.limits));
         shared.verifier.start(
             &tokio::runtime::Handle::current(),
             process.registry.clone(),
@@ -179,13 +197,18 @@ impl ProxyBuilder {
             listener,
             shared,
             process.local(0),
-            Duration::from_secs(5),
+            // 5 s, unless a test sets a shorter `listener.header_read_timeout`.
+            config
+                .listener
+                .header_read_timeout
+                .min(Duration::from_secs(5)),
             async move {
                 let _ = stopped.await;
             },
         ));
         Ok(TestProxy {
             addr,
+            process,
             _stop: stop,
             _dir: dir,
         })

@@ -110,6 +110,14 @@ impl RawFrame {
 }
 
 impl RawPeer {
+    /// A peer on a socket whose HTTP head was read already.
+    pub fn from_tcp(tcp: TcpStream) -> RawPeer {
+        RawPeer {
+            tcp,
+            buf: Vec::new(),
+        }
+    }
+
     /// The socket, for a test that reads and writes it concurrently
     /// (nothing may be buffered unparsed).
     pub fn into_tcp(self) -> TcpStream {
