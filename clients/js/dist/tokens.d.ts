@@ -35,6 +35,14 @@ export interface TokenOptions {
      * and refresh a second time (seen in Chromium about one time in three).
      */
     coordinationSettleMs?: number;
+    /**
+     * How long a tab that got the lock after another tab refreshed waits for
+     * that tab's token on the channel before refreshing itself, ms (default
+     * 2000). Which tab refreshed is told by a counter in `localStorage` that
+     * the refreshing tab bumps before it lets the lock go (the token itself
+     * is never stored there).
+     */
+    coordinationWaitMs?: number;
 }
 /** Holds the current token and refreshes it. */
 export declare class TokenManager {

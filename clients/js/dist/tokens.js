@@ -107,18 +107,27 @@ export class TokenManager {
     /** One refresh, under the cross-tab lock when coordinating. */
     async #coordinated() {
         const started = this.#version;
+        const locks = this.#locks;
+        const seen = locks ? this.#refreshStamp() : null;
         let refreshed = false;
         const run = async () => {
             // Another tab refreshed while this one waited for the lock: use its token.
             if (this.#version !== started && this.#token !== undefined)
                 return this.#token;
+            if (locks && this.#refreshStamp() !== seen) {
+                // Its token is on the channel, which is not ordered with the lock.
+                const peer = await this.#tokenSince(started, this.#options.coordinationWaitMs ?? 2000);
+                if (peer !== undefined)
+                    return peer;
+            }
             const token = await this.#withRetries(started);
             refreshed = true;
             this.#accept(token, "refresh");
             this.#channel?.postMessage({ type: "token", token });
+            if (locks)
+                this.#bumpRefreshStamp();
             return token;
         };
-        const locks = this.#locks;
         if (!locks)
             return run();
         const settle = this.#options.coordinationSettleMs ?? 100;
@@ -137,6 +146,43 @@ export class TokenManager {
                     await sleep(settle);
             })
                 .catch(reject);
+        });
+    }
+    /** The cross-tab refresh counter (`localStorage`; null where there is none). */
+    #refreshStamp() {
+        try {
+            const storage = globalThis.localStorage;
+            return storage?.getItem(`${this.#options.coordinationKey ?? "wsguard-token"}:refreshed`) ?? null;
+        }
+        catch {
+            return null; // storage blocked (privacy settings): the settle delay alone
+        }
+    }
+    /** Tells the other tabs (before the lock is let go) that a refresh happened. */
+    #bumpRefreshStamp() {
+        try {
+            const storage = globalThis.localStorage;
+            storage?.setItem(`${this.#options.coordinationKey ?? "wsguard-token"}:refreshed`, `${Date.now()}-${Math.random()}`);
+        }
+        catch {
+            // storage blocked: the settle delay alone
+        }
+    }
+    /** The token once one newer than version `started` arrives, or undefined after `ms`. */
+    #tokenSince(started, ms) {
+        if (this.#version !== started && this.#token !== undefined)
+            return Promise.resolve(this.#token);
+        return new Promise((resolve) => {
+            const listener = (token) => {
+                clearTimeout(timer);
+                this.#onToken.delete(listener);
+                resolve(token);
+            };
+            const timer = setTimeout(() => {
+                this.#onToken.delete(listener);
+                resolve(undefined);
+            }, ms);
+            this.#onToken.add(listener);
         });
     }
     /** Calls `refreshToken`, retrying transient failures with backoff. */

@@ -39,6 +39,14 @@ export interface TokenOptions {
    * and refresh a second time (seen in Chromium about one time in three).
    */
   coordinationSettleMs?: number;
+  /**
+   * How long a tab that got the lock after another tab refreshed waits for
+   * that tab's token on the channel before refreshing itself, ms (default
+   * 2000). Which tab refreshed is told by a counter in `localStorage` that
+   * the refreshing tab bumps before it lets the lock go (the token itself
+   * is never stored there).
+   */
+  coordinationWaitMs?: number;
 }
 
 /** A message on the token channel. */
@@ -164,17 +172,24 @@ export class TokenManager {
   /** One refresh, under the cross-tab lock when coordinating. */
   async #coordinated(): Promise<string> {
     const started = this.#version;
+    const locks = this.#locks;
+    const seen = locks ? this.#refreshStamp() : null;
     let refreshed = false;
     const run = async (): Promise<string> => {
       // Another tab refreshed while this one waited for the lock: use its token.
       if (this.#version !== started && this.#token !== undefined) return this.#token;
+      if (locks && this.#refreshStamp() !== seen) {
+        // Its token is on the channel, which is not ordered with the lock.
+        const peer = await this.#tokenSince(started, this.#options.coordinationWaitMs ?? 2000);
+        if (peer !== undefined) return peer;
+      }
       const token = await this.#withRetries(started);
       refreshed = true;
       this.#accept(token, "refresh");
       this.#channel?.postMessage({ type: "token", token } satisfies TokenMessage);
+      if (locks) this.#bumpRefreshStamp();
       return token;
     };
-    const locks = this.#locks;
     if (!locks) return run();
     const settle = this.#options.coordinationSettleMs ?? 100;
     // The token is ours as soon as it is in; the lock is kept a little longer.
@@ -190,6 +205,43 @@ export class TokenManager {
           if (refreshed) await sleep(settle);
         })
         .catch(reject);
+    });
+  }
+
+  /** The cross-tab refresh counter (`localStorage`; null where there is none). */
+  #refreshStamp(): string | null {
+    try {
+      const storage = (globalThis as { localStorage?: Storage }).localStorage;
+      return storage?.getItem(`${this.#options.coordinationKey ?? "wsguard-token"}:refreshed`) ?? null;
+    } catch {
+      return null; // storage blocked (privacy settings): the settle delay alone
+    }
+  }
+
+  /** Tells the other tabs (before the lock is let go) that a refresh happened. */
+  #bumpRefreshStamp(): void {
+    try {
+      const storage = (globalThis as { localStorage?: Storage }).localStorage;
+      storage?.setItem(`${this.#options.coordinationKey ?? "wsguard-token"}:refreshed`, `${Date.now()}-${Math.random()}`);
+    } catch {
+      // storage blocked: the settle delay alone
+    }
+  }
+
+  /** The token once one newer than version `started` arrives, or undefined after `ms`. */
+  #tokenSince(started: number, ms: number): Promise<string | undefined> {
+    if (this.#version !== started && this.#token !== undefined) return Promise.resolve(this.#token);
+    return new Promise((resolve) => {
+      const listener = (token: string): void => {
+        clearTimeout(timer);
+        this.#onToken.delete(listener);
+        resolve(token);
+      };
+      const timer = setTimeout(() => {
+        this.#onToken.delete(listener);
+        resolve(undefined);
+      }, ms);
+      this.#onToken.add(listener);
     });
   }
 
