@@ -118,6 +118,7 @@ impl HttpRules {
     pub async fn check(
         &self,
         proxy: &Proxy,
+        revocations: &crate::revocation::Revocations,
         method: &Method,
         headers: &HeaderMap,
         path: &str,
@@ -157,6 +158,12 @@ impl HttpRules {
             .verify_waiting(token, proxy.session.auth_timeout)
             .await;
         match verified {
+            // Revocation is checked on every auth, HTTP ones included.
+            Ok(identity) if revocations.refuses(&identity) => {
+                tracing::debug!("http request token refused: revoked");
+                let answer = HttpError::unauthorized(Some("token revoked"));
+                Verdict::Refused(own_answer(proxy, headers, answer))
+            }
             Ok(identity) => Verdict::Verified(identity, token.to_owned()),
             Err(e) => {
                 tracing::debug!(error = %e, "http request token refused");

@@ -29,6 +29,7 @@ use crate::drain::Live;
 use crate::headers::{has_token, list_items, ClientRequest};
 use crate::limits::{Admission, Limits};
 use crate::process::Local;
+use crate::process::Process;
 use crate::proxy::{Body, Proxy};
 use crate::rescue::HttpError;
 use crate::session::{ClientIo, Session, Start};
@@ -154,12 +155,12 @@ async fn serve<IO: ClientIo>(
     let upgrade = Upgrade::default();
     let service = {
         let (proxy, upgrade) = (proxy.clone(), upgrade.clone());
-        let limits = local.process.limits.clone();
+        let process = local.process.clone();
         service_fn(move |request| {
-            let (proxy, upgrade, limits) = (proxy.clone(), upgrade.clone(), limits.clone());
+            let (proxy, upgrade, process) = (proxy.clone(), upgrade.clone(), process.clone());
             // Boxed: hyper's manual upgrade needs an `Unpin` response future.
             Box::pin(async move {
-                Ok::<_, Infallible>(route(request, peer, (proxy, limits), &upgrade).await)
+                Ok::<_, Infallible>(route(request, peer, (proxy, process), &upgrade).await)
             })
         })
     };
@@ -228,9 +229,10 @@ async fn serve<IO: ClientIo>(
 async fn route(
     request: Request<Incoming>,
     peer: Client,
-    (proxy, limits): (Arc<Proxy>, Arc<Limits>),
+    (proxy, process): (Arc<Proxy>, Arc<Process>),
     upgrade: &Upgrade,
 ) -> Response<Body> {
+    let limits = &process.limits;
     if request.headers().contains_key(UPGRADE)
         || has_token(request.headers(), CONNECTION.as_str(), "upgrade")
     {
@@ -238,7 +240,7 @@ async fn route(
             Ok(accept) => accept,
             Err(e) => return error(e),
         };
-        let admission = match admit(&limits, &proxy, peer, request.headers()) {
+        let admission = match admit(limits, &proxy, peer, request.headers()) {
             Ok(admission) => admission,
             Err(refused) => {
                 return refused
@@ -267,7 +269,9 @@ async fn route(
             .response_retry_after(limits.config().failed_auth_cooldown)
             .map(|b| b.map_err(|never| match never {}).boxed());
     }
-    let response = crate::passthrough::forward(request, peer.peer, peer.tls, &proxy).await;
+    let response =
+        crate::passthrough::forward(request, peer.peer, peer.tls, &proxy, &process.revocations)
+            .await;
     if let Some(k) = key.filter(|_| is_own_401(&response)) {
         limits.auth_failed(k);
     }

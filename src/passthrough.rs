@@ -21,6 +21,7 @@ pub async fn forward(
     peer: SocketAddr,
     tls: bool,
     proxy: &Proxy,
+    revocations: &crate::revocation::Revocations,
 ) -> Response<Body> {
     // `OPTIONS *` or `host:port` would become a path under the upstream's base.
     if !crate::listener::is_origin_or_absolute_form(request.uri()) {
@@ -34,7 +35,13 @@ pub async fn forward(
         .unwrap_or("/");
     let verified = match proxy
         .http_rules
-        .check(proxy, &parts.method, &parts.headers, parts.uri.path())
+        .check(
+            proxy,
+            revocations,
+            &parts.method,
+            &parts.headers,
+            parts.uri.path(),
+        )
         .await
     {
         Verdict::Pass => None,

@@ -452,3 +452,34 @@ fn revocation_mistakes_name_their_key_and_never_show_the_url() {
     let (ok, err) = check(env, Some("rediss://:hunter2@redis.internal:6380/0"));
     assert!(ok, "{err}");
 }
+
+/// Protected plain HTTP routes check revocation too: a token that passed
+/// is refused with wsguard's 401 `token_not_valid` (`token revoked`) once
+/// its subject is revoked, and a token issued afterwards passes again.
+#[tokio::test]
+async fn a_revoked_token_is_refused_on_protected_http_routes() {
+    let upstream = requests::HttpUpstream::start().await;
+    let proxy = run(&config(upstream.addr, "", "[http]\nprotect = true\n"), &[]).await;
+    let get = |token: String| {
+        let addr = proxy.proxy;
+        async move {
+            let raw = format!(
+                "GET /api/items HTTP/1.1\r\nhost: app\r\nauthorization: Bearer {token}\r\nconnection: close\r\n\r\n"
+            );
+            requests::raw_http(addr, &raw).await
+        }
+    };
+    let old = token_at("gina", -1, json!({}));
+    assert_eq!(
+        get(old.clone()).await.status,
+        requests::HTTP_UPSTREAM_STATUS
+    );
+    revoke(&proxy, json!({"sub": "gina"})).await;
+    let refused = get(old).await;
+    assert_eq!(refused.status, 401, "{}", refused.body);
+    let body: Value = serde_json::from_str(&refused.body).expect("json");
+    assert_eq!(body["error"], "token_not_valid", "{body}");
+    assert!(refused.body.contains("token revoked"), "{}", refused.body);
+    let later = token_at("gina", 2, json!({}));
+    assert_eq!(get(later).await.status, requests::HTTP_UPSTREAM_STATUS);
+}
