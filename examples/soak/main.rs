@@ -6,12 +6,15 @@
 //! order, that every connection a fault hit ended with the close it should
 //! have, that `wsguard_connections_active` is back to 0, that the RSS is
 //! back to at most baseline + max(10 %, 16 MiB), and that the log has no
-//! error-level line or panic. See `docs/reliability.md`.
+//! error-level line or panic. It ends with a drain (`SIGTERM`, `drain.rs`):
+//! every client gets the `reconnect` hint, then 1001 `going away`, and the
+//! process exits 0 with no connection left. See `docs/reliability.md`.
 //!
 //!     cargo build --release -p wsguard
 //!     cargo run --release --example soak -- --clients 500 --seconds 45
 
 mod client;
+mod drain;
 mod faults;
 mod frames;
 mod proxy;
@@ -96,6 +99,20 @@ pub struct World {
     pub next_id: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// The proxy's admin listener (revocations, reloads).
+    pub admin: std::net::SocketAddr,
+    /// The proxy's process id (`SIGHUP`).
+    pub pid: u32,
+    /// The proxy's configuration file, and what `proxy::config` needs to rewrite it.
+    pub config: PathBuf,
+    /// The upstream address and the secret file, for `proxy::config`.
+    pub config_inputs: (std::net::SocketAddr, PathBuf),
+    /// The proxy's log scan (reload lines counted).
+    pub log: Arc<Mutex<proxy::LogScan>>,
+    /// Reloads made so far (the configuration variant).
+    pub reloads: AtomicU64,
+    /// Per slot: the revocation of its subject, until it is back in.
+    pub revoked: Vec<Mutex<Option<faults::Revoked>>>,
 }
 
 #[tokio::main]
@@ -114,6 +131,13 @@ async fn main() -> anyhow::Result<()> {
         stopping: AtomicBool::new(false),
         next_id: AtomicU64::new(0),
         open: AtomicU64::new(0),
+        admin: proxy.admin,
+        pid: proxy.child.id().context("the proxy exited")?,
+        config: proxy.config.clone(),
+        config_inputs: proxy.inputs.clone(),
+        log: proxy.log.clone(),
+        reloads: AtomicU64::new(0),
+        revoked: (0..args.clients).map(|_| Mutex::new(None)).collect(),
     });
     let mut clients = tokio::task::JoinSet::new();
     let step = Duration::from_secs(args.ramp)
@@ -142,8 +166,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let end_rss = proxy.rss()?;
     sampler.abort();
-    let log = proxy.stop().await?;
-    let log = lock(&log);
+    let exit = drain::run(&world, proxy).await?;
+    let log = lock(&exit.log);
     {
         let mut stats = lock(&world.stats);
         for rec in lock(&world.up.records).values() {
@@ -170,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         ),
         seconds,
         active_at_end: active,
+        active_in_drain: exit.last_active,
         rss: (baseline, peak.load(SeqCst).max(end_rss), end_rss),
         bad_log_lines: log.bad_count,
         bad_log: log.bad.clone(),
