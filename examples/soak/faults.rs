@@ -151,7 +151,21 @@ async fn kill_mid_frame(world: Arc<World>, seed: u64) {
     bytes.extend_from_slice(&[0x55; 10]);
     let _ = conn.ws.get_mut().write_all(&bytes).await;
     drop(conn.ws);
-    let end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
+    let killed = tokio::time::Instant::now();
+    let mut end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
+    if end.is_none() {
+        // Finding (a) of docs/reliability.md: how late, if at all, does it end?
+        let more = Duration::from_millis(world.args.ping_ms) * (MISSED_PONGS + 1);
+        end = end_of(&upstream_end(&world, conn.id, more + Duration::from_secs(5)).await);
+        let after = killed.elapsed();
+        lock(&world.stats).fault("kill_mid_frame: ended after 5 s", false, || {
+            format!(
+                "connection {}: upstream saw {end:?} {after:?} after the kill",
+                conn.id
+            )
+        });
+        return;
+    }
     let ok = matches!(&end, Some((1006, _))) || end == Some((1001, "client gone".into()));
     if restarted(&world, generation) {
         return;

@@ -73,6 +73,10 @@ pub struct Args {
     /// lifetimes (for large runs on a loaded machine).
     #[arg(long, default_value_t = 1)]
     pub scale: u32,
+    /// Rounds of load (each ends with every connection closed; the RSS is
+    /// taken after each, to tell a leak, growing per round, from retention).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// The wsguard binary.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/wsguard"))]
     pub wsguard: PathBuf,
@@ -139,32 +143,16 @@ async fn main() -> anyhow::Result<()> {
         reloads: AtomicU64::new(0),
         revoked: (0..args.clients).map(|_| Mutex::new(None)).collect(),
     });
-    let mut clients = tokio::task::JoinSet::new();
-    let step = Duration::from_secs(args.ramp)
-        .checked_div(args.clients.max(1) as u32)
-        .unwrap_or_default();
-    for i in 0..args.clients {
-        clients.spawn(client::slot(world.clone(), i));
-        tokio::time::sleep(step).await;
-    }
-    let started = Instant::now();
     let peak = Arc::new(AtomicU64::new(baseline));
     let sampler = sample_rss(&proxy, peak.clone())?;
-    let mut faults = schedule(&world, Duration::from_secs(args.seconds)).await;
-    while faults.join_next().await.is_some() {}
-    let seconds = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    world.stopping.store(true, SeqCst);
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        while clients.join_next().await.is_some() {}
-    })
-    .await;
-    if ended.is_err() {
-        lock(&world.stats).problem("clients did not finish within 60 s of the end".into());
+    let (mut seconds, mut active, mut end_rss) = (0.0, 0.0, baseline);
+    let mut round_rss = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        world.stopping.store(false, SeqCst);
+        let (load, left, rss) = round(&world, &proxy).await?;
+        (seconds, active, end_rss) = (seconds + load, left, rss);
+        round_rss.push(rss);
     }
-    let active = settle(&proxy).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end_rss = proxy.rss()?;
     sampler.abort();
     let exit = drain::run(&world, proxy).await?;
     let log = lock(&exit.log);
@@ -178,8 +166,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let outcome = report::Outcome {
         settings: format!(
-            "--clients {} --seconds {} --ramp {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {} --ping-ms {} --connect-timeout-ms {} --token-cache {} --scale {}",
+            "--clients {} --rounds {} --seconds {} --ramp {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {} --ping-ms {} --connect-timeout-ms {} --token-cache {} --scale {}",
             args.clients,
+            args.rounds,
             args.seconds,
             args.ramp,
             args.interval_ms,
@@ -195,6 +184,7 @@ async fn main() -> anyhow::Result<()> {
         seconds,
         active_at_end: active,
         active_in_drain: exit.last_active,
+        round_rss,
         rss: (baseline, peak.load(SeqCst).max(end_rss), end_rss),
         bad_log_lines: log.bad_count,
         bad_log: log.bad.clone(),
@@ -211,6 +201,37 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// One round of load: the clients start, faults run for `--seconds`, the
+/// clients exchange `fin` and stop; then `wsguard_connections_active` must
+/// settle. The seconds of load, the active connections left, the RSS 2 s later.
+async fn round(world: &Arc<World>, proxy: &proxy::Proxy) -> anyhow::Result<(f64, f64, u64)> {
+    let args = &world.args;
+    let mut clients = tokio::task::JoinSet::new();
+    let step = Duration::from_secs(args.ramp)
+        .checked_div(args.clients.max(1) as u32)
+        .unwrap_or_default();
+    for i in 0..args.clients {
+        clients.spawn(client::slot(world.clone(), i));
+        tokio::time::sleep(step).await;
+    }
+    let started = Instant::now();
+    let mut faults = schedule(world, Duration::from_secs(args.seconds)).await;
+    while faults.join_next().await.is_some() {}
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.stopping.store(true, SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await;
+    if ended.is_err() {
+        lock(&world.stats).problem("clients did not finish within 60 s of the end".into());
+    }
+    let active = settle(proxy).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok((seconds, active, proxy.rss()?))
 }
 
 /// Samples the proxy's RSS every 250 ms into `peak`.
