@@ -153,10 +153,12 @@ async fn relay(
     let token = crate::client::token(&format!("soak-drain-{i}"), ttl);
     let auth = json!({"type": "auth", "id": "a", "payload": {"token": token}});
     ws.send(Message::text(auth.to_string())).await?;
-    let first = tokio::time::timeout(Duration::from_secs(10), ws.next()).await?;
-    match first {
-        Some(Ok(Message::Text(t))) if t.contains("\"AUTHENTICATED\"") => {}
-        other => anyhow::bail!("first answer {other:?}"),
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await? {
+            Some(Ok(Message::Text(t))) if t.contains("\"AUTHENTICATED\"") => break,
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            other => anyhow::bail!("first answer {other:?}"),
+        }
     }
     ready.fetch_add(1, SeqCst);
     let every = Duration::from_millis(world.args.interval_ms);
