@@ -2,7 +2,9 @@
 //! in both directions; the proxy's own frames never land inside a relayed
 //! frame or fragmented message; a close that comes in the middle of a
 //! relayed frame waits for the frame's end, or ends the socket when the
-//! frame's sender is gone; a long text message is data, whatever it says.
+//! frame's sender is gone (the upstream's, or the client's, dropped or
+//! reset: the soak's `kill_mid_frame`); a long text message is data,
+//! whatever it says.
 
 mod support;
 use support::lifecycle::*;
@@ -168,4 +170,63 @@ async fn a_text_message_over_the_inspection_limit_is_data() {
     // The same REAUTH within the limit is a control frame.
     send(&mut ws, reauth("r2", &t)).await;
     recv_type(&mut ws, "AUTHENTICATED").await;
+}
+
+/// Writes half of a 1000-byte client frame on the plain socket under `ws`
+/// and drops it (finding (a) of docs/reliability.md's soak).
+async fn die_inside_a_frame(mut ws: Ws) {
+    let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = ws.get_mut() else {
+        panic!("a plain socket");
+    };
+    tcp.write_all(&raw::header(raw::BINARY, 1000, true))
+        .await
+        .expect("write");
+    tcp.write_all(&raw::mask_at(&[7u8; 500], 0))
+        .await
+        .expect("write");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(ws);
+}
+
+/// The upstream socket ends (no close frame can follow half a frame) well
+/// before `close_timeout` (60 s in these tests).
+async fn expect_upstream_ended(up: &mut ServerWs) {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), up.next()).await {
+            Err(_) => panic!("the upstream socket was not ended"),
+            Ok(None | Some(Err(_))) => return,
+            // The proxy's pings, if any: keep reading.
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => {}
+            Ok(Some(Ok(m))) => panic!("unexpected {}", describe(&m)),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_client_gone_inside_a_relayed_frame_ends_the_upstream_socket() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .session("ping_interval = \"0s\"\nclose_timeout = \"60s\"")
+        .start()
+        .await;
+    let (ws, mut up) = raw_pair_ttl(&proxy, &raw, 300).await;
+    die_inside_a_frame(ws).await;
+    expect_upstream_ended(&mut up).await;
+}
+
+#[tokio::test]
+async fn a_client_reset_inside_a_relayed_frame_ends_the_upstream_socket() {
+    let raw = RawUpstream::start().await;
+    let proxy = proxy(raw.addr)
+        .session("ping_interval = \"0s\"\nclose_timeout = \"60s\"")
+        .start()
+        .await;
+    let (ws, mut up) = raw_pair_ttl(&proxy, &raw, 300).await;
+    // Frames the client never reads: dropping its socket resets it.
+    for k in 0..20u8 {
+        up.send(Message::binary(vec![k; 2000])).await.expect("send");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    die_inside_a_frame(ws).await;
+    expect_upstream_ended(&mut up).await;
 }

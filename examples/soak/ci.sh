@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CI soak: the release binary and the soak example built, then 500 clients
-# for 45 s of load with faults (about 60 s in all; killed at 3 minutes).
+# for 45 s of load with faults, then a drain (about 62 s in all; killed at 3 minutes).
 # The table goes to target/soak.md; a failed check fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

@@ -74,7 +74,32 @@ fn restarted_since(world: &World, start: u64) -> bool {
     now != start || now % 2 == 1
 }
 
+/// Seconds since the epoch.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// A slot whose subject was revoked waits for the revocation's answer,
+/// then until a token issued now has an `iat` after the revocation's second.
+async fn after_revocation(world: &World, i: usize) {
+    loop {
+        match *lock(&world.revoked[i]) {
+            Some(r) if !r.done || now_secs() <= r.at => {}
+            _ => return,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Whether a close is the revocation's: 1008 (4403 in distinct mode) `token revoked`.
+fn is_revoked_close(code: u16, reason: &str) -> bool {
+    matches!(code, 1008 | 4403) && reason == "token revoked"
+}
+
 async fn connection(world: &Arc<World>, i: usize, ttl: u64) -> anyhow::Result<()> {
+    after_revocation(world, i).await;
     let id = world.next_id.fetch_add(1, Relaxed);
     let generation = world.up.generation.load(SeqCst);
     let tcp = TcpStream::connect(world.proxy).await?;
@@ -92,10 +117,22 @@ async fn connection(world: &Arc<World>, i: usize, ttl: u64) -> anyhow::Result<()
             });
             return Ok(());
         }
+        Some(Err((code, reason)))
+            if is_revoked_close(code, &reason) && lock(&world.revoked[i]).is_some() =>
+        {
+            // It connected with a token issued before a revocation of its subject.
+            lock(&world.stats).fault("revoke: refused 1008", true, String::new);
+            return Ok(());
+        }
         Some(Err((code, reason))) => {
             anyhow::bail!("connection {id}: first answer {code} {reason:?}")
         }
         None => anyhow::bail!("connection {id}: no AUTHENTICATED"),
+    }
+    if lock(&world.revoked[i]).is_some_and(|r| r.done) {
+        // Back in after its revocation, with a token issued later.
+        lock(&world.revoked[i]).take();
+        lock(&world.stats).fault("revoke: back in with a later token", true, String::new);
     }
     let open = world.open.fetch_add(1, SeqCst) + 1;
     {
@@ -106,7 +143,7 @@ async fn connection(world: &Arc<World>, i: usize, ttl: u64) -> anyhow::Result<()
     let (tx, rx) = mpsc::unbounded_channel();
     *lock(&world.slots[i]) = Some(tx);
     let mut c = Counts::default();
-    let result = relay(world, &mut ws, &mut c, rx, (&sub, ttl), id, generation).await;
+    let result = relay(world, &mut ws, &mut c, rx, (&sub, ttl), (i, id), generation).await;
     lock(&world.slots[i]).take();
     world.open.fetch_sub(1, SeqCst);
     let mut stats = lock(&world.stats);
@@ -158,7 +195,7 @@ async fn relay(
     c: &mut Counts,
     mut takes: mpsc::UnboundedReceiver<Take>,
     (sub, ttl): (&str, u64),
-    id: u64,
+    (i, id): (usize, u64),
     generation: u64,
 ) -> anyhow::Result<Option<Take>> {
     let every = Duration::from_millis(world.args.interval_ms);
@@ -191,7 +228,7 @@ async fn relay(
                     Some(Err(e)) => anyhow::bail!("read: {e}"),
                     None => anyhow::bail!("the socket ended without a close"),
                 };
-                if let Some(done) = on_frame(world, ws, c, m, (sub, ttl), &mut fin, generation, id).await? {
+                if let Some(done) = on_frame(world, ws, c, m, (sub, ttl), &mut fin, generation, (i, id)).await? {
                     return Ok(done);
                 }
                 if let Some((n, _)) = fin {
@@ -219,7 +256,7 @@ async fn on_frame(
     (sub, ttl): (&str, u64),
     fin: &mut Option<(u64, tokio::time::Instant)>,
     generation: u64,
-    id: u64,
+    (i, id): (usize, u64),
 ) -> anyhow::Result<Option<Option<Take>>> {
     match &m {
         Message::Text(t) if t.starts_with('{') => {
@@ -252,6 +289,10 @@ async fn on_frame(
             let (code, reason) = f.as_ref().map_or((1005, String::new()), |f| {
                 (u16::from(f.code), f.reason.to_string())
             });
+            if is_revoked_close(code, &reason) {
+                revoked_close(world, (i, id), generation).await;
+                return Ok(Some(None));
+            }
             let restart = restarted_since(world, generation);
             let ok = restart && code == 1011 && reason == "upstream gone";
             lock(&world.stats).fault("upstream_restart: closed 1011", ok, || {
@@ -262,6 +303,19 @@ async fn on_frame(
         _ => {}
     }
     Ok(None)
+}
+
+/// A live connection closed with `token revoked`: its subject must have
+/// been revoked, and its upstream leg must end with 1001 `token revoked`
+/// (unless the upstream restarted meanwhile).
+async fn revoked_close(world: &World, (i, id): (usize, u64), generation: u64) {
+    let marked = lock(&world.revoked[i]).is_some();
+    let rec = crate::faults::upstream_end(world, id, Duration::from_secs(5)).await;
+    let end = rec.and_then(|r| r.end);
+    let leg = end == Some((1001, "token revoked".to_owned())) || restarted_since(world, generation);
+    lock(&world.stats).fault("revoke: closed 1008", marked && leg, || {
+        format!("connection {id}: revoked (subject revoked: {marked}), upstream saw {end:?}")
+    });
 }
 
 /// After the `fin` exchange: checks the counts on both sides, closes with 1000.

@@ -1,8 +1,7 @@
 //! The faults, one small function each, in one list ([`FAULTS`]). A fault
 //! injects itself and checks that what it hit ended as it should, counting
-//! into `Stats::faults` under its name. Faults that need features being
-//! built elsewhere (address sprays over the per-client limits, revocation,
-//! reload, drain) are added here as more entries.
+//! into `Stats::faults` under its name. The drain at the end is not in the
+//! list: it ends the run (`drain.rs`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -16,8 +15,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::client::now_secs;
 use crate::client::Conn;
-use crate::proxy::{AUTH_TIMEOUT, HEADER_TIMEOUT, MISSED_PONGS};
+use crate::proxy::{admin_request, AUTH_TIMEOUT, HEADER_TIMEOUT, MISSED_PONGS};
 use crate::upstream::{lock, UpRecord};
 use crate::World;
 
@@ -80,7 +80,29 @@ pub const FAULTS: &[Fault] = &[
         min_gap: Duration::from_secs(15),
         run: |w, s| Box::pin(upstream_restart(w, s)),
     },
+    Fault {
+        name: "revoke",
+        weight: 2,
+        min_gap: Duration::ZERO,
+        run: |w, s| Box::pin(revoke(w, s)),
+    },
+    Fault {
+        name: "reload",
+        weight: 1,
+        min_gap: Duration::from_secs(5),
+        run: |w, s| Box::pin(reload(w, s)),
+    },
 ];
+
+/// A revocation of a slot's subject: made at `at` (seconds since the
+/// epoch, the proxy's clock being the same), its answer in once `done`.
+#[derive(Debug, Clone, Copy)]
+pub struct Revoked {
+    /// The second the revocation was made in (its answer's, once `done`).
+    pub at: u64,
+    /// Whether `POST /revoke` has answered.
+    pub done: bool,
+}
 
 /// Takes the connection of a random slot that has one (within 2 s).
 async fn take(world: &World, seed: u64) -> Option<Conn> {
@@ -129,7 +151,21 @@ async fn kill_mid_frame(world: Arc<World>, seed: u64) {
     bytes.extend_from_slice(&[0x55; 10]);
     let _ = conn.ws.get_mut().write_all(&bytes).await;
     drop(conn.ws);
-    let end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
+    let killed = tokio::time::Instant::now();
+    let mut end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
+    if end.is_none() {
+        // Finding (a) of docs/reliability.md: how late, if at all, does it end?
+        let more = Duration::from_millis(world.args.ping_ms) * (MISSED_PONGS + 1);
+        end = end_of(&upstream_end(&world, conn.id, more + Duration::from_secs(5)).await);
+        let after = killed.elapsed();
+        lock(&world.stats).fault("kill_mid_frame: ended after 5 s", false, || {
+            format!(
+                "connection {}: upstream saw {end:?} {after:?} after the kill",
+                conn.id
+            )
+        });
+        return;
+    }
     let ok = matches!(&end, Some((1006, _))) || end == Some((1001, "client gone".into()));
     if restarted(&world, generation) {
         return;
@@ -297,4 +333,82 @@ async fn upstream_restart(world: Arc<World>, _seed: u64) {
     lock(&world.stats).fault("upstream_restart", ok, || {
         format!("restart failed: {result:?}")
     });
+}
+
+/// `POST /revoke` of the subject of a slot with a live connection: the
+/// proxy answers 200 with the connections it closed; the client counts its
+/// close (1008 `token revoked`, upstream leg 1001) and comes back with a
+/// token issued after the revocation (`client.rs`).
+async fn revoke(world: Arc<World>, seed: u64) {
+    let n = world.slots.len();
+    let start = (seed as usize) % n.max(1);
+    let Some(i) = (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| lock(&world.slots[i]).is_some() && lock(&world.revoked[i]).is_none())
+    else {
+        return;
+    };
+    let at = now_secs();
+    *lock(&world.revoked[i]) = Some(Revoked { at, done: false });
+    let body = serde_json::json!({"sub": format!("soak-{i}"), "ttl": "60s"}).to_string();
+    let got = admin_request(
+        world.admin,
+        "POST",
+        "/revoke",
+        &body,
+        Duration::from_secs(5),
+    )
+    .await;
+    *lock(&world.revoked[i]) = Some(Revoked {
+        at: now_secs(),
+        done: true,
+    });
+    let closed = match &got {
+        Ok((200, body)) => serde_json::from_str::<serde_json::Value>(body)
+            .ok()
+            .and_then(|v| v["closed"].as_u64()),
+        _ => None,
+    };
+    // 0 closed: the connection ended meanwhile (another fault took it).
+    lock(&world.stats).fault("revoke", closed.is_some_and(|c| c <= 1), || {
+        format!("POST /revoke soak-{i}: {got:?}")
+    });
+}
+
+/// A configuration reload that changes a harmless `[session]` timing
+/// (`reauth_jitter`), by `POST /reload` or `SIGHUP` in turn: it must be
+/// applied (200 `reloaded` with nothing ignored, and the log line) and no
+/// live connection may drop (any close it caused is an unexpected close).
+async fn reload(world: Arc<World>, seed: u64) {
+    let n = world.reloads.fetch_add(1, SeqCst) + 1;
+    let (up, secret) = &world.config_inputs;
+    let text = crate::proxy::config(*up, secret, &world.args, n);
+    if let Err(e) = std::fs::write(&world.config, text) {
+        lock(&world.stats).fault("reload", false, || format!("write the configuration: {e}"));
+        return;
+    }
+    let before = lock(&world.log).reloads;
+    let (how, answered) = if seed.is_multiple_of(2) {
+        let got = admin_request(world.admin, "POST", "/reload", "", Duration::from_secs(10)).await;
+        let ok = matches!(&got, Ok((200, body)) if reloaded(body));
+        ("POST /reload", ok.then_some(()).ok_or(format!("{got:?}")))
+    } else {
+        let got = crate::proxy::signal_pid(world.pid, "-HUP").await;
+        ("SIGHUP", got.map_err(|e| e.to_string()))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while lock(&world.log).reloads == before && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let logged = lock(&world.log).reloads > before;
+    lock(&world.stats).fault("reload", answered.is_ok() && logged, || {
+        format!("{how}: answer {answered:?}, logged: {logged}")
+    });
+}
+
+/// Whether a `/reload` answer says it reloaded with nothing ignored.
+fn reloaded(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body).is_ok_and(|v| {
+        v["status"] == "reloaded" && v["ignored"].as_array().is_some_and(|a| a.is_empty())
+    })
 }

@@ -6,12 +6,15 @@
 //! order, that every connection a fault hit ended with the close it should
 //! have, that `wsguard_connections_active` is back to 0, that the RSS is
 //! back to at most baseline + max(10 %, 16 MiB), and that the log has no
-//! error-level line or panic. See `docs/reliability.md`.
+//! error-level line or panic. It ends with a drain (`SIGTERM`, `drain.rs`):
+//! every client gets the `reconnect` hint, then 1001 `going away`, and the
+//! process exits 0 with no connection left. See `docs/reliability.md`.
 //!
 //!     cargo build --release -p wsguard
 //!     cargo run --release --example soak -- --clients 500 --seconds 45
 
 mod client;
+mod drain;
 mod faults;
 mod frames;
 mod proxy;
@@ -70,6 +73,10 @@ pub struct Args {
     /// lifetimes (for large runs on a loaded machine).
     #[arg(long, default_value_t = 1)]
     pub scale: u32,
+    /// Rounds of load (each ends with every connection closed; the RSS is
+    /// taken after each, to tell a leak, growing per round, from retention).
+    #[arg(long, default_value_t = 1)]
+    pub rounds: u32,
     /// The wsguard binary.
     #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/target/release/wsguard"))]
     pub wsguard: PathBuf,
@@ -96,6 +103,20 @@ pub struct World {
     pub next_id: AtomicU64,
     /// Connections open now.
     pub open: AtomicU64,
+    /// The proxy's admin listener (revocations, reloads).
+    pub admin: std::net::SocketAddr,
+    /// The proxy's process id (`SIGHUP`).
+    pub pid: u32,
+    /// The proxy's configuration file, and what `proxy::config` needs to rewrite it.
+    pub config: PathBuf,
+    /// The upstream address and the secret file, for `proxy::config`.
+    pub config_inputs: (std::net::SocketAddr, PathBuf),
+    /// The proxy's log scan (reload lines counted).
+    pub log: Arc<Mutex<proxy::LogScan>>,
+    /// Reloads made so far (the configuration variant).
+    pub reloads: AtomicU64,
+    /// Per slot: the revocation of its subject, until it is back in.
+    pub revoked: Vec<Mutex<Option<faults::Revoked>>>,
 }
 
 #[tokio::main]
@@ -114,36 +135,27 @@ async fn main() -> anyhow::Result<()> {
         stopping: AtomicBool::new(false),
         next_id: AtomicU64::new(0),
         open: AtomicU64::new(0),
+        admin: proxy.admin,
+        pid: proxy.child.id().context("the proxy exited")?,
+        config: proxy.config.clone(),
+        config_inputs: proxy.inputs.clone(),
+        log: proxy.log.clone(),
+        reloads: AtomicU64::new(0),
+        revoked: (0..args.clients).map(|_| Mutex::new(None)).collect(),
     });
-    let mut clients = tokio::task::JoinSet::new();
-    let step = Duration::from_secs(args.ramp)
-        .checked_div(args.clients.max(1) as u32)
-        .unwrap_or_default();
-    for i in 0..args.clients {
-        clients.spawn(client::slot(world.clone(), i));
-        tokio::time::sleep(step).await;
-    }
-    let started = Instant::now();
     let peak = Arc::new(AtomicU64::new(baseline));
     let sampler = sample_rss(&proxy, peak.clone())?;
-    let mut faults = schedule(&world, Duration::from_secs(args.seconds)).await;
-    while faults.join_next().await.is_some() {}
-    let seconds = started.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    world.stopping.store(true, SeqCst);
-    let ended = tokio::time::timeout(Duration::from_secs(60), async {
-        while clients.join_next().await.is_some() {}
-    })
-    .await;
-    if ended.is_err() {
-        lock(&world.stats).problem("clients did not finish within 60 s of the end".into());
+    let (mut seconds, mut active, mut end_rss) = (0.0, 0.0, baseline);
+    let mut round_rss = Vec::new();
+    for _ in 0..args.rounds.max(1) {
+        world.stopping.store(false, SeqCst);
+        let (load, left, rss) = round(&world, &proxy).await?;
+        (seconds, active, end_rss) = (seconds + load, left, rss);
+        round_rss.push(rss);
     }
-    let active = settle(&proxy).await?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let end_rss = proxy.rss()?;
     sampler.abort();
-    let log = proxy.stop().await?;
-    let log = lock(&log);
+    let exit = drain::run(&world, proxy).await?;
+    let log = lock(&exit.log);
     {
         let mut stats = lock(&world.stats);
         for rec in lock(&world.up.records).values() {
@@ -154,8 +166,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let outcome = report::Outcome {
         settings: format!(
-            "--clients {} --seconds {} --ramp {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {} --ping-ms {} --connect-timeout-ms {} --token-cache {} --scale {}",
+            "--clients {} --rounds {} --seconds {} --ramp {} --interval-ms {} --fault-every-ms {} --flood {} --seed {} --workers {} --ping-ms {} --connect-timeout-ms {} --token-cache {} --scale {}",
             args.clients,
+            args.rounds,
             args.seconds,
             args.ramp,
             args.interval_ms,
@@ -170,6 +183,8 @@ async fn main() -> anyhow::Result<()> {
         ),
         seconds,
         active_at_end: active,
+        active_in_drain: exit.last_active,
+        round_rss,
         rss: (baseline, peak.load(SeqCst).max(end_rss), end_rss),
         bad_log_lines: log.bad_count,
         bad_log: log.bad.clone(),
@@ -186,6 +201,37 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// One round of load: the clients start, faults run for `--seconds`, the
+/// clients exchange `fin` and stop; then `wsguard_connections_active` must
+/// settle. The seconds of load, the active connections left, the RSS 2 s later.
+async fn round(world: &Arc<World>, proxy: &proxy::Proxy) -> anyhow::Result<(f64, f64, u64)> {
+    let args = &world.args;
+    let mut clients = tokio::task::JoinSet::new();
+    let step = Duration::from_secs(args.ramp)
+        .checked_div(args.clients.max(1) as u32)
+        .unwrap_or_default();
+    for i in 0..args.clients {
+        clients.spawn(client::slot(world.clone(), i));
+        tokio::time::sleep(step).await;
+    }
+    let started = Instant::now();
+    let mut faults = schedule(world, Duration::from_secs(args.seconds)).await;
+    while faults.join_next().await.is_some() {}
+    let seconds = started.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    world.stopping.store(true, SeqCst);
+    let ended = tokio::time::timeout(Duration::from_secs(60), async {
+        while clients.join_next().await.is_some() {}
+    })
+    .await;
+    if ended.is_err() {
+        lock(&world.stats).problem("clients did not finish within 60 s of the end".into());
+    }
+    let active = settle(proxy).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    Ok((seconds, active, proxy.rss()?))
 }
 
 /// Samples the proxy's RSS every 250 ms into `peak`.

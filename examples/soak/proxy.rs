@@ -16,6 +16,12 @@ use tokio::process::{Child, Command};
 /// The HMAC secret the soak's tokens are signed with.
 pub const SECRET: &str = "wsguard-soak-secret-0123456789abcdef";
 
+/// The admin bearer token (in the proxy's `WSGUARD_SOAK_ADMIN_TOKEN`).
+pub const ADMIN_TOKEN: &str = "wsguard-soak-admin-token";
+
+/// `drain.close_after`: the drain closes what is left with 1001 this long after it began.
+pub const DRAIN_CLOSE_AFTER: Duration = Duration::from_secs(2);
+
 /// The proxy's timing knobs the faults rely on (short, so that faults
 /// resolve quickly), each multiplied by `--scale`.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -35,6 +41,8 @@ pub struct LogScan {
     pub bad: Vec<String>,
     /// How many error-level lines and panics there were.
     pub bad_count: u64,
+    /// `configuration reloaded` lines.
+    pub reloads: u64,
 }
 
 /// The running proxy.
@@ -47,10 +55,16 @@ pub struct Proxy {
     pub admin: SocketAddr,
     /// What its log held so far.
     pub log: Arc<Mutex<LogScan>>,
+    /// Its configuration file (rewritten by the reload fault).
+    pub config: std::path::PathBuf,
+    /// What [`config`] needs besides the variant: the upstream and the secret file.
+    pub inputs: (SocketAddr, std::path::PathBuf),
     _dir: tempfile::TempDir,
 }
 
-fn config(upstream: SocketAddr, secret: &Path, args: &crate::Args) -> String {
+/// The configuration; `variant` changes one harmless `[session]` timing
+/// (`reauth_jitter`: 1 s when even, 900 ms when odd), for the reload fault.
+pub fn config(upstream: SocketAddr, secret: &Path, args: &crate::Args, variant: u64) -> String {
     let cache = args
         .token_cache
         .map_or(String::new(), |n| format!("cache_size = {n}"));
@@ -74,13 +88,18 @@ secret_file = "{secret}"
 [session]
 auth_timeout = "{auth}ms"
 reauth_lead = "{lead}ms"
-reauth_jitter = "1s"
+reauth_jitter = "{jitter}ms"
 grace = "{grace}s"
 ping_interval = "{ping}ms"
 max_missed_pongs = {missed}
 close_timeout = "1s"
 [admin]
 bind = "127.0.0.1:0"
+token_env = "WSGUARD_SOAK_ADMIN_TOKEN"
+[drain]
+reconnect_spread = "1s"
+close_after = "{close_after}ms"
+timeout = "15s"
 [log]
 format = "json"
 level = "info"
@@ -94,6 +113,8 @@ level = "info"
         workers = args.workers,
         missed = MISSED_PONGS,
         secret = secret.display(),
+        jitter = if variant.is_multiple_of(2) { 1000 } else { 900 },
+        close_after = DRAIN_CLOSE_AFTER.as_millis(),
     )
 }
 
@@ -120,12 +141,13 @@ impl Proxy {
         let secret = dir.path().join("secret");
         std::fs::write(&secret, SECRET)?;
         let path = dir.path().join("wsguard.toml");
-        std::fs::write(&path, config(upstream, &secret, args))?;
+        std::fs::write(&path, config(upstream, &secret, args, 0))?;
         let mut child = Command::new(binary)
             .arg("--config")
             .arg(&path)
             .env_remove("RUST_LOG")
             .env_remove("WSGUARD_CONFIG")
+            .env("WSGUARD_SOAK_ADMIN_TOKEN", ADMIN_TOKEN)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -159,6 +181,8 @@ impl Proxy {
             addr: addr.context("addr")?,
             admin: admin.context("admin")?,
             log,
+            config: path,
+            inputs: (upstream, secret),
             _dir: dir,
         })
     }
@@ -178,38 +202,61 @@ impl Proxy {
 
     /// `wsguard_connections_active`, summed over its states.
     pub async fn connections_active(&self) -> anyhow::Result<f64> {
-        let text = get(self.admin, "/metrics").await?;
-        Ok(text
-            .lines()
-            .filter(|l| l.starts_with("wsguard_connections_active"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+        active_at(self.admin).await
     }
 
-    /// Stops the process with SIGINT (then SIGKILL after 10 s) and reads the rest of its log.
-    pub async fn stop(mut self) -> anyhow::Result<Arc<Mutex<LogScan>>> {
-        if let Some(pid) = self.child.id() {
-            let _ = Command::new("kill")
-                .arg("-INT")
-                .arg(pid.to_string())
-                .status()
-                .await;
-        }
-        if tokio::time::timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .is_err()
-        {
-            self.child.kill().await?;
-            bail!("the proxy did not stop within 10 s of SIGINT");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        Ok(self.log.clone())
+    /// Sends `signal` (`-TERM`, `-HUP`, `-INT`) to the process.
+    pub async fn signal(&self, signal: &str) -> anyhow::Result<()> {
+        signal_pid(self.child.id().context("the proxy exited")?, signal).await
     }
+
+    /// Waits up to `wait` for the process to exit (SIGKILL after it) and
+    /// reads the rest of its log: its exit status (`None`: killed).
+    pub async fn wait_exit(
+        mut self,
+        wait: Duration,
+    ) -> anyhow::Result<(Option<std::process::ExitStatus>, Arc<Mutex<LogScan>>)> {
+        let status = match tokio::time::timeout(wait, self.child.wait()).await {
+            Ok(status) => Some(status?),
+            Err(_) => {
+                self.child.kill().await?;
+                None
+            }
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        Ok((status, self.log.clone()))
+    }
+}
+
+/// `wsguard_connections_active`, summed over its states, from the admin listener at `admin`.
+pub async fn active_at(admin: SocketAddr) -> anyhow::Result<f64> {
+    let text = get(admin, "/metrics").await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with("wsguard_connections_active"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Sends `signal` (`-TERM`, `-HUP`, `-INT`) to process `pid`.
+pub async fn signal_pid(pid: u32, signal: &str) -> anyhow::Result<()> {
+    let status = Command::new("kill")
+        .arg(signal)
+        .arg(pid.to_string())
+        .status()
+        .await?;
+    if !status.success() {
+        bail!("kill {signal} {pid}: {status}");
+    }
+    Ok(())
 }
 
 fn scan(log: &Mutex<LogScan>, line: &str) {
     let Ok(mut log) = log.lock() else { return };
     log.lines += 1;
+    if line.contains("\"configuration reloaded\"") {
+        log.reloads += 1;
+    }
     if is_bad(line) {
         log.bad_count += 1;
         if log.bad.len() < 10 {
@@ -218,15 +265,38 @@ fn scan(log: &Mutex<LogScan>, line: &str) {
     }
 }
 
-/// A plain HTTP/1.1 GET, the body returned.
+/// A plain HTTP/1.1 GET on the admin listener (with the bearer token), the
+/// body returned; anything but 200 is an error.
 async fn get(addr: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut tcp = TcpStream::connect(addr).await?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    tcp.write_all(request.as_bytes()).await?;
-    let mut body = String::new();
-    tokio::time::timeout(Duration::from_secs(5), tcp.read_to_string(&mut body)).await??;
-    if !body.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", body.lines().next().unwrap_or(""));
+    let (status, body) = admin_request(addr, "GET", path, "", Duration::from_secs(5)).await?;
+    if status != 200 {
+        bail!("GET {path}: {status} {body}");
     }
     Ok(body)
+}
+
+/// One HTTP/1.1 request on the admin listener with the bearer token,
+/// answered within `wait`: the status and the body.
+pub async fn admin_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    wait: Duration,
+) -> anyhow::Result<(u16, String)> {
+    let mut tcp = TcpStream::connect(addr).await?;
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(request.as_bytes()).await?;
+    let mut text = String::new();
+    tokio::time::timeout(wait, tcp.read_to_string(&mut text)).await??;
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("{method} {path}: no status line"))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |b| b.1).to_owned();
+    Ok((status, body))
 }

@@ -78,8 +78,13 @@ pub struct Outcome {
     pub settings: String,
     /// Seconds of load.
     pub seconds: f64,
-    /// `wsguard_connections_active` at the end.
+    /// `wsguard_connections_active` at the end (before the drain).
     pub active_at_end: f64,
+    /// The last `wsguard_connections_active` scraped during the drain
+    /// (the process exits 10 ms after its last connection, so it may miss the 0).
+    pub active_in_drain: Option<f64>,
+    /// The RSS at the end of each round (bytes).
+    pub round_rss: Vec<u64>,
     /// RSS before the load, at its peak, and at the end (bytes).
     pub rss: (u64, u64, u64),
     /// Error-level log lines and panics.
@@ -167,7 +172,19 @@ pub fn table(s: &Stats, o: &Outcome) -> (String, bool) {
             "RSS baseline / peak / end",
             format!("{} / {} / {}", mib(o.rss.0), mib(o.rss.1), mib(o.rss.2)),
         ),
+        (
+            "RSS at the end of each round",
+            o.round_rss
+                .iter()
+                .map(|r| mib(*r))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("log lines read", o.log_lines.to_string()),
+        (
+            "wsguard_connections_active last scraped in the drain",
+            o.active_in_drain.map_or("none".into(), |v| v.to_string()),
+        ),
     ] {
         let _ = writeln!(t, "| {k} | {v} |");
     }
