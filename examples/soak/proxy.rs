@@ -96,6 +96,15 @@ close_timeout = "1s"
 [admin]
 bind = "127.0.0.1:0"
 token_env = "WSGUARD_SOAK_ADMIN_TOKEN"
+[limits]
+# Every client of the soak comes from 127.0.0.1: the per-address rate,
+# count and failed-auth cool-down would refuse the healthy ones (the
+# floods and garbage faults fail auths on purpose).
+per_address_rate = 0
+per_address_connections = 1000000
+failed_auth_max = 0
+max_connections = 1000000
+max_unauthenticated = 1000000
 [drain]
 reconnect_spread = "1s"
 close_after = "{close_after}ms"
