@@ -164,42 +164,46 @@ async fn serve<IO: ClientIo>(
             })
         })
     };
-    let mut builder = http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
-        .max_header_size(proxy.max_header_bytes);
-    if proxy.max_headers != crate::config::DEFAULT_MAX_HEADERS {
-        // hyper's own limit otherwise (set, its header array is on the heap).
-        builder.max_headers(proxy.max_headers);
-    }
-    // Boxed, so that while the session runs this task holds no room for
-    // hyper's connection state.
-    let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
     // hyper's manual upgrade (`without_shutdown`), and the drain: a request
-    // in flight is finished, then the connection closes. In a block: none
-    // of it is kept while the session runs.
-    let served = {
-        let drained = local.process.drain.started();
-        tokio::pin!(drained);
-        let mut shutting_down = false;
-        std::future::poll_fn(|cx| {
-            if !shutting_down && drained.as_mut().poll(cx).is_ready() {
-                shutting_down = true;
-                std::pin::Pin::new(&mut *connection).graceful_shutdown();
+    // in flight is finished, then the connection closes. In a block: none of
+    // it is kept while the session runs. The box holding hyper's connection
+    // state (about 2 KiB) is freed at the block's end: `into_parts` moves the
+    // connection out of it, and a moved-from box is freed only when it goes
+    // out of scope (at the function's end, it cost every idle connection
+    // those 2 KiB; see docs/benchmarks.md).
+    let parts = {
+        let mut builder = http1::Builder::new();
+        builder
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_read_timeout)
+            .max_header_size(proxy.max_header_bytes);
+        if proxy.max_headers != crate::config::DEFAULT_MAX_HEADERS {
+            // hyper's own limit otherwise (set, its header array is on the heap).
+            builder.max_headers(proxy.max_headers);
+        }
+        let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
+        let served = {
+            let drained = local.process.drain.started();
+            tokio::pin!(drained);
+            let mut shutting_down = false;
+            std::future::poll_fn(|cx| {
+                if !shutting_down && drained.as_mut().poll(cx).is_ready() {
+                    shutting_down = true;
+                    std::pin::Pin::new(&mut *connection).graceful_shutdown();
+                }
+                connection.poll_without_shutdown(cx)
+            })
+            .await
+        };
+        match served {
+            Ok(()) => connection.into_parts(),
+            Err(e) => {
+                if e.is_parse() {
+                    Rejects::global().count(Reject::BadHttp);
+                }
+                tracing::debug!(error = %e, "http connection ended with an error");
+                return;
             }
-            connection.poll_without_shutdown(cx)
-        })
-        .await
-    };
-    let parts = match served {
-        Ok(()) => connection.into_parts(),
-        Err(e) => {
-            if e.is_parse() {
-                Rejects::global().count(Reject::BadHttp);
-            }
-            tracing::debug!(error = %e, "http connection ended with an error");
-            return;
         }
     };
     let answered = upgrade
