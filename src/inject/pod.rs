@@ -317,7 +317,7 @@ fn probe(path: &str, period: i64) -> Node {
 }
 
 /// Requests and limits from `docs/benchmarks.md` (see docs/operations.md,
-/// "Sizing"): ≈ 15 MiB at rest plus 7.5 KiB per idle connection (20.6 KiB
+/// "Sizing"): ≈ 15 MiB at rest plus 8.8 KiB per idle connection (≈ 21.5 KiB
 /// over TLS); 100m CPU ≈ 3000 relayed messages/s at ≈ 30 µs each.
 fn resources() -> Node {
     Node::map([
