@@ -115,9 +115,15 @@ fn audit(event: &'static str, r: &Revocation, closed: usize) {
     );
 }
 
-/// RFC 3339 text for unix seconds.
+/// RFC 3339 text for unix seconds (the number itself past the year 9999,
+/// which RFC 3339 cannot write: never a panic).
 fn rfc3339(secs: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string()
+    use std::fmt::Write;
+    let mut out = String::new();
+    match UNIX_EPOCH.checked_add(Duration::from_secs(secs)) {
+        Some(t) if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_ok() => out,
+        _ => secs.to_string(),
+    }
 }
 
 /// A revocation as the API shows it.
@@ -128,4 +134,14 @@ fn render(r: &Revocation) -> Value {
         o.insert("until".into(), rfc3339(r.until).into());
     }
     v
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn times_rfc3339_cannot_write_are_shown_as_numbers() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(253_402_300_800), "253402300800");
+        assert_eq!(super::rfc3339(u64::MAX), u64::MAX.to_string());
+    }
 }

@@ -84,6 +84,18 @@ pub struct Revocation {
 }
 
 impl Revocation {
+    /// Whether one read from Redis (another replica's, or anyone's who can
+    /// write there) is in force and within the API's own bounds: made no
+    /// later than a minute from now, ending within ten years and a minute.
+    /// Others are ignored, so that no stored value can make a time that
+    /// cannot be shown or computed.
+    pub fn plausible(&self, now: u64) -> bool {
+        let slack = 60;
+        self.until > now
+            && self.at <= now.saturating_add(slack)
+            && self.until <= now.saturating_add(request::MAX_TTL.as_secs() + slack)
+    }
+
     /// Whether it refuses the token behind `identity` (`sid_claim`: the
     /// session-id claim's name).
     pub fn refuses(&self, identity: &Identity, sid_claim: &str) -> bool {

@@ -219,7 +219,7 @@ impl Link {
                     timed(redis::cmd("MGET").arg(&keys).query_async(conn)).await?;
                 for value in values.into_iter().flatten() {
                     match serde_json::from_slice::<Revocation>(&value) {
-                        Ok(r) if r.until > unix_now() => {
+                        Ok(r) if r.plausible(unix_now()) => {
                             changed |= self.revocations.store(r).1;
                             loaded += 1;
                         }
@@ -244,7 +244,7 @@ impl Link {
 
     /// A revocation announced by another replica: stored here, matching connections closed.
     fn apply(&self, revocation: Revocation) {
-        if revocation.until <= unix_now() {
+        if !revocation.plausible(unix_now()) {
             return;
         }
         let (_, closed) = self.revocations.revoke(revocation, &self.registry, false);

@@ -11,7 +11,7 @@ use super::{Revocation, Target};
 use crate::auth::unix_now;
 
 /// Longest a revocation may apply (ten years).
-const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
+pub(crate) const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 86_400);
 
 /// What is wrong with a request body (safe to show: it never repeats a value).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -181,3 +181,34 @@ fn requests_are_checked() {
         );
     }
 }
+
+#[test]
+fn revocations_from_redis_outside_the_apis_bounds_are_not_plausible() {
+    let now = unix_now();
+    let jti = || Target::Jti { jti: "t".into() };
+    assert!(revocation(jti()).plausible(now));
+    let ended = Revocation {
+        target: jti(),
+        at: now - 10,
+        until: now,
+    };
+    assert!(!ended.plausible(now), "ended");
+    let far = Revocation {
+        target: jti(),
+        at: now,
+        until: u64::MAX,
+    };
+    assert!(!far.plausible(now), "past the year 9999 / overflowing");
+    let eleven_years = Revocation {
+        target: jti(),
+        at: now,
+        until: now + 11 * 365 * 86_400,
+    };
+    assert!(!eleven_years.plausible(now), "more than ten years");
+    let future_made = Revocation {
+        target: jti(),
+        at: u64::MAX,
+        until: now + 60,
+    };
+    assert!(!future_made.plausible(now), "made in the future");
+}
