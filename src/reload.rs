@@ -222,7 +222,7 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
         ignored.push("listener.worker_threads");
         next.listener.worker_threads = old.listener.worker_threads;
     }
-    if next.listener.tls.is_some() != old.listener.tls.is_some() {
+    if next.listener.tls != old.listener.tls {
         ignored.push("listener.tls");
     }
     // Kept either way: the listener's TLS lives as long as the process.
@@ -234,6 +234,11 @@ fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     if next.admin.bind != old.admin.bind {
         ignored.push("admin.bind");
         next.admin.bind = old.admin.bind.clone();
+    }
+    // The same upstream host keeps its resolved addresses and their refresh.
+    if next.upstream.resolve_interval != old.upstream.resolve_interval {
+        ignored.push("upstream.resolve_interval");
+        next.upstream.resolve_interval = old.upstream.resolve_interval;
     }
     // The limiter state lives as long as the process and keeps its settings.
     if next.limits != old.limits {

@@ -222,10 +222,13 @@ async fn a_broken_file_keeps_the_old_settings_and_logs_the_key() {
 async fn a_changed_listener_address_is_reported_and_ignored() {
     let mut upstream = Upstream::start(false).await;
     let proxy = run(&config(upstream.addr, "secret", ""), &[]).await;
-    let moved = config(upstream.addr, "secret", "").replace(
-        "bind = \"127.0.0.1:0\"\nworker_threads = 1",
-        "bind = \"127.0.0.1:1\"\nworker_threads = 3",
-    ) + "[revocation]\nmax_entries = 10\n[limits]\nmax_connections = 7\n";
+    let moved = config(upstream.addr, "secret", "")
+        .replace(
+            "bind = \"127.0.0.1:0\"\nworker_threads = 1",
+            "bind = \"127.0.0.1:1\"\nworker_threads = 3",
+        )
+        .replace("[upstream]\n", "[upstream]\nresolve_interval = \"7s\"\n")
+        + "[revocation]\nmax_entries = 10\n[limits]\nmax_connections = 7\n";
     rewrite(&proxy, &moved);
     let before = proxy.lines().len();
     let answer = post_reload(&proxy).await;
@@ -235,6 +238,7 @@ async fn a_changed_listener_address_is_reported_and_ignored() {
         serde_json::json!([
             "listener.bind",
             "listener.worker_threads",
+            "upstream.resolve_interval",
             "limits",
             "revocation"
         ])

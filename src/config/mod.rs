@@ -135,6 +135,23 @@ const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The largest size any key accepts (1 GiB).
 const MAX_BYTES: usize = 1 << 30;
 
+/// A TOML error as line, column and message, without toml's quote of the
+/// offending line: that line may hold a secret (an inline
+/// `revocation.redis_url` with its password), and this text reaches the
+/// log and `POST /reload`'s answer.
+fn describe(error: &toml::de::Error, text: &str) -> String {
+    let message = error.message().trim_end();
+    match error.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
+            format!("TOML parse error at line {line}, column {column}: {message}")
+        }
+        None => format!("TOML parse error: {message}"),
+    }
+}
+
 impl Config {
     /// Reads and parses a configuration file (see [`Config::parse`]).
     /// Relative key file paths are taken relative to the file's own folder.
@@ -155,7 +172,7 @@ impl Config {
     /// The values are checked once, with everything built from them, by
     /// [`crate::proxy::Proxy::new`] (which runs [`Config::validate`]).
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        toml::from_str(text).map_err(|e: toml::de::Error| ConfigError::Parse(describe(&e, text)))
     }
 
     /// Checks the values that the schema alone cannot, section by section.
@@ -235,5 +252,23 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parse_error_names_the_place_without_quoting_the_line() {
+        let text = "[upstream]\nurl = \"ws://127.0.0.1:9\"\n[revocation]\nredis_url = \"redis://u:hunter2@h\" junk\n";
+        let Err(ConfigError::Parse(message)) = Config::parse(text) else {
+            panic!("a parse error");
+        };
+        assert!(
+            message.starts_with("TOML parse error at line 4, column"),
+            "{message}"
+        );
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }

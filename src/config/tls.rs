@@ -21,7 +21,7 @@ pub enum ClientAuth {
 }
 
 /// `[listener.tls]`: TLS on the listening socket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerTls {
     /// PEM certificate chain, leaf first.
