@@ -32,6 +32,10 @@ RUN mkdir -p src bench/src/bin \
 # The sources (config/ too: the example key is compiled in).
 COPY src src
 COPY config config
+# The demo page and the client library, embedded in the binary (include_bytes!).
+COPY clients/js/dist clients/js/dist
+COPY clients/demo/index.html clients/demo/style.css clients/demo/
+COPY clients/demo/dist clients/demo/dist
 # COPY keeps the files' own times, which may be older than the stubs'.
 RUN touch src/main.rs src/lib.rs \
     && cargo build --release --locked -p wsguard
