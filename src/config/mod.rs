@@ -135,6 +135,26 @@ const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
 /// The largest size any key accepts (1 GiB).
 const MAX_BYTES: usize = 1 << 30;
 
+/// The key set on line `line` of `text` (1-based), with its table's name
+/// (`session.auth_timeout`): the part of the line before `=`, never the value.
+fn key_at(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let (key, _) = lines.get(line.checked_sub(1)?)?.split_once('=')?;
+    let key = key.trim();
+    if key.is_empty() || key.starts_with('#') {
+        return None;
+    }
+    let table = lines[..line - 1].iter().rev().find_map(|l| {
+        let header = l.trim().strip_prefix('[')?;
+        let header = header.split(']').next()?.trim_start_matches('[').trim();
+        Some(header.to_owned())
+    });
+    Some(match table {
+        Some(table) if !table.is_empty() => format!("{table}.{key}"),
+        _ => key.to_owned(),
+    })
+}
+
 /// A TOML error as line, column and message, without toml's quote of the
 /// offending line: that line may hold a secret (an inline
 /// `revocation.redis_url` with its password), and this text reaches the
@@ -146,7 +166,12 @@ fn describe(error: &toml::de::Error, text: &str) -> String {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.len() - before.rfind('\n').map_or(0, |n| n + 1) + 1;
-            format!("TOML parse error at line {line}, column {column}: {message}")
+            match key_at(text, line) {
+                Some(key) => {
+                    format!("TOML parse error at line {line}, column {column}: {key}: {message}")
+                }
+                None => format!("TOML parse error at line {line}, column {column}: {message}"),
+            }
         }
         None => format!("TOML parse error: {message}"),
     }
