@@ -42,6 +42,11 @@ if [ "$pinned" != "$here" ]; then
   echo "Dockerfile builds with rust $pinned, this machine with $here: pin the one the project uses" >&2
   exit 1
 fi
+# The copy built into the shared target/, whose fingerprints now name the
+# copy's files: remove the copy, so that the next build of the checkout
+# finds them gone and rebuilds from its own sources (else a later change of
+# the checkout's sources goes unseen).
+find "$WORK/context" -mindepth 1 -maxdepth 1 ! -name target -exec rm -rf {} +
 grep -q 'VERSION_CODENAME=bookworm' /etc/os-release \
   || { echo "not Debian 12 (bookworm): the GLIBC check below would not be the image's" >&2; exit 1; }
 
