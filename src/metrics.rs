@@ -377,36 +377,8 @@ impl AuthReason {
     }
 }
 
-/// Every [`CloseCause`], for registering one series each.
-const CAUSES: [CloseCause; 27] = [
-    CloseCause::AuthTimeout,
-    CloseCause::AuthRequired,
-    CloseCause::InvalidToken,
-    CloseCause::AuthFrameTooLarge,
-    CloseCause::ClientMessageTooLarge,
-    CloseCause::UpstreamMessageTooLarge,
-    CloseCause::UpstreamUnavailable,
-    CloseCause::UpstreamGone,
-    CloseCause::ClientGone,
-    CloseCause::ClientProtocolError,
-    CloseCause::BufferFull,
-    CloseCause::SlowClient,
-    CloseCause::SlowUpstream,
-    CloseCause::TokenExpired,
-    CloseCause::IdentityMismatch,
-    CloseCause::TooManyFailedReauth,
-    CloseCause::PingTimeout,
-    CloseCause::MaxLifetime,
-    CloseCause::KeyRevoked,
-    CloseCause::IdleTimeout,
-    CloseCause::TokenInUse,
-    CloseCause::Draining,
-    CloseCause::TokenRevoked,
-    CloseCause::TooManyAttempts,
-    CloseCause::TooManyConnections,
-    CloseCause::ClientFrameStalled,
-    CloseCause::UpstreamFrameStalled,
-];
+/// Every [`CloseCause`] (kept beside the enum), one series each.
+const CAUSES: [CloseCause; CloseCause::ALL.len()] = CloseCause::ALL;
 
 /// The `reason` label of a close the proxy starts (one per cause, unlike the
 /// close frame's reason, which two causes may share).
@@ -784,68 +756,13 @@ pub fn key_sets(sets: &[(std::sync::Arc<str>, &crate::auth::KeyStats)], now_unix
 mod tests {
     #[test]
     fn every_close_cause_has_its_series() {
-        use crate::rescue::CloseCause::*;
-        // An exhaustive match: a new cause does not compile here until it is
-        // listed, and then it must be in CAUSES to be counted.
-        let listed = |c: CloseCause| match c {
-            AuthTimeout
-            | AuthRequired
-            | InvalidToken
-            | AuthFrameTooLarge
-            | ClientMessageTooLarge
-            | UpstreamMessageTooLarge
-            | UpstreamUnavailable
-            | UpstreamGone
-            | ClientGone
-            | ClientProtocolError
-            | BufferFull
-            | SlowClient
-            | SlowUpstream
-            | TokenExpired
-            | IdentityMismatch
-            | TooManyFailedReauth
-            | PingTimeout
-            | MaxLifetime
-            | KeyRevoked
-            | IdleTimeout
-            | TokenInUse
-            | Draining
-            | TokenRevoked
-            | TooManyAttempts
-            | TooManyConnections
-            | ClientFrameStalled
-            | UpstreamFrameStalled => CAUSES.contains(&c),
-        };
-        for c in [
-            AuthTimeout,
-            AuthRequired,
-            InvalidToken,
-            AuthFrameTooLarge,
-            ClientMessageTooLarge,
-            UpstreamMessageTooLarge,
-            UpstreamUnavailable,
-            UpstreamGone,
-            ClientGone,
-            ClientProtocolError,
-            BufferFull,
-            SlowClient,
-            SlowUpstream,
-            TokenExpired,
-            IdentityMismatch,
-            TooManyFailedReauth,
-            PingTimeout,
-            MaxLifetime,
-            KeyRevoked,
-            IdleTimeout,
-            TokenInUse,
-            Draining,
-            TokenRevoked,
-            TooManyAttempts,
-            TooManyConnections,
-            ClientFrameStalled,
-            UpstreamFrameStalled,
-        ] {
-            assert!(listed(c), "{c:?} has no wsguard_closes_total series");
+        // `CloseCause::ALL` is complete (rescue's exhaustive test); each has a counter.
+        assert_eq!(super::CAUSES.len(), crate::rescue::CloseCause::ALL.len());
+        for c in crate::rescue::CloseCause::ALL {
+            assert!(
+                super::CAUSES.contains(&c),
+                "{c:?} has no wsguard_closes_total series"
+            );
         }
     }
 

@@ -109,6 +109,38 @@ fn frame(code: u16, reason: &'static str) -> Option<CloseFrame> {
 }
 
 impl CloseCause {
+    /// Every cause, once (metrics register one series each); the test
+    /// `all_lists_every_cause` fails to compile until a new one is here.
+    pub const ALL: [CloseCause; 27] = [
+        CloseCause::AuthTimeout,
+        CloseCause::AuthRequired,
+        CloseCause::InvalidToken,
+        CloseCause::AuthFrameTooLarge,
+        CloseCause::ClientMessageTooLarge,
+        CloseCause::UpstreamMessageTooLarge,
+        CloseCause::UpstreamUnavailable,
+        CloseCause::UpstreamGone,
+        CloseCause::ClientGone,
+        CloseCause::ClientProtocolError,
+        CloseCause::BufferFull,
+        CloseCause::SlowClient,
+        CloseCause::SlowUpstream,
+        CloseCause::TokenExpired,
+        CloseCause::IdentityMismatch,
+        CloseCause::TooManyFailedReauth,
+        CloseCause::PingTimeout,
+        CloseCause::MaxLifetime,
+        CloseCause::KeyRevoked,
+        CloseCause::IdleTimeout,
+        CloseCause::TokenInUse,
+        CloseCause::Draining,
+        CloseCause::TokenRevoked,
+        CloseCause::TooManyAttempts,
+        CloseCause::TooManyConnections,
+        CloseCause::ClientFrameStalled,
+        CloseCause::UpstreamFrameStalled,
+    ];
+
     /// The reason string; stable, documented, safe to switch on.
     pub fn reason(self) -> &'static str {
         use CloseCause::*;
@@ -450,6 +482,76 @@ impl HttpError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_lists_every_cause() {
+        use super::CloseCause::{self, *};
+        // Exhaustive: a new cause does not compile here until it is named,
+        // and then it must be in `ALL` too.
+        let listed = |c: CloseCause| match c {
+            AuthTimeout
+            | AuthRequired
+            | InvalidToken
+            | AuthFrameTooLarge
+            | ClientMessageTooLarge
+            | UpstreamMessageTooLarge
+            | UpstreamUnavailable
+            | UpstreamGone
+            | ClientGone
+            | ClientProtocolError
+            | BufferFull
+            | SlowClient
+            | SlowUpstream
+            | TokenExpired
+            | IdentityMismatch
+            | TooManyFailedReauth
+            | PingTimeout
+            | MaxLifetime
+            | KeyRevoked
+            | IdleTimeout
+            | TokenInUse
+            | Draining
+            | TokenRevoked
+            | TooManyAttempts
+            | TooManyConnections
+            | ClientFrameStalled
+            | UpstreamFrameStalled => CloseCause::ALL.contains(&c),
+        };
+        for c in CloseCause::ALL {
+            assert!(listed(c));
+        }
+        for c in [
+            AuthTimeout,
+            AuthRequired,
+            InvalidToken,
+            AuthFrameTooLarge,
+            ClientMessageTooLarge,
+            UpstreamMessageTooLarge,
+            UpstreamUnavailable,
+            UpstreamGone,
+            ClientGone,
+            ClientProtocolError,
+            BufferFull,
+            SlowClient,
+            SlowUpstream,
+            TokenExpired,
+            IdentityMismatch,
+            TooManyFailedReauth,
+            PingTimeout,
+            MaxLifetime,
+            KeyRevoked,
+            IdleTimeout,
+            TokenInUse,
+            Draining,
+            TokenRevoked,
+            TooManyAttempts,
+            TooManyConnections,
+            ClientFrameStalled,
+            UpstreamFrameStalled,
+        ] {
+            assert!(listed(c), "{c:?} is not in CloseCause::ALL");
+        }
+    }
+
     use super::*;
 
     #[test]
