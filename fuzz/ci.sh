@@ -8,11 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${FUZZ_SECONDS:-20}"
-# wire_decoder is built but not run here until its open finding is
-# understood (fuzz/findings/wire_decoder-close-after-pings: pings then a
-# close, where the decoder's control frames and tungstenite's disagree; see
-# docs/reliability.md). Run it by hand: FUZZ_TARGET=wire_decoder fuzz/run.sh.
-targets=(classifier config_loader header_policy)
+targets=(wire_decoder classifier config_loader header_policy)
 export CARGO_INCREMENTAL=0
 # cargo-fuzz passes nightly-only flags (-Zsanitizer=address).
 if ! rustc --version | grep -q nightly; then
