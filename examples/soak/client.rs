@@ -102,8 +102,7 @@ async fn connection(world: &Arc<World>, i: usize, ttl: u64) -> anyhow::Result<()
     after_revocation(world, i).await;
     let id = world.next_id.fetch_add(1, Relaxed);
     let generation = world.up.generation.load(SeqCst);
-    let tcp = TcpStream::connect(world.proxy).await?;
-    tcp.set_nodelay(true)?;
+    let tcp = crate::net::connect(crate::net::slot(i), world.proxy).await?;
     let url = format!("ws://{}/s/{id}", world.proxy);
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
     let sub = format!("soak-{i}");
@@ -166,7 +165,9 @@ async fn connection(world: &Arc<World>, i: usize, ttl: u64) -> anyhow::Result<()
 }
 
 /// `AUTHENTICATED`, or the close that came instead.
-async fn first_answer(ws: &mut WebSocketStream<TcpStream>) -> Option<Result<(), (u16, String)>> {
+pub async fn first_answer(
+    ws: &mut WebSocketStream<TcpStream>,
+) -> Option<Result<(), (u16, String)>> {
     loop {
         match tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await

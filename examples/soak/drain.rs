@@ -144,8 +144,7 @@ async fn relay(
     ready: &AtomicU64,
     seen: &mut Seen,
 ) -> anyhow::Result<()> {
-    let tcp = TcpStream::connect(world.proxy).await?;
-    tcp.set_nodelay(true)?;
+    let tcp = crate::net::connect(crate::net::slot(i), world.proxy).await?;
     let url = format!("ws://{}/s/{id}", world.proxy);
     let (mut ws, _) = tokio_tungstenite::client_async(url, tcp).await?;
     // Long enough that no `auth_required` comes during the drain.

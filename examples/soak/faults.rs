@@ -92,6 +92,12 @@ pub const FAULTS: &[Fault] = &[
         min_gap: Duration::from_secs(5),
         run: |w, s| Box::pin(reload(w, s)),
     },
+    Fault {
+        name: "spray",
+        weight: 1,
+        min_gap: Duration::from_secs(10),
+        run: |w, s| Box::pin(crate::spray::spray(w, s)),
+    },
 ];
 
 /// A revocation of a slot's subject: made at `at` (seconds since the
@@ -238,7 +244,9 @@ async fn flood_unauthenticated(world: Arc<World>, _seed: u64) {
     for _ in 0..world.args.flood {
         let (addr, scale) = (world.proxy, world.args.scale);
         set.spawn(async move {
-            let tcp = TcpStream::connect(addr).await.ok()?;
+            let tcp = crate::net::connect(crate::net::hostile(), addr)
+                .await
+                .ok()?;
             let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/s/flood"), tcp)
                 .await
                 .ok()?;
@@ -287,7 +295,9 @@ async fn half_open_http(world: Arc<World>, _seed: u64) {
     for _ in 0..10 {
         let (addr, scale) = (world.proxy, world.args.scale);
         set.spawn(async move {
-            let mut tcp = TcpStream::connect(addr).await.ok()?;
+            let mut tcp = crate::net::connect(crate::net::hostile(), addr)
+                .await
+                .ok()?;
             tcp.write_all(b"GET /s/half HTTP/1.1\r\nHost: soak\r\nUpgr")
                 .await
                 .ok()?;
@@ -313,7 +323,9 @@ async fn garbage_http(world: Arc<World>, seed: u64) {
             .map(|_| rng.random())
             .collect();
         set.spawn(async move {
-            let mut tcp = TcpStream::connect(addr).await.ok()?;
+            let mut tcp = crate::net::connect(crate::net::hostile(), addr)
+                .await
+                .ok()?;
             tcp.write_all(&bytes).await.ok()?;
             Some(closed_within(&mut tcp, HEADER_TIMEOUT * scale + Duration::from_secs(5)).await)
         });

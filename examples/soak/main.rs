@@ -17,8 +17,10 @@ mod client;
 mod drain;
 mod faults;
 mod frames;
+mod net;
 mod proxy;
 mod report;
+mod spray;
 mod upstream;
 
 use std::path::PathBuf;

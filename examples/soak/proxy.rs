@@ -32,6 +32,21 @@ pub const MISSED_PONGS: u32 = 2;
 /// `session.reauth_lead`: `auth_required` comes this long before `exp`.
 pub const REAUTH_LEAD: Duration = Duration::from_secs(2);
 
+/// `limits.per_address_rate`: new connections per second per client address.
+pub const PER_ADDRESS_RATE: u32 = 5;
+/// `limits.per_address_burst`: a slot reconnects at most every 50 ms, and
+/// while the upstream restarts (300 ms) fewer times than this.
+pub const PER_ADDRESS_BURST: u32 = 10;
+/// `limits.per_address_connections`: a slot holds two at most (one a
+/// fault took, still closing, and its next); below the burst, so that the
+/// spray meets this cap before the rate.
+pub const PER_ADDRESS_CONNECTIONS: u32 = 8;
+/// `limits.failed_auth_max`: a slot fails no auth (a token it made before
+/// its subject's revocation at most).
+pub const FAILED_AUTH_MAX: u32 = 3;
+/// `limits.max_connections_per_subject` (each slot has its own subject).
+pub const PER_SUBJECT: u32 = 8;
+
 /// What the log held that must not be there.
 #[derive(Debug, Default)]
 pub struct LogScan {
@@ -97,12 +112,17 @@ close_timeout = "1s"
 bind = "127.0.0.1:0"
 token_env = "WSGUARD_SOAK_ADMIN_TOKEN"
 [limits]
-# Every client of the soak comes from 127.0.0.1: the per-address rate,
-# count and failed-auth cool-down would refuse the healthy ones (the
-# floods and garbage faults fail auths on purpose).
-per_address_rate = 0
-per_address_connections = 1000000
-failed_auth_max = 0
+# In force: each slot connects from a loopback address of its own and
+# each hostile connection from a fresh one (net.rs), so that only the
+# spray fault goes over these; the process-wide caps are lifted (they
+# refuse everyone alike: tests/limits.rs covers them).
+per_address_rate = {rate}
+per_address_burst = {burst}
+per_address_connections = {per_address}
+failed_auth_max = {failed}
+failed_auth_window = "60s"
+failed_auth_cooldown = "60s"
+max_connections_per_subject = {per_subject}
 max_connections = 1000000
 max_unauthenticated = 1000000
 [drain]
@@ -124,6 +144,11 @@ level = "info"
         secret = secret.display(),
         jitter = if variant.is_multiple_of(2) { 1000 } else { 900 },
         close_after = DRAIN_CLOSE_AFTER.as_millis(),
+        rate = PER_ADDRESS_RATE,
+        burst = PER_ADDRESS_BURST,
+        per_address = PER_ADDRESS_CONNECTIONS,
+        failed = FAILED_AUTH_MAX,
+        per_subject = PER_SUBJECT,
     )
 }
 
@@ -245,6 +270,21 @@ pub async fn active_at(admin: SocketAddr) -> anyhow::Result<f64> {
         .filter(|l| l.starts_with("wsguard_connections_active"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum())
+}
+
+/// `wsguard_limit_refusals_total` by its `limit` label, from the admin listener at `admin`.
+pub async fn limit_refusals(
+    admin: SocketAddr,
+) -> anyhow::Result<std::collections::HashMap<String, f64>> {
+    let text = get(admin, "/metrics").await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("wsguard_limit_refusals_total{limit=\""))
+        .filter_map(|l| {
+            let (limit, rest) = l.split_once("\"}")?;
+            Some((limit.to_owned(), rest.trim().parse::<f64>().ok()?))
+        })
+        .collect())
 }
 
 /// Sends `signal` (`-TERM`, `-HUP`, `-INT`) to process `pid`.
