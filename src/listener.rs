@@ -253,9 +253,22 @@ async fn route(
             }
         };
         let target = request.uri().path_and_query().map_or("/", |p| p.as_str());
+        // Upgrade tokens answered in HTTP: a cooling address gets 429 for one
+        // (the session refuses it at the first frame otherwise).
+        if proxy.legacy.reject_with_http
+            && limits.cooling(admission.addr())
+            && proxy.legacy.find(request.headers(), target).is_some()
+        {
+            return too_many_attempts(limits);
+        }
         return match crate::http_auth::admit_upgrade(&proxy, request.headers(), target).await {
             Ok(start) => answer_upgrade(request, peer, &proxy, accept, (upgrade, start, admission)),
-            Err(refused) => *refused,
+            Err(refused) => {
+                if is_own_401(&refused) {
+                    limits.auth_failed(admission.addr());
+                }
+                *refused
+            }
         };
     }
     // Protected routes: failed auths count against the client's address.
@@ -268,10 +281,7 @@ async fn route(
         limits.key(ip)
     });
     if key.is_some_and(|k| limits.cooling(k)) {
-        crate::metrics::limit_refused(crate::limits::Limit::FailedAuth);
-        return HttpError::TooManyAttempts
-            .response_retry_after(limits.config().failed_auth_cooldown)
-            .map(|b| b.map_err(|never| match never {}).boxed());
+        return too_many_attempts(limits);
     }
     let response =
         crate::passthrough::forward(request, peer.peer, peer.tls, &proxy, &process.revocations)
@@ -280,6 +290,15 @@ async fn route(
         limits.auth_failed(k);
     }
     response
+}
+
+/// 429 `too_many_attempts` for a client address in its failed-auth cool-down
+/// (counted as a refusal).
+fn too_many_attempts(limits: &crate::limits::Limits) -> Response<Body> {
+    crate::metrics::limit_refused(crate::limits::Limit::FailedAuth);
+    HttpError::TooManyAttempts
+        .response_retry_after(limits.config().failed_auth_cooldown)
+        .map(|b| b.map_err(|never| match never {}).boxed())
 }
 
 /// Whether a response is wsguard's own 401 (a protected route's refused or

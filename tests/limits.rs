@@ -325,6 +325,37 @@ async fn failed_upgrade_tokens_count_too() {
 }
 
 #[tokio::test]
+async fn upgrade_tokens_refused_with_401_count_and_a_cool_down_answers_429() {
+    use support::requests::raw_http;
+    let upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .legacy("header = true\nreject_with_http = true")
+        .limits("failed_auth_max = 1\nfailed_auth_window = \"1h\"\nfailed_auth_cooldown = \"1h\"")
+        .start()
+        .await;
+    let upgrade = |token: &str| {
+        upgrade_request(
+            proxy.addr,
+            "/",
+            &format!("Authorization: Bearer {token}\r\nConnection: close\r\n"),
+        )
+    };
+    let bad = hs256_claims(&claims("mallory", -120, serde_json::json!({})));
+    for _ in 0..2 {
+        assert_eq!(raw_http(proxy.addr, &upgrade(&bad)).await.status, 401);
+    }
+    // Cooling down: a valid upgrade token gets 429, a first frame 1008.
+    let refused = raw_http(proxy.addr, &upgrade(&hs256("alice", 600))).await;
+    assert_eq!(refused.status, 429, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("3600"));
+    assert_eq!(refused.json()["error"], "too_many_attempts");
+    assert_eq!(
+        try_auth(&proxy, &hs256("alice", 600)).await.err(),
+        Some((1008, "too many attempts".to_owned()))
+    );
+}
+
+#[tokio::test]
 async fn protected_http_routes_count_and_answer_429() {
     use support::requests::{raw_http, HttpUpstream};
     let upstream = HttpUpstream::start().await;
