@@ -69,7 +69,7 @@ struct Counts {
 }
 
 /// Whether the upstream restarted since generation `start` (or is down now).
-fn restarted_since(world: &World, start: u64) -> bool {
+pub fn restarted_since(world: &World, start: u64) -> bool {
     let now = world.up.generation.load(SeqCst);
     now != start || now % 2 == 1
 }

@@ -141,8 +141,13 @@ fn end_of(rec: &Option<UpRecord>) -> Option<(u16, String)> {
     rec.as_ref().and_then(|r| r.end.clone())
 }
 
-fn restarted(world: &World, generation: u64) -> bool {
-    world.up.generation.load(SeqCst) != generation
+/// Whether an upstream restart may have ended connection `id`: one was
+/// under way when `generation` was read or began since, or it dropped `id`
+/// (whose upstream record then never gets an end).
+pub fn restart_hit(world: &World, generation: u64, id: u64) -> bool {
+    generation % 2 == 1
+        || world.up.generation.load(SeqCst) != generation
+        || lock(&world.up.restarted).contains(&id)
 }
 
 /// A client dies in the middle of a frame: the upstream sees the socket
@@ -159,10 +164,13 @@ async fn kill_mid_frame(world: Arc<World>, seed: u64) {
     drop(conn.ws);
     let killed = tokio::time::Instant::now();
     let mut end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
-    if end.is_none() {
+    if end.is_none() && !restart_hit(&world, generation, conn.id) {
         // Finding (a) of docs/reliability.md: how late, if at all, does it end?
         let more = Duration::from_millis(world.args.ping_ms) * (MISSED_PONGS + 1);
         end = end_of(&upstream_end(&world, conn.id, more + Duration::from_secs(5)).await);
+        if restart_hit(&world, generation, conn.id) {
+            return;
+        }
         let after = killed.elapsed();
         lock(&world.stats).fault("kill_mid_frame: ended after 5 s", false, || {
             format!(
@@ -173,7 +181,7 @@ async fn kill_mid_frame(world: Arc<World>, seed: u64) {
         return;
     }
     let ok = matches!(&end, Some((1006, _))) || end == Some((1001, "client gone".into()));
-    if restarted(&world, generation) {
+    if restart_hit(&world, generation, conn.id) {
         return;
     }
     lock(&world.stats).fault("kill_mid_frame", ok, || {
@@ -192,7 +200,7 @@ async fn half_open(world: Arc<World>, seed: u64) {
         Duration::from_millis(world.args.ping_ms) * (MISSED_PONGS + 3) + Duration::from_secs(2);
     let end = end_of(&upstream_end(&world, conn.id, wait).await);
     drop(conn.ws);
-    if restarted(&world, generation) {
+    if restart_hit(&world, generation, conn.id) {
         return;
     }
     let ok = end == Some((1001, "client gone".into()));
@@ -224,7 +232,7 @@ async fn garbage_frames(world: Arc<World>, seed: u64) {
     .ok()
     .flatten();
     let end = end_of(&upstream_end(&world, conn.id, Duration::from_secs(5)).await);
-    if restarted(&world, generation) {
+    if restart_hit(&world, generation, conn.id) {
         return;
     }
     let ok =

@@ -16,6 +16,9 @@
 //!   `too many attempts`; the valid one from another address: admitted.
 //! - `spray: per_subject`: one subject from [`PER_SUBJECT`] + 1 addresses:
 //!   the last is closed with 1008 `too many connections`.
+//!
+//! A step during which the upstream restarted is not counted (its
+//! connections may get 1013 `upstream unavailable` or 1011 `upstream gone`).
 
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
@@ -31,7 +34,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::client::{first_answer, token};
+use crate::client::{first_answer, restarted_since, token};
 use crate::proxy::{
     limit_refusals, FAILED_AUTH_MAX, PER_ADDRESS_BURST, PER_ADDRESS_CONNECTIONS, PER_ADDRESS_RATE,
     PER_SUBJECT,
@@ -45,11 +48,20 @@ type Ws = WebSocketStream<TcpStream>;
 static RUNNING: AtomicBool = AtomicBool::new(false);
 
 /// How an upgrade ended: admitted, refused over HTTP (status, `error`), or failed.
-#[derive(Debug)]
 enum Upgrade {
     Admitted(Box<Ws>),
     Refused(u16, String),
     Failed(String),
+}
+
+impl std::fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Upgrade::Admitted(_) => write!(f, "101"),
+            Upgrade::Refused(status, error) => write!(f, "HTTP {status} {error}"),
+            Upgrade::Failed(e) => write!(f, "failed: {e}"),
+        }
+    }
 }
 
 /// A WebSocket upgrade from `from`.
@@ -138,7 +150,13 @@ async fn refusals(world: &World) -> HashMap<String, f64> {
     limit_refusals(world.admin).await.unwrap_or_default()
 }
 
+/// The upstream's generation now, to tell later whether it restarted.
+fn generation(world: &World) -> u64 {
+    world.up.generation.load(SeqCst)
+}
+
 async fn connections(world: &World, run: &str, ttl: u64) {
+    let generation = generation(world);
     let before = refusals(world).await;
     let from = crate::net::spray();
     let mut held = Vec::new();
@@ -159,12 +177,14 @@ async fn connections(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&over, Upgrade::Refused(429, e) if e == "rate_limited");
     let counted = grew(&before, &after, "per_address_connections") == 1.0;
     let ok = problem.is_none() && refused && counted && elsewhere.is_ok();
-    lock(&world.stats).fault("spray: per_address_connections", ok, || {
-        format!(
-            "{problem:?}; one more: {over:?}; counted: {counted}; from another address: {:?}",
-            elsewhere.as_ref().err()
-        )
-    });
+    if !restarted_since(world, generation) {
+        lock(&world.stats).fault("spray: per_address_connections", ok, || {
+            format!(
+                "{problem:?}; one more: {over:?}; counted: {counted}; from another address: {:?}",
+                elsewhere.as_ref().err()
+            )
+        });
+    }
     if let Ok(ws) = elsewhere {
         held.push(ws);
     }
@@ -177,6 +197,7 @@ async fn connections(world: &World, run: &str, ttl: u64) {
 }
 
 async fn rate(world: &Arc<World>) {
+    let generation = generation(world);
     let before = refusals(world).await;
     let from = crate::net::spray();
     let attempts = PER_ADDRESS_BURST + 20;
@@ -214,6 +235,9 @@ async fn rate(world: &Arc<World>) {
         && by_rate >= 1.0
         && passed >= f64::from(PER_ADDRESS_BURST)
         && passed <= most;
+    if restarted_since(world, generation) {
+        return;
+    }
     lock(&world.stats).fault("spray: per_address_rate", ok, || {
         format!(
             "{attempts} at once in {elapsed:.2} s: refused by the rate {by_rate}, by the count {by_count} (passed the rate {passed}, at most {most}); unexpected: {odd:?}"
@@ -222,6 +246,7 @@ async fn rate(world: &Arc<World>) {
 }
 
 async fn failed_auth(world: &World, run: &str, ttl: u64) {
+    let generation = generation(world);
     let before = refusals(world).await;
     let from = crate::net::spray();
     let mut wrong = Vec::new();
@@ -242,19 +267,22 @@ async fn failed_auth(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&cooling, Err(e) if e == "1008 too many attempts" || e == "4429 too many attempts");
     let counted = grew(&before, &after, "failed_auth") == 1.0;
     let ok = wrong.is_empty() && refused && counted && elsewhere.is_ok();
-    lock(&world.stats).fault("spray: failed_auth", ok, || {
-        format!(
-            "bad tokens answered {wrong:?}; then a valid one: {:?}; counted: {counted}; from another address: {:?}",
-            cooling.as_ref().err(),
-            elsewhere.as_ref().err()
-        )
-    });
+    if !restarted_since(world, generation) {
+        lock(&world.stats).fault("spray: failed_auth", ok, || {
+            format!(
+                "bad tokens answered {wrong:?}; then a valid one: {:?}; counted: {counted}; from another address: {:?}",
+                cooling.as_ref().err(),
+                elsewhere.as_ref().err()
+            )
+        });
+    }
     for ws in [cooling, elsewhere].into_iter().flatten() {
         close(ws).await;
     }
 }
 
 async fn per_subject(world: &World, run: &str, ttl: u64) {
+    let generation = generation(world);
     let before = refusals(world).await;
     let valid = token(&format!("{run}-s"), ttl);
     let mut held = Vec::new();
@@ -273,12 +301,14 @@ async fn per_subject(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&over, Err(e) if e == "1008 too many connections" || e == "4429 too many connections");
     let counted = grew(&before, &after, "per_subject") == 1.0;
     let ok = problem.is_none() && refused && counted;
-    lock(&world.stats).fault("spray: per_subject", ok, || {
-        format!(
-            "{problem:?}; one more: {:?}; counted: {counted}",
-            over.as_ref().err()
-        )
-    });
+    if !restarted_since(world, generation) {
+        lock(&world.stats).fault("spray: per_subject", ok, || {
+            format!(
+                "{problem:?}; one more: {:?}; counted: {counted}",
+                over.as_ref().err()
+            )
+        });
+    }
     held.extend(over);
     for ws in held {
         close(ws).await;
