@@ -72,6 +72,8 @@ impl Command {
 pub struct Mailbox {
     /// A command waits (checked without the lock).
     pending: AtomicBool,
+    /// A close was sent: the connection is about to end (never cleared).
+    closing: AtomicBool,
     /// The waiting command.
     command: Mutex<Option<Command>>,
     /// The connection's task.
@@ -81,12 +83,20 @@ pub struct Mailbox {
 impl Mailbox {
     /// Leaves `command` and wakes the connection.
     pub fn send(&self, command: Command) {
+        if matches!(command, Command::Close(_)) {
+            self.closing.store(true, Ordering::Release);
+        }
         {
             let mut slot = lock(&self.command);
             *slot = Some(slot.map_or(command, |old| old.stronger(command)));
         }
         self.pending.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    /// Whether a close was sent to the connection (it is about to end).
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// The waiting command, if any; registers the task to be woken for the next.

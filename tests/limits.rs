@@ -272,6 +272,72 @@ async fn the_per_subject_cap_can_evict_the_oldest() {
 }
 
 #[tokio::test]
+async fn a_burst_over_the_per_subject_cap_evicts_down_to_the_cap() {
+    use tokio_tungstenite::tungstenite::Message;
+    let upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr)
+        .limits("max_connections_per_subject = 2\nevict = \"oldest\"")
+        .start()
+        .await;
+    let token = hs256("alice", 600);
+    let mut all = vec![
+        authed(&proxy, "/", &token).await,
+        authed(&proxy, "/", &token).await,
+    ];
+    // A burst of four: upgraded first, then their auth frames at once.
+    let mut burst = Vec::new();
+    for _ in 0..4 {
+        burst.push(connect(&proxy, "/").await);
+    }
+    for ws in &mut burst {
+        ws.send(auth_frame(&token)).await.expect("send auth");
+    }
+    let too_many = |m: &Option<Message>| match m {
+        Some(Message::Close(Some(f))) => {
+            assert_eq!(
+                (u16::from(f.code), f.reason.as_str()),
+                (1008, "too many connections")
+            );
+            true
+        }
+        _ => false,
+    };
+    // Each is answered, or evicted before its answer; a connection sends
+    // its evictions before its answer, so every one is sent by now.
+    let mut closed = 0;
+    let mut answered = Vec::new();
+    for mut ws in burst {
+        let first = recv_within(&mut ws, WAIT).await;
+        if too_many(&first) {
+            closed += 1;
+        } else {
+            assert!(
+                matches!(&first, Some(Message::Text(t)) if t.contains("AUTHENTICATED")),
+                "{first:?}"
+            );
+            answered.push(ws);
+        }
+    }
+    all.extend(answered);
+    let registry = &proxy.process.registry;
+    let staying = registry.find(|e| e.identity.sub == "alice" && !e.mailbox.closing());
+    assert_eq!(staying.len(), 2, "{staying:?}");
+    // The evicted get their close at once; the others relay.
+    let mut relaying = 0;
+    for ws in &mut all {
+        let next = recv_within(ws, Duration::from_millis(300)).await;
+        if too_many(&next) {
+            closed += 1;
+        } else {
+            assert!(next.is_none(), "{next:?}");
+            support::lifecycle::round_trip(ws, "still here").await;
+            relaying += 1;
+        }
+    }
+    assert_eq!((closed, relaying), (4, 2));
+}
+
+#[tokio::test]
 async fn an_address_spray_is_bounded_by_the_cache_capacity() {
     let upstream = Upstream::start(true).await;
     let proxy = proxy(upstream.addr)

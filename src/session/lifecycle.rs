@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use super::{Answer, ClientIo, Credentials, Flow, Listed, Phase, Session, AUDIT};
 use crate::auth::{unix_now, AuthError, Identity, KeyWait, Verdict};
 use crate::headers::ClientRequest;
+use crate::limits::OverSubject;
 use crate::metrics::{self, AuthKind, AuthReason};
 use crate::protocol::{self, ClientFrame};
 use crate::registry::Command;
@@ -169,34 +170,47 @@ impl<C: ClientIo> Session<C> {
     }
 
     /// The connection is authenticated as `identity`: whether the
-    /// per-subject cap lets it go on (closing the subject's oldest
-    /// connection instead with `evict = "oldest"`).
-    fn within_subject_cap(&mut self, identity: &Arc<Identity>) -> bool {
-        use crate::limits::OverSubject;
+    /// per-subject cap lets it go on, or lets it on over the cap
+    /// (`evict = "oldest"`: [`Self::evict_oldest`] once it is listed).
+    fn within_subject_cap(&mut self, identity: &Arc<Identity>) -> OverSubject {
         let Some(admission) = &mut self.admission else {
-            return true;
+            return OverSubject::Within;
         };
-        match admission.authenticated(identity) {
-            OverSubject::Within => true,
-            OverSubject::Refuse => {
-                metrics::limit_refused(crate::limits::Limit::PerSubject);
-                tracing::debug!(conn = %self.id, sub = ?identity.sub, "over the per-subject cap");
-                false
-            }
-            OverSubject::EvictOldest => {
-                metrics::limit_refused(crate::limits::Limit::PerSubject);
-                let same = |e: &crate::registry::Entry| {
-                    e.identity.sub == identity.sub && e.identity.iss == identity.iss
-                };
-                let registry = &self.local.process.registry;
-                if let Some(oldest) = registry.find(same).into_iter().min_by_key(|e| e.started) {
-                    tracing::debug!(conn = %self.id, evicted = %oldest.id, sub = ?identity.sub, "per-subject cap: oldest connection closed");
-                    oldest
-                        .mailbox
-                        .send(Command::Close(CloseCause::TooManyConnections));
-                }
-                true
-            }
+        let over = admission.authenticated(identity);
+        if over != OverSubject::Within {
+            metrics::limit_refused(crate::limits::Limit::PerSubject);
+            tracing::debug!(conn = %self.id, sub = ?identity.sub, evict = over == OverSubject::EvictOldest, "over the per-subject cap");
+        }
+        over
+    }
+
+    /// Closes the subject's oldest other connections, as many as it has
+    /// over the cap. Run once the connection is listed, so that of a burst
+    /// of new connections the last one listed sees every earlier one, and
+    /// none already sent a close (still listed while it closes) is taken
+    /// twice: the subject ends at its cap, not over it.
+    fn evict_oldest(&self, identity: &Identity) {
+        let Some(cap) = self
+            .admission
+            .as_ref()
+            .and_then(|a| a.limits().config().max_connections_per_subject)
+        else {
+            return;
+        };
+        let mut others = self.local.process.registry.find(|e| {
+            e.identity.sub == identity.sub
+                && e.identity.iss == identity.iss
+                && *e.id != *self.id
+                && !e.mailbox.closing()
+        });
+        // This connection is one of the cap.
+        let over = (others.len() + 1).saturating_sub(cap);
+        others.sort_by_key(|e| e.started);
+        for oldest in others.iter().take(over) {
+            tracing::debug!(conn = %self.id, evicted = %oldest.id, sub = ?identity.sub, "per-subject cap: oldest connection closed");
+            oldest
+                .mailbox
+                .send(Command::Close(CloseCause::TooManyConnections));
         }
     }
 
@@ -206,7 +220,8 @@ impl<C: ClientIo> Session<C> {
     pub(super) fn authenticate(&mut self, identity: Arc<Identity>, token: String, answer: Answer) {
         self.client.io_mut().lift();
         self.client.end_pre_auth();
-        if !self.within_subject_cap(&identity) {
+        let over = self.within_subject_cap(&identity);
+        if over == OverSubject::Refuse {
             return self.close(CloseCause::TooManyConnections);
         }
         let Some(request) = self.request.take() else {
@@ -222,7 +237,10 @@ impl<C: ClientIo> Session<C> {
             s.reauth_lead,
             s.reauth_jitter,
         ));
-        self.list(identity);
+        self.list(identity.clone());
+        if over == OverSubject::EvictOldest {
+            self.evict_oldest(&identity);
+        }
         self.phase = Phase::Connecting { attempt, answer };
     }
 
