@@ -49,13 +49,15 @@ pub enum Command {
 
 impl Command {
     /// When two commands wait, the stronger is kept: a close wins over a
-    /// drain, a drain over a re-auth, a shorter re-auth over a longer one.
+    /// re-auth, a re-auth over a drain (the session that takes a re-auth
+    /// also drains if the drain has begun, so neither is lost), a shorter
+    /// re-auth over a longer one.
     fn stronger(self, other: Command) -> Command {
         match (self, other) {
             (Command::Close(_), _) => self,
             (_, Command::Close(_)) => other,
-            (Command::Drain, _) => self,
-            (_, Command::Drain) => other,
+            (Command::Drain, _) => other,
+            (_, Command::Drain) => self,
             (Command::Reauth { within: a, .. }, Command::Reauth { within: b, .. }) => {
                 if a <= b {
                     self
@@ -394,7 +396,11 @@ mod tests {
         a.mailbox().poll(&cx);
         registry.send_where(|_| true, reauth(1));
         registry.send_where(|_| true, drain);
-        registry.send_where(|_| true, reauth(1));
+        assert_eq!(a.mailbox().poll(&cx), Some(reauth(1)));
+        registry.send_where(|_| true, drain);
+        registry.send_where(|_| true, reauth(2));
+        assert_eq!(a.mailbox().poll(&cx), Some(reauth(2)));
+        registry.send_where(|_| true, drain);
         assert_eq!(a.mailbox().poll(&cx), Some(drain));
         registry.send_where(|_| true, drain);
         registry.send_where(|_| true, Command::Close(CloseCause::Draining));

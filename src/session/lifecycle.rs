@@ -619,12 +619,19 @@ impl<C: ClientIo> Session<C> {
     pub(super) fn on_command(&mut self, command: Command) {
         match command {
             Command::Close(cause) => self.close(cause),
-            Command::Reauth { within, cause } => self.reauth_now(within, cause),
-            Command::Drain => {
-                if let Some(times) = self.local.process.drain.times() {
-                    self.drain(times.spread, times.close_after)
-                }
+            Command::Reauth { within, cause } => {
+                self.reauth_now(within, cause);
+                // A drain that came meanwhile was left out of the mailbox.
+                self.drain_if_begun();
             }
+            Command::Drain => self.drain_if_begun(),
+        }
+    }
+
+    /// Applies the drain, if one has begun.
+    fn drain_if_begun(&mut self) {
+        if let Some(times) = self.local.process.drain.times() {
+            self.drain(times.spread, times.close_after)
         }
     }
 
