@@ -219,23 +219,20 @@ pub async fn admit_upgrade(
         .verifier
         .verify_waiting(&token, proxy.session.auth_timeout)
         .await;
-    let kind = crate::metrics::AuthKind::legacy(method);
-    let reason = verified
-        .as_ref()
-        .err()
-        .map_or(AuthReason::Ok, AuthReason::of);
-    crate::metrics::auth(kind, reason, started.elapsed());
     match verified {
+        // Counted by the session, which checks revocation and reuse first.
         Ok(identity) => Ok(Start::Verified {
             identity,
             token,
             method,
+            took: started.elapsed(),
         }),
         Err(e) => {
+            let (kind, reason) = (crate::metrics::AuthKind::legacy(method), AuthReason::of(&e));
+            crate::metrics::auth(kind, reason, started.elapsed());
             tracing::debug!(method = method.label(), error = %e, "upgrade token refused");
             if proxy.legacy.reject_with_http {
-                let reason = e.to_string();
-                let answer = HttpError::unauthorized(Some(&reason));
+                let answer = HttpError::unauthorized(Some(&e.to_string()));
                 return Err(Box::new(own_answer(proxy, headers, answer)));
             }
             Ok(Start::Refused { method, reason })

@@ -253,3 +253,63 @@ async fn an_upgrade_request_token_counts_too() {
     // The first-message path shares the count.
     refused(&proxy, &tok, "token in use").await;
 }
+
+#[tokio::test]
+async fn an_upgrade_token_in_use_is_counted_as_in_use_not_ok() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let upstream = Upstream::start(true).await;
+    let config = format!(
+        r#"[listener]
+bind = "127.0.0.1:0"
+[upstream]
+url = "ws://{}"
+[auth]
+max_connections_per_token = 1
+[auth.legacy]
+header = true
+[[auth.providers]]
+name = "test"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+[admin]
+bind = "127.0.0.1:0"
+"#,
+        upstream.addr
+    );
+    let running = admin::run(&config, &[]).await;
+    let (tok, _) = token("alice", 600);
+    let bearer = || {
+        let mut request = format!("ws://{}/", running.proxy)
+            .into_client_request()
+            .expect("request");
+        let value = format!("Bearer {tok}").parse().expect("header value");
+        request.headers_mut().insert("authorization", value);
+        request
+    };
+    let (mut first, _) = tokio_tungstenite::connect_async(bearer())
+        .await
+        .expect("connect");
+    round_trip(&mut first, "authenticated at the upgrade").await;
+    let (mut second, _) = tokio_tungstenite::connect_async(bearer())
+        .await
+        .expect("connect");
+    assert_eq!(
+        expect_close(&mut second).await,
+        (1008, "token in use".into())
+    );
+    let scrape = running.scrape(None).await;
+    let header = |result: &str, reason: &str| {
+        scrape.value(
+            "wsguard_auth_total",
+            &[("kind", "header"), ("result", result), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        (header("ok", "ok"), header("failed", "token_in_use")),
+        (1.0, 1.0),
+        "{}",
+        scrape.text
+    );
+}

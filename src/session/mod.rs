@@ -128,6 +128,9 @@ pub enum Start {
         token: String,
         /// How it was presented.
         method: crate::auth::legacy::Method,
+        /// How long its verification took (counted once the session has
+        /// checked revocation and reuse, under the reason that decides).
+        took: std::time::Duration,
     },
     /// A legacy method's token was refused: the upgrade is accepted and
     /// closed at once with `invalid token`.
@@ -362,9 +365,13 @@ impl<C: ClientIo> Session<C> {
                 self.close(CloseCause::InvalidToken)
             }
             Start::Verified {
-                identity, method, ..
+                identity,
+                method,
+                took,
+                ..
             } if self.revoked(&identity) => {
                 let kind = crate::metrics::AuthKind::legacy(method);
+                crate::metrics::auth(kind, crate::metrics::AuthReason::Revoked, took);
                 self.audit_auth(kind, crate::metrics::AuthReason::Revoked, None);
                 self.close(CloseCause::TokenRevoked)
             }
@@ -372,16 +379,21 @@ impl<C: ClientIo> Session<C> {
                 identity,
                 token,
                 method,
+                took,
             } => {
                 tracing::debug!(conn = %self.id, method = method.label(), "token from the upgrade request (deprecated method)");
                 let kind = crate::metrics::AuthKind::legacy(method);
-                if self.claim_token(&identity, &token) {
-                    self.audit_auth(kind, crate::metrics::AuthReason::Ok, Some(&identity));
+                let claimed = self.claim_token(&identity, &token);
+                let reason = match claimed {
+                    true => crate::metrics::AuthReason::Ok,
+                    false => crate::metrics::AuthReason::TokenInUse,
+                };
+                crate::metrics::auth(kind, reason, took);
+                self.audit_auth(kind, reason, Some(&identity));
+                if claimed {
                     self.first_unseen = true;
                     self.authenticate(identity, token, Answer::Upgrade(None));
                 } else {
-                    let reason = crate::metrics::AuthReason::TokenInUse;
-                    self.audit_auth(kind, reason, Some(&identity));
                     self.close(CloseCause::TokenInUse);
                 }
             }
