@@ -46,7 +46,10 @@ const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Serves connections from a bound listener until `shutdown` completes or
 /// the process drains; the listening socket is closed on return (the
-/// connections already accepted go on).
+/// connections already accepted go on). `proxy` becomes the process's
+/// current proxy unless a reload set one already; the loop keeps none of
+/// its own, so that a proxy a reload replaced (its upstream addresses and
+/// their refresh) goes once its last connection ends.
 pub async fn run(
     listener: TcpListener,
     proxy: Arc<Proxy>,
@@ -54,6 +57,7 @@ pub async fn run(
     header_read_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
+    local.process.proxy.set_if_none(proxy);
     let process = local.process.clone();
     let shutdown = async move {
         tokio::select! {
@@ -69,9 +73,11 @@ pub async fn run(
                 Ok((tcp, peer)) => {
                     backoff = MIN_ACCEPT_BACKOFF;
                     let _ = tcp.set_nodelay(true);
-                    // The current configuration's proxy (a reload swaps it).
-                    let current = local.process.proxy.load_full();
-                    let (proxy, local) = (current.unwrap_or_else(|| proxy.clone()), local.clone());
+                    // The current configuration's proxy (a reload swaps it; set above).
+                    let Some(proxy) = local.process.proxy.load_full() else {
+                        continue;
+                    };
+                    let local = local.clone();
                     // Counted until its task ends: the drain waits for it.
                     let live = Live::new(local.process.clone());
                     if proxy.tls.is_some() {

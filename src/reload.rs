@@ -32,6 +32,12 @@ impl Current {
         self.0.load_full()
     }
 
+    /// Makes `proxy` the current one unless one is set already.
+    pub fn set_if_none(&self, proxy: Arc<Proxy>) {
+        self.0
+            .rcu(|current| current.clone().or_else(|| Some(proxy.clone())));
+    }
+
     /// Makes `proxy` the current one; returns the one it replaces.
     pub fn swap(&self, proxy: Arc<Proxy>) -> Option<Arc<Proxy>> {
         self.0.swap(Some(proxy))

@@ -400,3 +400,31 @@ async fn a_changed_upstream_host_is_resolved_before_the_swap() {
     let (mut ws, mut up) = open(&proxy, &mut second, &token("bob", 300).0).await;
     relays(&mut ws, &mut up, "still the second").await;
 }
+
+/// In process: once a reload swapped the proxy, the listener holds nothing
+/// of the one it started with (its upstream addresses, their refresh), so
+/// that proxy goes with its last connection.
+#[tokio::test]
+async fn the_listener_keeps_no_proxy_of_its_own_after_a_swap() {
+    let mut upstream = Upstream::start(true).await;
+    let proxy = proxy(upstream.addr).start().await;
+    let started_with = proxy.process.proxy.load_full().expect("a current proxy");
+    let weak = std::sync::Arc::downgrade(&started_with);
+    drop(started_with);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, SECRET).expect("write secret");
+    let text = format!(
+        "[upstream]\nurl = \"ws://{}\"\n{}",
+        upstream.addr,
+        DEFAULT_AUTH.replace("@SECRET_FILE@", &secret.display().to_string())
+    );
+    let config = wsguard::config::Config::parse(&text).expect("config");
+    let next = wsguard::proxy::Proxy::new(&config).expect("proxy");
+    drop(proxy.process.proxy.swap(next));
+    // A connection accepted after the swap runs on the new proxy.
+    let mut ws = authed(&proxy, "/", &hs256("alice", 600)).await;
+    let _up = upstream.accept().await;
+    support::lifecycle::round_trip(&mut ws, "on the new proxy").await;
+    assert!(weak.upgrade().is_none(), "the start-up proxy is still held");
+}

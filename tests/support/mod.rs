@@ -193,6 +193,8 @@ impl ProxyBuilder {
                 .expect("watch the certificate");
         }
         let (stop, stopped) = oneshot::channel::<()>();
+        // Current before the first accept, as `wsguard run` sets it.
+        process.proxy.swap(shared.clone());
         tokio::spawn(wsguard::listener::run(
             listener,
             shared,
