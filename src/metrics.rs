@@ -312,11 +312,12 @@ pub enum AuthReason {
 }
 
 /// Number of [`AuthReason`]s.
-const AUTH_REASONS: usize = 17;
+const AUTH_REASONS: usize = AuthReason::ALL.len();
 
 impl AuthReason {
-    /// Every reason, by its number.
-    const ALL: [AuthReason; AUTH_REASONS] = [
+    /// Every reason, by its number; the test `all_lists_every_reason`
+    /// fails to compile until a new one is named there (and then here).
+    const ALL: [AuthReason; 17] = [
         AuthReason::Ok,
         AuthReason::MissingToken,
         AuthReason::Malformed,
@@ -786,6 +787,27 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), labels.len());
+    }
+
+    #[test]
+    fn all_lists_every_reason() {
+        use AuthReason::*;
+        // Exhaustive: a new reason does not compile here until it is named
+        // (then add it to `ALL` too); `ALL` holds each at its number, so the
+        // counters indexed by number are the reasons' own.
+        let named = |r: AuthReason| match r {
+            Ok | MissingToken | Malformed | UnknownIssuer | Algorithm | NoKey | Signature
+            | Expired | NotYetValid | IssuedInFuture | Audience | Issuer | Claim | StaleToken
+            | IdentityMismatch | TokenInUse | Revoked => r.name(),
+        };
+        for (i, r) in AuthReason::ALL.into_iter().enumerate() {
+            assert_eq!(r as usize, i, "{}", named(r));
+        }
+        assert_eq!(
+            Revoked as usize + 1,
+            AUTH_REASONS,
+            "the last reason is in ALL"
+        );
     }
 
     #[test]

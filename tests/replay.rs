@@ -169,25 +169,7 @@ fn zero_connections_per_token_is_a_config_error_naming_the_key() {
 #[tokio::test]
 async fn the_count_holds_across_workers() {
     let upstream = Upstream::start(true).await;
-    let config = format!(
-        r#"[listener]
-bind = "127.0.0.1:0"
-worker_threads = 4
-[upstream]
-url = "ws://{}"
-[auth]
-max_connections_per_token = 1
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[admin]
-bind = "127.0.0.1:0"
-"#,
-        upstream.addr
-    );
+    let config = binary_config(upstream.addr, "worker_threads = 4", "");
     let running = admin::run(&config, &[]).await;
     let (tok, _) = token("alice", 600);
     let mut first = running.connect("/").await;
@@ -222,8 +204,13 @@ bind = "127.0.0.1:0"
 
 /// Opens a WebSocket with `Authorization: Bearer <token>` on the upgrade.
 async fn with_bearer(proxy: &TestProxy, token: &str) -> Ws {
+    with_bearer_at(&proxy.url("/"), token).await
+}
+
+/// [`with_bearer`] to any `ws://` URL.
+async fn with_bearer_at(url: &str, token: &str) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let mut request = proxy.url("/").into_client_request().expect("request");
+    let mut request = url.into_client_request().expect("request");
     let value = format!("Bearer {token}").parse().expect("header value");
     request.headers_mut().insert("authorization", value);
     let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
@@ -231,6 +218,30 @@ async fn with_bearer(proxy: &TestProxy, token: &str) -> Ws {
         .expect("connect timed out")
         .expect("connect failed");
     ws
+}
+
+/// The real binary's configuration: one connection per token, the admin
+/// listener, `listener` keys, and `auth` keys or subtables.
+fn binary_config(upstream: std::net::SocketAddr, listener: &str, auth: &str) -> String {
+    format!(
+        r#"[listener]
+bind = "127.0.0.1:0"
+{listener}
+[upstream]
+url = "ws://{upstream}"
+[auth]
+max_connections_per_token = 1
+{auth}
+[[auth.providers]]
+name = "test"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+[admin]
+bind = "127.0.0.1:0"
+"#
+    )
 }
 
 #[tokio::test]
@@ -256,45 +267,14 @@ async fn an_upgrade_request_token_counts_too() {
 
 #[tokio::test]
 async fn an_upgrade_token_in_use_is_counted_as_in_use_not_ok() {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let upstream = Upstream::start(true).await;
-    let config = format!(
-        r#"[listener]
-bind = "127.0.0.1:0"
-[upstream]
-url = "ws://{}"
-[auth]
-max_connections_per_token = 1
-[auth.legacy]
-header = true
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[admin]
-bind = "127.0.0.1:0"
-"#,
-        upstream.addr
-    );
+    let config = binary_config(upstream.addr, "", "[auth.legacy]\nheader = true");
     let running = admin::run(&config, &[]).await;
     let (tok, _) = token("alice", 600);
-    let bearer = || {
-        let mut request = format!("ws://{}/", running.proxy)
-            .into_client_request()
-            .expect("request");
-        let value = format!("Bearer {tok}").parse().expect("header value");
-        request.headers_mut().insert("authorization", value);
-        request
-    };
-    let (mut first, _) = tokio_tungstenite::connect_async(bearer())
-        .await
-        .expect("connect");
+    let url = format!("ws://{}/", running.proxy);
+    let mut first = with_bearer_at(&url, &tok).await;
     round_trip(&mut first, "authenticated at the upgrade").await;
-    let (mut second, _) = tokio_tungstenite::connect_async(bearer())
-        .await
-        .expect("connect");
+    let mut second = with_bearer_at(&url, &tok).await;
     assert_eq!(
         expect_close(&mut second).await,
         (1008, "token in use".into())
