@@ -789,13 +789,7 @@ worker_threads = 2
 [upstream]
 url = "ws://{}"
 
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-"#,
+{BINARY_PROVIDER}"#,
         upstream.addr
     ));
     let mut child = tokio::process::Command::new(BIN)

@@ -222,13 +222,7 @@ bind = "127.0.0.1:0"
 worker_threads = 1
 [upstream]
 url = "ws://{}"
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[session]
+{BINARY_PROVIDER}[session]
 idle_timeout = "600ms"
 idle_warning = "300ms"
 [admin]

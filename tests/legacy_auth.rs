@@ -276,13 +276,7 @@ bind = "127.0.0.1:0"
 worker_threads = 1
 [upstream]
 url = "ws://{upstream}"
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[auth.legacy]
+{BINARY_PROVIDER}[auth.legacy]
 header = true
 cookie = "session_token"
 query = "t"

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use support::admin::run;
 use support::raw::{read_head, upgrade_request};
-use support::WAIT;
+use support::{BINARY_PROVIDER, WAIT};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -44,13 +44,7 @@ bind = "127.0.0.1:0"
 worker_threads = 2
 [upstream]
 url = "ws://{upstream}"
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[session]
+{BINARY_PROVIDER}[session]
 auth_timeout = "5m"
 [admin]
 bind = "127.0.0.1:0"

@@ -30,13 +30,7 @@ bind = "127.0.0.1:0"
 worker_threads = 1
 [upstream]
 url = "ws://{}"
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[admin]
+{BINARY_PROVIDER}[admin]
 bind = "127.0.0.1:0"
 "#,
             upstream.addr

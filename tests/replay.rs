@@ -232,13 +232,7 @@ url = "ws://{upstream}"
 [auth]
 max_connections_per_token = 1
 {auth}
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[admin]
+{BINARY_PROVIDER}[admin]
 bind = "127.0.0.1:0"
 "#
     )

@@ -29,13 +29,7 @@ worker_threads = 1
 url = "ws://{upstream}"
 [auth]
 leeway = "5s"
-[[auth.providers]]
-name = "test"
-algorithms = ["HS256"]
-[[auth.providers.keys]]
-kind = "hmac"
-secret_file = "secret"
-[session]
+{BINARY_PROVIDER}[session]
 {session}
 [admin]
 bind = "127.0.0.1:0"

@@ -217,6 +217,16 @@ impl ProxyBuilder {
     }
 }
 
+/// The test HS256 provider in a configuration of the real binary
+/// (`admin::run` and `cli` write the test secret to `secret` beside it).
+pub const BINARY_PROVIDER: &str = r#"[[auth.providers]]
+name = "test"
+algorithms = ["HS256"]
+[[auth.providers.keys]]
+kind = "hmac"
+secret_file = "secret"
+"#;
+
 /// The default `[auth]`: one HS256 provider with the test secret.
 pub const DEFAULT_AUTH: &str = r#"
 [auth]
