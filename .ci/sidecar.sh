@@ -35,7 +35,11 @@ echo "== sidecar: hadolint Dockerfile"
 "$VENV/bin/hadolint" --failure-threshold info Dockerfile
 
 echo "== sidecar: the Dockerfile's builder stage, outside a container"
-from=$("$VENV/bin/python" .ci/sidecar/dockerfile_build.py "$WORK/context" | tee /dev/stderr | sed -n 's/^FROM //p')
+# Shown on standard error as it is (not `tee /dev/stderr`, which reopens a
+# log file that standard error was redirected to and empties it).
+steps=$("$VENV/bin/python" .ci/sidecar/dockerfile_build.py "$WORK/context")
+printf '%s\n' "$steps" >&2
+from=$(sed -n 's/^FROM //p' <<<"$steps")
 pinned=$(sed -n 's/^rust:\([0-9.]*\)-.*bookworm.*/\1/p' <<<"${from%% *}")
 here=$(rustc --version | awk '{print $2}')
 if [ "$pinned" != "$here" ]; then

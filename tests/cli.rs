@@ -244,6 +244,17 @@ fn check_refuses_a_zero_auth_timeout() {
 }
 
 #[test]
+fn check_refuses_a_jwks_ca_file_without_certificates() {
+    refused(
+        &good_with(
+            "name = \"jwks\"\nalgorithms = [\"ES256\", \"RS256\"]\n[[auth.providers.keys]]\nkind = \"jwks\"\nfile = \"@KEYS@/jwks.json\"",
+            "name = \"jwks\"\nalgorithms = [\"ES256\", \"RS256\"]\nca_file = \"secret\"\n[[auth.providers.keys]]\nkind = \"jwks_url\"\nurl = \"https://127.0.0.1:9/jwks\"",
+        ),
+        &["auth.providers[2].ca_file:", "holds no PEM certificate"],
+    );
+}
+
+#[test]
 fn check_refuses_a_missing_secret_env() {
     let var = "WSGUARD_CLI_TEST_UNSET_SECRET";
     let config = config_file(&good_with(

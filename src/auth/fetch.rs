@@ -12,8 +12,6 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::CertificateDer;
 
 use crate::config::{ConfigError, JwksConfig, ProviderConfig};
 
@@ -83,7 +81,8 @@ impl Fetcher {
                 .map_err(tls)?,
             Some(path) => {
                 let key = format!("{at}.ca_file");
-                let roots = roots(&key, path)?;
+                let roots = crate::tls::files::roots(path)
+                    .map_err(|e| ConfigError::invalid(&key, e.to_string()))?;
                 let config = rustls::ClientConfig::builder_with_provider(provider)
                     .with_safe_default_protocol_versions()
                     .map_err(tls)?
@@ -146,20 +145,6 @@ impl Fetcher {
             .to_bytes();
         Ok(Fetched { body, max_age })
     }
-}
-
-/// The CA certificates of a PEM bundle.
-fn roots(key: &str, path: &std::path::Path) -> Result<rustls::RootCertStore, ConfigError> {
-    let bad = |e: String| ConfigError::invalid(key, format!("{}: {e}", path.display()));
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificate in the file".into()));
-    }
-    Ok(roots)
 }
 
 /// An error and its sources, one line (the client's errors nest the cause).
