@@ -34,11 +34,14 @@ pub type Take = oneshot::Sender<Conn>;
 
 /// An HS256 token for `sub` that lives `ttl` seconds.
 pub fn token(sub: &str, ttl: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    token_signed(sub, ttl, crate::proxy::SECRET)
+}
+
+/// [`token`] signed with `secret`.
+pub fn token_signed(sub: &str, ttl: u64, secret: &str) -> String {
+    let now = now_secs();
     let claims = json!({"sub": sub, "iat": now, "exp": now + ttl});
-    let key = jsonwebtoken::EncodingKey::from_secret(crate::proxy::SECRET.as_bytes());
+    let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes());
     jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
 }
 

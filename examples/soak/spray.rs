@@ -121,9 +121,7 @@ async fn close(mut ws: Box<Ws>) {
 
 /// A token for `sub` signed with a key the proxy does not have.
 fn bad_token(sub: &str) -> String {
-    let claims = json!({"sub": sub, "exp": crate::client::now_secs() + 60});
-    let key = jsonwebtoken::EncodingKey::from_secret(b"not-the-soak-secret-0123456789abcdef");
-    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap_or_default()
+    crate::client::token_signed(sub, 60, "not-the-soak-secret-0123456789abcdef")
 }
 
 /// How much `wsguard_limit_refusals_total{limit}` grew between two scrapes.
@@ -155,6 +153,19 @@ fn generation(world: &World) -> u64 {
     world.up.generation.load(SeqCst)
 }
 
+/// Counts a step's outcome, unless the upstream restarted since `generation`.
+fn record(
+    world: &World,
+    generation: u64,
+    step: &'static str,
+    ok: bool,
+    what: impl FnOnce() -> String,
+) {
+    if !restarted_since(world, generation) {
+        lock(&world.stats).fault(step, ok, what);
+    }
+}
+
 async fn connections(world: &World, run: &str, ttl: u64) {
     let generation = generation(world);
     let before = refusals(world).await;
@@ -177,14 +188,18 @@ async fn connections(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&over, Upgrade::Refused(429, e) if e == "rate_limited");
     let counted = grew(&before, &after, "per_address_connections") == 1.0;
     let ok = problem.is_none() && refused && counted && elsewhere.is_ok();
-    if !restarted_since(world, generation) {
-        lock(&world.stats).fault("spray: per_address_connections", ok, || {
+    record(
+        world,
+        generation,
+        "spray: per_address_connections",
+        ok,
+        || {
             format!(
                 "{problem:?}; one more: {over:?}; counted: {counted}; from another address: {:?}",
                 elsewhere.as_ref().err()
             )
-        });
-    }
+        },
+    );
     if let Ok(ws) = elsewhere {
         held.push(ws);
     }
@@ -216,10 +231,13 @@ async fn rate(world: &Arc<World>) {
             }
         });
     }
-    let (mut answered, mut odd) = (0u32, Vec::new());
+    let (mut answered, mut refused, mut odd) = (0u32, 0u32, Vec::new());
     while let Some(got) = set.join_next().await {
         match got {
-            Ok(Ok(_)) => answered += 1,
+            Ok(Ok(admitted)) => {
+                answered += 1;
+                refused += u32::from(!admitted);
+            }
             Ok(Err(e)) => odd.push(e),
             Err(e) => odd.push(e.to_string()),
         }
@@ -230,17 +248,16 @@ async fn rate(world: &Arc<World>) {
     let by_count = grew(&before, &after, "per_address_connections");
     let passed = f64::from(attempts) - by_rate;
     let most = f64::from(PER_ADDRESS_BURST) + (f64::from(PER_ADDRESS_RATE) * elapsed).ceil() + 1.0;
+    // Both limits answer 429 `rate_limited`; the metric tells them apart.
     let ok = odd.is_empty()
         && answered == attempts
+        && f64::from(refused) == by_rate + by_count
         && by_rate >= 1.0
         && passed >= f64::from(PER_ADDRESS_BURST)
         && passed <= most;
-    if restarted_since(world, generation) {
-        return;
-    }
-    lock(&world.stats).fault("spray: per_address_rate", ok, || {
+    record(world, generation, "spray: per_address_rate", ok, || {
         format!(
-            "{attempts} at once in {elapsed:.2} s: refused by the rate {by_rate}, by the count {by_count} (passed the rate {passed}, at most {most}); unexpected: {odd:?}"
+            "{attempts} at once in {elapsed:.2} s: {refused} refused, by the rate {by_rate}, by the count {by_count} (passed the rate {passed}, at most {most}); unexpected: {odd:?}"
         )
     });
 }
@@ -267,15 +284,13 @@ async fn failed_auth(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&cooling, Err(e) if e == "1008 too many attempts" || e == "4429 too many attempts");
     let counted = grew(&before, &after, "failed_auth") == 1.0;
     let ok = wrong.is_empty() && refused && counted && elsewhere.is_ok();
-    if !restarted_since(world, generation) {
-        lock(&world.stats).fault("spray: failed_auth", ok, || {
-            format!(
-                "bad tokens answered {wrong:?}; then a valid one: {:?}; counted: {counted}; from another address: {:?}",
-                cooling.as_ref().err(),
-                elsewhere.as_ref().err()
-            )
-        });
-    }
+    record(world, generation, "spray: failed_auth", ok, || {
+        format!(
+            "bad tokens answered {wrong:?}; then a valid one: {:?}; counted: {counted}; from another address: {:?}",
+            cooling.as_ref().err(),
+            elsewhere.as_ref().err()
+        )
+    });
     for ws in [cooling, elsewhere].into_iter().flatten() {
         close(ws).await;
     }
@@ -301,14 +316,12 @@ async fn per_subject(world: &World, run: &str, ttl: u64) {
     let refused = matches!(&over, Err(e) if e == "1008 too many connections" || e == "4429 too many connections");
     let counted = grew(&before, &after, "per_subject") == 1.0;
     let ok = problem.is_none() && refused && counted;
-    if !restarted_since(world, generation) {
-        lock(&world.stats).fault("spray: per_subject", ok, || {
-            format!(
-                "{problem:?}; one more: {:?}; counted: {counted}",
-                over.as_ref().err()
-            )
-        });
-    }
+    record(world, generation, "spray: per_subject", ok, || {
+        format!(
+            "{problem:?}; one more: {:?}; counted: {counted}",
+            over.as_ref().err()
+        )
+    });
     held.extend(over);
     for ws in held {
         close(ws).await;
