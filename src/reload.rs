@@ -220,41 +220,26 @@ impl Reloader {
 /// the keys that differed.
 fn keep_restart_only(old: &Config, next: &mut Config) -> Vec<&'static str> {
     let mut ignored = Vec::new();
-    if next.listener.bind != old.listener.bind {
-        ignored.push("listener.bind");
-        next.listener.bind = old.listener.bind;
+    // Reported when it differs, then set to the old value.
+    macro_rules! keep {
+        ($name:literal, $($field:ident).+) => {
+            if next.$($field).+ != old.$($field).+ {
+                ignored.push($name);
+            }
+            next.$($field).+ = old.$($field).+.clone();
+        };
     }
-    if next.listener.worker_threads != old.listener.worker_threads {
-        ignored.push("listener.worker_threads");
-        next.listener.worker_threads = old.listener.worker_threads;
-    }
-    if next.listener.tls != old.listener.tls {
-        ignored.push("listener.tls");
-    }
-    // Kept either way: the listener's TLS lives as long as the process.
-    next.listener.tls = old.listener.tls.clone();
-    if next.log.format != old.log.format {
-        ignored.push("log.format");
-        next.log.format = old.log.format;
-    }
-    if next.admin.bind != old.admin.bind {
-        ignored.push("admin.bind");
-        next.admin.bind = old.admin.bind.clone();
-    }
+    keep!("listener.bind", listener.bind);
+    keep!("listener.worker_threads", listener.worker_threads);
+    // The listener's TLS lives as long as the process.
+    keep!("listener.tls", listener.tls);
+    keep!("log.format", log.format);
+    keep!("admin.bind", admin.bind);
     // The same upstream host keeps its resolved addresses and their refresh.
-    if next.upstream.resolve_interval != old.upstream.resolve_interval {
-        ignored.push("upstream.resolve_interval");
-        next.upstream.resolve_interval = old.upstream.resolve_interval;
-    }
+    keep!("upstream.resolve_interval", upstream.resolve_interval);
     // The limiter state lives as long as the process and keeps its settings.
-    if next.limits != old.limits {
-        ignored.push("limits");
-        next.limits = old.limits.clone();
-    }
+    keep!("limits", limits);
     // The store and its Redis link live as long as the process.
-    if next.revocation != old.revocation {
-        ignored.push("revocation");
-        next.revocation = old.revocation.clone();
-    }
+    keep!("revocation", revocation);
     ignored
 }
